@@ -1,0 +1,269 @@
+/**
+ * Every error Tidemark throws is a {@link TidemarkError} with a stable `code`.
+ *
+ * Codes are part of the public contract: they are listed in docs/errors.md, a test keeps the
+ * classes, the codes and the docs in agreement, and callers recognise errors by code or type
+ * guard, never by message text. How a code maps to an HTTP status lives in `tidemark/http`.
+ */
+
+/** Options shared by every Tidemark error. */
+export interface TidemarkErrorOptions {
+  cause?: unknown;
+}
+
+/** The base class: a stable `code`, whether retrying can help, and typed fields per subclass. */
+export abstract class TidemarkError extends Error {
+  /** A stable, documented, snake_case identifier of what went wrong. */
+  abstract readonly code: string;
+  /** True when the same call may succeed if tried again (a conflict, an unreachable database). */
+  abstract readonly retryable: boolean;
+
+  constructor(message: string, options: TidemarkErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+  }
+
+  /** A plain-object view for logs and problem documents (no stack, no cause chain). */
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, code: this.code, message: this.message, retryable: this.retryable };
+  }
+}
+
+/** Narrow an unknown value to a Tidemark error, optionally of one code. */
+export function isTidemarkError<C extends ErrorCode>(
+  value: unknown,
+  code?: C,
+): value is TidemarkError & { code: C } {
+  return value instanceof TidemarkError && (code === undefined || value.code === code);
+}
+
+/** An argument is malformed: empty stream id, unknown expected version, bad option. */
+export class InvalidArgumentError extends TidemarkError {
+  readonly code = 'invalid_argument';
+  readonly retryable = false;
+  constructor(
+    /** The argument (or path into it) that is wrong. */
+    readonly argument: string,
+    message: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`${argument}: ${message}`, options);
+  }
+  override toJSON() {
+    return { ...super.toJSON(), argument: this.argument };
+  }
+}
+
+/** Event data or metadata cannot be turned into JSON (a BigInt, a cycle, undefined, a function). */
+export class SerializationError extends TidemarkError {
+  readonly code = 'serialization_failed';
+  readonly retryable = false;
+  constructor(
+    readonly what: string,
+    message: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`${what} cannot be serialised: ${message}`, options);
+  }
+}
+
+/** The stream is not at the version the caller expected. */
+export class WrongExpectedVersionError extends TidemarkError {
+  readonly code = 'wrong_expected_version';
+  readonly retryable = true;
+  constructor(
+    readonly streamId: string,
+    /** What the caller expected, as given (a number or a named expectation). */
+    readonly expected: string | number,
+    /** The stream's version when the append was checked (0: no stream). */
+    readonly actual: number,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(
+      `stream '${streamId}' is at version ${actual}, expected ${String(expected)}`,
+      options,
+    );
+  }
+  override toJSON() {
+    return {
+      ...super.toJSON(),
+      streamId: this.streamId,
+      expected: this.expected,
+      actual: this.actual,
+    };
+  }
+}
+
+/** An appended event carries an id the store already holds. Nothing of that append is written. */
+export class DuplicateEventIdError extends TidemarkError {
+  readonly code = 'duplicate_event_id';
+  readonly retryable = false;
+  constructor(
+    readonly eventId: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`an event with id '${eventId}' is already stored`, options);
+  }
+  override toJSON() {
+    return { ...super.toJSON(), eventId: this.eventId };
+  }
+}
+
+/** A command addressed a stream that has no events, and its handler requires one. */
+export class StreamNotFoundError extends TidemarkError {
+  readonly code = 'stream_not_found';
+  readonly retryable = false;
+  constructor(
+    readonly streamId: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`stream '${streamId}' does not exist`, options);
+  }
+  override toJSON() {
+    return { ...super.toJSON(), streamId: this.streamId };
+  }
+}
+
+/**
+ * A business rule refused a command. Thrown by `decide`; `rule` is the domain's own stable
+ * code (for example `order_not_open`), which an HTTP answer carries as its `code`.
+ */
+export class BusinessRuleError extends TidemarkError {
+  readonly code = 'business_rule_violated';
+  readonly retryable = false;
+  constructor(
+    readonly rule: string,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+  override toJSON() {
+    return { ...super.toJSON(), rule: this.rule, ...(this.details ? { details: this.details } : {}) };
+  }
+}
+
+/** A stored event has a schema version no upcaster chain leads from, or an upcaster threw. */
+export class UpcastError extends TidemarkError {
+  readonly code = 'upcast_failed';
+  readonly retryable = false;
+  constructor(
+    readonly eventType: string,
+    readonly schemaVersion: number,
+    message: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`${eventType} v${schemaVersion}: ${message}`, options);
+  }
+  override toJSON() {
+    return { ...super.toJSON(), eventType: this.eventType, schemaVersion: this.schemaVersion };
+  }
+}
+
+/** An idempotency key came back with another request than the one it first carried. */
+export class IdempotencyKeyReuseError extends TidemarkError {
+  readonly code = 'idempotency_key_reused';
+  readonly retryable = false;
+  constructor(
+    readonly key: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`idempotency key '${key}' was first used for another request`, options);
+  }
+}
+
+/** An idempotency key's first request is still running; the repeat did not execute. */
+export class IdempotencyInProgressError extends TidemarkError {
+  readonly code = 'idempotency_in_progress';
+  readonly retryable = true;
+  constructor(
+    readonly key: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`a request with idempotency key '${key}' is still running`, options);
+  }
+}
+
+/** A component was used after `close()`. */
+export class ClosedError extends TidemarkError {
+  readonly code = 'closed';
+  readonly retryable = false;
+  constructor(
+    readonly component: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`${component} is closed`, options);
+  }
+}
+
+/** The database or broker cannot be reached (or stopped answering); retrying later may work. */
+export class UnavailableError extends TidemarkError {
+  readonly code = 'unavailable';
+  readonly retryable = true;
+  constructor(
+    readonly component: string,
+    message: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`${component} unavailable: ${message}`, options);
+  }
+}
+
+/** Stored data is not what this version of Tidemark expects (a newer schema, a broken row). */
+export class StorageError extends TidemarkError {
+  readonly code = 'storage_error';
+  readonly retryable = false;
+  constructor(message: string, options?: TidemarkErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** A consistency token could not be read. */
+export class InvalidConsistencyTokenError extends TidemarkError {
+  readonly code = 'invalid_consistency_token';
+  readonly retryable = false;
+  constructor(
+    readonly token: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`'${token}' is not a consistency token`, options);
+  }
+}
+
+/** A projection's handler failed; the runner retries, then parks the event. */
+export class ProjectionError extends TidemarkError {
+  readonly code = 'projection_failed';
+  readonly retryable = true;
+  constructor(
+    readonly projection: string,
+    readonly eventId: string,
+    message: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`projection '${projection}' failed on event ${eventId}: ${message}`, options);
+  }
+  override toJSON() {
+    return { ...super.toJSON(), projection: this.projection, eventId: this.eventId };
+  }
+}
+
+/** Every error class, for documentation checks and exhaustive mappings. */
+export const errorClasses = [
+  InvalidArgumentError,
+  SerializationError,
+  WrongExpectedVersionError,
+  DuplicateEventIdError,
+  StreamNotFoundError,
+  BusinessRuleError,
+  UpcastError,
+  IdempotencyKeyReuseError,
+  IdempotencyInProgressError,
+  ClosedError,
+  UnavailableError,
+  StorageError,
+  InvalidConsistencyTokenError,
+  ProjectionError,
+] as const;
+
+/** The union of every stable error code. */
+export type ErrorCode = InstanceType<(typeof errorClasses)[number]>['code'];

@@ -1,0 +1,15 @@
+/**
+ * The logger Tidemark writes to: the subset of pino's interface it uses, so a pino instance can
+ * be passed as it is. The default writes nothing.
+ */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+const noop = () => {};
+
+/** A logger that discards everything. */
+export const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error: noop };

@@ -1,0 +1,268 @@
+import Database from 'better-sqlite3';
+import { ClosedError, InvalidArgumentError, StorageError } from '../core/index.ts';
+
+export type SqliteSynchronous = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
+
+export interface SqliteDatabaseOptions {
+  /**
+   * How hard SQLite works to make a commit durable (PRAGMA synchronous). `FULL`, the default,
+   * syncs the WAL on every commit: an acknowledged append survives a power cut. `NORMAL` may lose
+   * the last commits on a power cut (not on a process crash).
+   */
+  synchronous?: SqliteSynchronous;
+  /** How long a writer waits for another process's write lock, in ms. Default 5000. */
+  busyTimeoutMs?: number;
+  /** At most this many queued writes share one transaction. Default 512. */
+  maxGroupSize?: number;
+}
+
+/** One schema change of one component, applied once, in order. */
+export interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+type Task = {
+  run: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+};
+
+/**
+ * A SQLite database file as Tidemark uses it: one write connection (WAL), a read connection for
+ * queries, versioned migrations per component, and group commit.
+ *
+ * Group commit: SQLite has one writer at a time and every commit pays for a sync. Writes queued
+ * while the event loop is busy are run together in one transaction, each in its own savepoint,
+ * so each keeps its own checks and outcome, and all share one sync.
+ *
+ * Every write of this process goes through this object, queued (`write`) or as an async
+ * transaction (`transaction`), so they never interleave on the shared connection.
+ */
+export class SqliteDatabase {
+  readonly path: string;
+  /** The write connection. Use it only inside `write` or `transaction`. */
+  readonly writer: Database.Database;
+  #reader: Database.Database | undefined;
+  readonly #maxGroupSize: number;
+  #queue: Task[] = [];
+  #scheduled = false;
+  /** Held by an async transaction; queued writes wait for it. */
+  #locked: Promise<void> | undefined;
+  #closed = false;
+  readonly #afterCommit = new Set<() => void>();
+
+  constructor(path: string, options: SqliteDatabaseOptions = {}) {
+    if (typeof path !== 'string' || path === '') {
+      throw new InvalidArgumentError('path', 'must be a file path or :memory:');
+    }
+    const synchronous = options.synchronous ?? 'FULL';
+    if (!['OFF', 'NORMAL', 'FULL', 'EXTRA'].includes(synchronous)) {
+      throw new InvalidArgumentError('synchronous', `must be OFF, NORMAL, FULL or EXTRA`);
+    }
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    this.#maxGroupSize = options.maxGroupSize ?? 512;
+    if (!Number.isSafeInteger(this.#maxGroupSize) || this.#maxGroupSize < 1) {
+      throw new InvalidArgumentError('maxGroupSize', 'must be a positive integer');
+    }
+    this.path = path;
+    this.writer = new Database(path, { timeout: busyTimeoutMs });
+    if (path !== ':memory:') this.writer.pragma('journal_mode = WAL');
+    this.writer.pragma(`synchronous = ${synchronous}`);
+    this.writer.pragma('foreign_keys = ON');
+    this.writer.exec(`CREATE TABLE IF NOT EXISTS tm_migrations (
+      component TEXT NOT NULL,
+      version INTEGER NOT NULL,
+      description TEXT NOT NULL,
+      applied_at INTEGER NOT NULL,
+      PRIMARY KEY (component, version)
+    ) WITHOUT ROWID`);
+  }
+
+  /** Opens a database file and applies the given components' migrations. */
+  static open(path: string, options?: SqliteDatabaseOptions): SqliteDatabase {
+    return new SqliteDatabase(path, options);
+  }
+
+  /**
+   * A read-only connection for queries. In WAL mode it reads the last committed state and never
+   * waits for the writer. (For `:memory:` the write connection is returned: there is no file.)
+   */
+  get reader(): Database.Database {
+    this.#assertOpen();
+    if (!this.#reader) {
+      this.#reader =
+        this.path === ':memory:' ? this.writer : new Database(this.path, { readonly: true, fileMustExist: true });
+    }
+    return this.#reader;
+  }
+
+  /**
+   * Applies the migrations of `component` that this file has not seen, in one transaction.
+   * Throws {@link StorageError} when the file was migrated by a newer version.
+   */
+  migrate(component: string, migrations: readonly Migration[]): void {
+    this.#assertOpen();
+    const known = migrations.length === 0 ? 0 : Math.max(...migrations.map((m) => m.version));
+    this.writer.exec('BEGIN IMMEDIATE');
+    try {
+      const row = this.writer
+        .prepare('SELECT max(version) AS version FROM tm_migrations WHERE component = ?')
+        .get(component) as { version: number | null };
+      const applied = row.version ?? 0;
+      if (applied > known) {
+        throw new StorageError(
+          `${this.path}: ${component} schema is at version ${applied}; this Tidemark knows up to ${known}`,
+        );
+      }
+      const record = this.writer.prepare(
+        'INSERT INTO tm_migrations (component, version, description, applied_at) VALUES (?, ?, ?, ?)',
+      );
+      for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+        if (migration.version <= applied) continue;
+        this.writer.exec(migration.sql);
+        record.run(component, migration.version, migration.description, Date.now());
+      }
+      this.writer.exec('COMMIT');
+    } catch (error) {
+      if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+      throw error;
+    }
+  }
+
+  /** The schema versions applied to this file, per component. */
+  migrations(): { component: string; version: number; description: string; appliedAt: Date }[] {
+    const rows = this.writer
+      .prepare('SELECT component, version, description, applied_at FROM tm_migrations ORDER BY component, version')
+      .all() as { component: string; version: number; description: string; applied_at: number }[];
+    return rows.map((r) => ({
+      component: r.component,
+      version: r.version,
+      description: r.description,
+      appliedAt: new Date(r.applied_at),
+    }));
+  }
+
+  /**
+   * Queues a synchronous write. It runs inside a transaction shared with the other writes queued
+   * before the next turn of the event loop, in a savepoint of its own: if it throws, only its
+   * changes are undone and only its promise rejects.
+   */
+  write<T>(run: () => T): Promise<T> {
+    if (this.#closed) return Promise.reject(new ClosedError('SqliteDatabase'));
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({ run, resolve: resolve as (value: unknown) => void, reject });
+      this.#schedule();
+    });
+  }
+
+  /**
+   * Runs `work` in a transaction of its own on the write connection; queued writes wait until it
+   * ends. `work` should touch only this database: an await on outside I/O holds the write lock.
+   */
+  async transaction<T>(work: (db: Database.Database) => Promise<T> | T): Promise<T> {
+    this.#assertOpen();
+    while (this.#locked) await this.#locked;
+    let release!: () => void;
+    this.#locked = new Promise<void>((resolve) => (release = resolve));
+    try {
+      this.writer.exec('BEGIN IMMEDIATE');
+      try {
+        const result = await work(this.writer);
+        this.writer.exec('COMMIT');
+        this.#committed();
+        return result;
+      } catch (error) {
+        if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+        throw error;
+      }
+    } finally {
+      this.#locked = undefined;
+      release();
+      if (this.#queue.length > 0) this.#schedule();
+    }
+  }
+
+  /** Calls `listener` after each commit of this process's writes. */
+  onCommit(listener: () => void): () => void {
+    this.#afterCommit.add(listener);
+    return () => this.#afterCommit.delete(listener);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Waits for queued writes, then closes both connections. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    while (this.#queue.length > 0 || this.#locked) {
+      if (this.#locked) await this.#locked;
+      else await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+    this.#closed = true;
+    if (this.#reader && this.#reader !== this.writer) this.#reader.close();
+    this.writer.close();
+  }
+
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    // setImmediate, not a microtask: requests read in the same poll phase all get queued first.
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    if (this.#queue.length === 0) return;
+    if (this.#locked) return; // the transaction's end schedules us again
+    const batch = this.#queue.length <= this.#maxGroupSize ? this.#queue : this.#queue.slice(0, this.#maxGroupSize);
+    this.#queue = batch === this.#queue ? [] : this.#queue.slice(batch.length);
+    const db = this.writer;
+    const outcomes: { ok: boolean; value: unknown }[] = new Array(batch.length);
+    try {
+      db.exec('BEGIN IMMEDIATE');
+    } catch (error) {
+      for (const task of batch) task.reject(error);
+      if (this.#queue.length > 0) this.#schedule();
+      return;
+    }
+    const single = batch.length === 1;
+    for (let i = 0; i < batch.length; i++) {
+      const task = batch[i]!;
+      if (!single) db.exec('SAVEPOINT tm_write');
+      try {
+        outcomes[i] = { ok: true, value: task.run() };
+        if (!single) db.exec('RELEASE tm_write');
+      } catch (error) {
+        outcomes[i] = { ok: false, value: error };
+        if (!single) db.exec('ROLLBACK TO tm_write; RELEASE tm_write');
+      }
+    }
+    try {
+      if (single && !outcomes[0]!.ok) db.exec('ROLLBACK');
+      else db.exec('COMMIT');
+    } catch (error) {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      for (const task of batch) task.reject(error);
+      if (this.#queue.length > 0) this.#schedule();
+      return;
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const outcome = outcomes[i]!;
+      if (outcome.ok) batch[i]!.resolve(outcome.value);
+      else batch[i]!.reject(outcome.value);
+    }
+    this.#committed();
+    if (this.#queue.length > 0) this.#schedule();
+  }
+
+  #committed(): void {
+    for (const listener of this.#afterCommit) listener();
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ClosedError('SqliteDatabase');
+  }
+}
