@@ -3,7 +3,16 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'data/**', '.services/**', 'bench/emmett/**', 'bench/results/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      'data/**',
+      '.services/**',
+      'bench/emmett/**',
+      'bench/results/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -11,7 +20,10 @@ export default tseslint.config(
       globals: { process: 'readonly', console: 'readonly', URL: 'readonly' },
     },
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-console': 'off',
     },
@@ -30,25 +42,56 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['node:*'], message: 'src/core has no I/O: Node built-ins are not allowed here.' },
             {
-              group: ['better-sqlite3', 'pg', 'pg-*', '@platformatic/*', 'fastify', 'fastify-*', '@fastify/*', 'pino'],
-              message: 'src/core has no I/O: drivers and frameworks belong in their adapter folder.',
+              group: ['node:*'],
+              message: 'src/core has no I/O: Node built-ins are not allowed here.',
+            },
+            {
+              group: [
+                'better-sqlite3',
+                'pg',
+                'pg-*',
+                '@platformatic/*',
+                'fastify',
+                'fastify-*',
+                '@fastify/*',
+                'pino',
+              ],
+              message:
+                'src/core has no I/O: drivers and frameworks belong in their adapter folder.',
             },
             {
               group: ['../*', '!../core/*'],
               message: 'src/core must not depend on the adapters.',
             },
           ],
-          paths: ['fs', 'path', 'net', 'http', 'crypto', 'os', 'child_process', 'events', 'stream', 'timers'].map(
-            (name) => ({ name, message: 'src/core has no I/O: Node built-ins are not allowed here.' }),
-          ),
+          paths: [
+            'fs',
+            'path',
+            'net',
+            'http',
+            'crypto',
+            'os',
+            'child_process',
+            'events',
+            'stream',
+            'timers',
+          ].map((name) => ({
+            name,
+            message: 'src/core has no I/O: Node built-ins are not allowed here.',
+          })),
         },
       ],
       'no-restricted-globals': [
         'error',
-        { name: 'process', message: 'src/core reads no environment; configuration arrives as arguments.' },
-        { name: 'setTimeout', message: 'src/core does no timing; take a clock or scheduler as an argument.' },
+        {
+          name: 'process',
+          message: 'src/core reads no environment; configuration arrives as arguments.',
+        },
+        {
+          name: 'setTimeout',
+          message: 'src/core does no timing; take a clock or scheduler as an argument.',
+        },
       ],
     },
   },

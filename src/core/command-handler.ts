@@ -94,7 +94,10 @@ export class CommandHandler<State, C extends Command, E extends Event> {
       throw new InvalidArgumentError('decider', 'needs initialState, evolve and decide functions');
     }
     if (typeof decider.initialState !== 'function') {
-      throw new InvalidArgumentError('decider.initialState', 'must be a function returning the state');
+      throw new InvalidArgumentError(
+        'decider.initialState',
+        'must be a function returning the state',
+      );
     }
     if (!Number.isSafeInteger(maxRetries) || maxRetries < 0) {
       throw new InvalidArgumentError('maxRetries', 'must be a non-negative integer');
@@ -125,7 +128,9 @@ export class CommandHandler<State, C extends Command, E extends Event> {
     if (policy) {
       const snapshot = await policy.store.readSnapshot(streamId);
       if (snapshot && snapshot.stateVersion === policy.stateVersion) {
-        state = policy.fromSnapshot ? policy.fromSnapshot(snapshot.state) : (snapshot.state as State);
+        state = policy.fromSnapshot
+          ? policy.fromSnapshot(snapshot.state)
+          : (snapshot.state as State);
         version = snapshot.streamVersion;
         fromSnapshot = version;
       }
@@ -141,14 +146,21 @@ export class CommandHandler<State, C extends Command, E extends Event> {
   }
 
   /** Decides `command` on the stream's state and appends what it causes. */
-  async handle(streamId: string, command: C, options: HandleOptions = {}): Promise<CommandResult<State, E>> {
+  async handle(
+    streamId: string,
+    command: C,
+    options: HandleOptions = {},
+  ): Promise<CommandResult<State, E>> {
     validateStreamId(streamId);
     const pinned = options.expectedVersion ?? ANY;
     assertExpectedVersion(pinned);
     const retry = pinned === ANY || pinned === NO_STREAM || pinned === STREAM_EXISTS;
     for (let attempt = 0; ; attempt++) {
       const loaded = await this.load(streamId);
-      if (loaded.version === 0 && (pinned === STREAM_EXISTS || (typeof pinned === 'number' && pinned > 0))) {
+      if (
+        loaded.version === 0 &&
+        (pinned === STREAM_EXISTS || (typeof pinned === 'number' && pinned > 0))
+      ) {
         throw new StreamNotFoundError(streamId);
       }
       checkExpectedVersion(streamId, pinned, loaded.version);
@@ -184,15 +196,27 @@ export class CommandHandler<State, C extends Command, E extends Event> {
           state,
         };
       } catch (error) {
-        if (!retry || attempt >= this.#maxRetries || !isTidemarkError(error, 'wrong_expected_version')) {
+        if (
+          !retry ||
+          attempt >= this.#maxRetries ||
+          !isTidemarkError(error, 'wrong_expected_version')
+        ) {
           throw error;
         }
-        this.#logger.debug({ streamId, attempt, command: command.type }, 'version conflict, deciding again');
+        this.#logger.debug(
+          { streamId, attempt, command: command.type },
+          'version conflict, deciding again',
+        );
       }
     }
   }
 
-  async #maybeSnapshot(streamId: string, before: number, after: number, state: State): Promise<void> {
+  async #maybeSnapshot(
+    streamId: string,
+    before: number,
+    after: number,
+    state: State,
+  ): Promise<void> {
     const policy = this.#snapshots;
     if (!policy || Math.floor(before / policy.every) === Math.floor(after / policy.every)) return;
     try {

@@ -41,7 +41,12 @@ export function decodeConsistencyToken(text: string): ConsistencyToken {
   }
   const position = Number(positionText);
   const streamVersion = Number(versionText);
-  if (!Number.isSafeInteger(position) || !Number.isSafeInteger(streamVersion) || position < 1 || streamVersion < 1) {
+  if (
+    !Number.isSafeInteger(position) ||
+    !Number.isSafeInteger(streamVersion) ||
+    position < 1 ||
+    streamVersion < 1
+  ) {
     return fail();
   }
   return { position, streamId, streamVersion };

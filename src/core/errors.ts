@@ -79,10 +79,7 @@ export class WrongExpectedVersionError extends TidemarkError {
     readonly actual: number,
     options?: TidemarkErrorOptions,
   ) {
-    super(
-      `stream '${streamId}' is at version ${actual}, expected ${String(expected)}`,
-      options,
-    );
+    super(`stream '${streamId}' is at version ${actual}, expected ${String(expected)}`, options);
   }
   override toJSON() {
     return {
@@ -139,7 +136,11 @@ export class BusinessRuleError extends TidemarkError {
     super(message);
   }
   override toJSON() {
-    return { ...super.toJSON(), rule: this.rule, ...(this.details ? { details: this.details } : {}) };
+    return {
+      ...super.toJSON(),
+      rule: this.rule,
+      ...(this.details ? { details: this.details } : {}),
+    };
   }
 }
 

@@ -26,7 +26,10 @@ export interface PreparedEvent {
   dataObject: unknown;
 }
 
-export function validateStreamId(streamId: unknown, argument = 'streamId'): asserts streamId is string {
+export function validateStreamId(
+  streamId: unknown,
+  argument = 'streamId',
+): asserts streamId is string {
   if (typeof streamId !== 'string' || streamId.length === 0) {
     throw new InvalidArgumentError(argument, 'must be a non-empty string');
   }
@@ -92,7 +95,10 @@ export function prepareEvents(
     if (eventId !== undefined && (typeof eventId !== 'string' || eventId.length === 0)) {
       throw new InvalidArgumentError(`events[${i}].eventId`, 'must be a non-empty string');
     }
-    if (metadata !== undefined && (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata))) {
+    if (
+      metadata !== undefined &&
+      (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata))
+    ) {
       throw new InvalidArgumentError(`events[${i}].metadata`, 'must be an object');
     }
     const metadataObject = metadata ?? {};
@@ -111,7 +117,7 @@ export function prepareEvents(
 
 /** The expected version of an append, checked (`ANY` when not given). */
 export function appendExpectation(options: AppendOptions | undefined): ExpectedVersion {
-  const expected = options?.expectedVersion ?? ANY;
+  const expected = options?.expectedVersion === undefined ? ANY : options.expectedVersion;
   assertExpectedVersion(expected);
   return expected;
 }
@@ -144,7 +150,10 @@ export function streamReadRange(options: ReadStreamOptions | undefined): {
 }
 
 /** Checked and defaulted global log read options. */
-export function allReadRange(options: ReadAllOptions | undefined): { after: number; maxCount: number } {
+export function allReadRange(options: ReadAllOptions | undefined): {
+  after: number;
+  maxCount: number;
+} {
   return {
     after: positiveIntOption(options?.after, 'after', 0, 0),
     maxCount: positiveIntOption(options?.maxCount, 'maxCount', 1000),

@@ -53,24 +53,59 @@ interface IdempotencyRow {
   claimedAt: number;
 }
 
+interface MemoryData {
+  log: Row[];
+  streams: Map<string, Row[]>;
+  eventIds: Set<string>;
+  snapshots: Map<string, string>;
+  idempotency: Map<string, IdempotencyRow>;
+  listeners: Set<(position: number) => void>;
+}
+
+function newData(): MemoryData {
+  return {
+    log: [],
+    streams: new Map(),
+    eventIds: new Set(),
+    snapshots: new Map(),
+    idempotency: new Map(),
+    listeners: new Set(),
+  };
+}
+
 /**
  * The reference event store, in memory. Everything the port promises, with nothing durable: for
  * tests, examples and as the executable description of the contract.
  */
 export class MemoryEventStore implements FullEventStore {
-  readonly #log: Row[] = [];
-  readonly #streams = new Map<string, Row[]>();
-  readonly #eventIds = new Set<string>();
-  readonly #snapshots = new Map<string, string>();
-  readonly #idempotency = new Map<string, IdempotencyRow>();
-  readonly #listeners = new Set<(position: number) => void>();
+  readonly #data: MemoryData;
+  readonly #log: Row[];
+  readonly #streams: Map<string, Row[]>;
+  readonly #eventIds: Set<string>;
+  readonly #snapshots: Map<string, string>;
+  readonly #idempotency: Map<string, IdempotencyRow>;
+  readonly #listeners: Set<(position: number) => void>;
   readonly #upcasters: Upcasters;
   readonly #now: () => Date;
   #closed = false;
 
-  constructor(options: MemoryEventStoreOptions = {}) {
+  constructor(options: MemoryEventStoreOptions = {}, data: MemoryData = newData()) {
     this.#upcasters = options.upcasters ?? noUpcasters;
     this.#now = options.now ?? (() => new Date());
+    this.#data = data;
+    ({
+      log: this.#log,
+      streams: this.#streams,
+      eventIds: this.#eventIds,
+      snapshots: this.#snapshots,
+      idempotency: this.#idempotency,
+      listeners: this.#listeners,
+    } = data);
+  }
+
+  /** Another store over the same data, with other options (new upcasters, say). */
+  reopen(options: MemoryEventStoreOptions = {}): MemoryEventStore {
+    return new MemoryEventStore(options, this.#data);
   }
 
   async appendToStream<E extends Event>(
@@ -92,19 +127,17 @@ export class MemoryEventStore implements FullEventStore {
       ids.add(event.eventId);
     }
     const recordedAt = this.#now().getTime();
-    const rows = prepared.map(
-      (event, i): Row => ({
-        eventId: event.eventId,
-        streamId,
-        streamVersion: stream.length + i + 1,
-        position: this.#log.length + i + 1,
-        type: event.type,
-        schemaVersion: event.schemaVersion,
-        data: event.data,
-        metadata: event.metadata,
-        recordedAt,
-      }),
-    );
+    const rows = prepared.map((event, i): Row => ({
+      eventId: event.eventId,
+      streamId,
+      streamVersion: stream.length + i + 1,
+      position: this.#log.length + i + 1,
+      type: event.type,
+      schemaVersion: event.schemaVersion,
+      data: event.data,
+      metadata: event.metadata,
+      recordedAt,
+    }));
     for (const row of rows) {
       this.#log.push(row);
       stream.push(row);
@@ -199,14 +232,23 @@ export class MemoryEventStore implements FullEventStore {
     this.#snapshots.set(snapshot.streamId, text);
   }
 
-  async claimIdempotencyKey(key: string, fingerprint: string, leaseMs: number): Promise<IdempotencyClaim> {
+  async claimIdempotencyKey(
+    key: string,
+    fingerprint: string,
+    leaseMs: number,
+  ): Promise<IdempotencyClaim> {
     this.#open();
     const now = this.#now().getTime();
     const row = this.#idempotency.get(key);
     if (row?.response !== undefined) {
-      return { outcome: 'completed', fingerprint: row.fingerprint, response: JSON.parse(row.response) };
+      return {
+        outcome: 'completed',
+        fingerprint: row.fingerprint,
+        response: JSON.parse(row.response),
+      };
     }
-    if (row && now - row.claimedAt < leaseMs) return { outcome: 'pending', fingerprint: row.fingerprint };
+    if (row && now - row.claimedAt < leaseMs)
+      return { outcome: 'pending', fingerprint: row.fingerprint };
     this.#idempotency.set(key, { fingerprint, claimedAt: now });
     return { outcome: 'claimed' };
   }
@@ -224,7 +266,6 @@ export class MemoryEventStore implements FullEventStore {
 
   async close(): Promise<void> {
     this.#closed = true;
-    this.#listeners.clear();
   }
 
   #notify(position: number): void {

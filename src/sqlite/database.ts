@@ -93,7 +93,9 @@ export class SqliteDatabase {
     this.#assertOpen();
     if (!this.#reader) {
       this.#reader =
-        this.path === ':memory:' ? this.writer : new Database(this.path, { readonly: true, fileMustExist: true });
+        this.path === ':memory:'
+          ? this.writer
+          : new Database(this.path, { readonly: true, fileMustExist: true });
     }
     return this.#reader;
   }
@@ -134,7 +136,9 @@ export class SqliteDatabase {
   /** The schema versions applied to this file, per component. */
   migrations(): { component: string; version: number; description: string; appliedAt: Date }[] {
     const rows = this.writer
-      .prepare('SELECT component, version, description, applied_at FROM tm_migrations ORDER BY component, version')
+      .prepare(
+        'SELECT component, version, description, applied_at FROM tm_migrations ORDER BY component, version',
+      )
       .all() as { component: string; version: number; description: string; applied_at: number }[];
     return rows.map((r) => ({
       component: r.component,
@@ -217,7 +221,10 @@ export class SqliteDatabase {
     this.#scheduled = false;
     if (this.#queue.length === 0) return;
     if (this.#locked) return; // the transaction's end schedules us again
-    const batch = this.#queue.length <= this.#maxGroupSize ? this.#queue : this.#queue.slice(0, this.#maxGroupSize);
+    const batch =
+      this.#queue.length <= this.#maxGroupSize
+        ? this.#queue
+        : this.#queue.slice(0, this.#maxGroupSize);
     this.#queue = batch === this.#queue ? [] : this.#queue.slice(batch.length);
     const db = this.writer;
     const outcomes: { ok: boolean; value: unknown }[] = new Array(batch.length);

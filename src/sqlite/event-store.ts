@@ -124,7 +124,9 @@ export class SqliteEventStore implements FullEventStore {
 
   readonly #stmt: {
     streamVersion: Database.Statement<[string], { version: number }>;
-    insertEvent: Database.Statement<[string, number, string, string, number, string, string, number]>;
+    insertEvent: Database.Statement<
+      [string, number, string, string, number, string, string, number]
+    >;
     upsertStream: Database.Statement<[string, number, number, number]>;
     readForwards: Database.Statement<[string, number, number, number], EventRow>;
     readBackwards: Database.Statement<[string, number, number, number], EventRow>;
@@ -189,7 +191,9 @@ export class SqliteEventStore implements FullEventStore {
          WHERE excluded.state_version <> tm_snapshots.state_version
             OR excluded.stream_version >= tm_snapshots.stream_version`,
       ),
-      claim: db.prepare('SELECT fingerprint, response, claimed_at FROM tm_idempotency WHERE key = ?'),
+      claim: db.prepare(
+        'SELECT fingerprint, response, claimed_at FROM tm_idempotency WHERE key = ?',
+      ),
       insertClaim: db.prepare(
         `INSERT INTO tm_idempotency (key, fingerprint, claimed_at) VALUES (?, ?, ?)
          ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, claimed_at = excluded.claimed_at`,
@@ -219,12 +223,19 @@ export class SqliteEventStore implements FullEventStore {
     const expected = appendExpectation(options);
     const prepared = prepareEvents(events, this.#upcasters, () => crypto.randomUUID());
     const recordedAt = this.#now().getTime();
-    const result = await this.database.write(() => this.#append(streamId, expected, prepared, recordedAt));
+    const result = await this.database.write(() =>
+      this.#append(streamId, expected, prepared, recordedAt),
+    );
     return result as AppendResult<E>;
   }
 
   /** Runs inside the group-commit transaction. */
-  #append(streamId: string, expected: ExpectedVersion, prepared: PreparedEvent[], recordedAt: number): AppendResult {
+  #append(
+    streamId: string,
+    expected: ExpectedVersion,
+    prepared: PreparedEvent[],
+    recordedAt: number,
+  ): AppendResult {
     const stmt = this.#stmt;
     const current = stmt.streamVersion.get(streamId)?.version ?? 0;
     checkExpectedVersion(streamId, expected, current);
@@ -248,7 +259,10 @@ export class SqliteEventStore implements FullEventStore {
           ).lastInsertRowid,
         );
       } catch (error) {
-        if ((error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' && /event_id/.test(String(error))) {
+        if (
+          (error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' &&
+          /event_id/.test(String(error))
+        ) {
           throw new DuplicateEventIdError(event.eventId, { cause: error });
         }
         throw error;
@@ -279,14 +293,21 @@ export class SqliteEventStore implements FullEventStore {
     validateStreamId(streamId);
     const { forwards, fromVersion, toVersion, maxCount } = streamReadRange(options);
     const statement = forwards ? this.#stmt.readForwards : this.#stmt.readBackwards;
-    const rows = statement.all(streamId, fromVersion, toVersion, Math.min(maxCount, Number.MAX_SAFE_INTEGER));
+    const rows = statement.all(
+      streamId,
+      fromVersion,
+      toVersion,
+      Math.min(maxCount, Number.MAX_SAFE_INTEGER),
+    );
     return rows.map((row) => this.#toRecorded(row) as RecordedEvent<E>);
   }
 
   async readAll<E extends Event = Event>(options?: ReadAllOptions): Promise<RecordedEvent<E>[]> {
     this.#assertOpen();
     const { after, maxCount } = allReadRange(options);
-    return this.#stmt.readAll.all(after, maxCount).map((row) => this.#toRecorded(row) as RecordedEvent<E>);
+    return this.#stmt.readAll
+      .all(after, maxCount)
+      .map((row) => this.#toRecorded(row) as RecordedEvent<E>);
   }
 
   async streamVersion(streamId: string): Promise<number> {
@@ -305,7 +326,12 @@ export class SqliteEventStore implements FullEventStore {
     const limit = listLimit(options.limit);
     const prefix = options.prefix ?? '';
     // Stream ids with the prefix sort between the prefix and the prefix followed by U+10FFFF.
-    const rows = this.#stmt.listStreams.all(prefix, `${prefix}\u{10FFFF}`, options.after ?? '', limit);
+    const rows = this.#stmt.listStreams.all(
+      prefix,
+      `${prefix}\u{10FFFF}`,
+      options.after ?? '',
+      limit,
+    );
     return rows.map((row) => ({
       streamId: row.stream_id,
       version: row.version,
@@ -343,11 +369,21 @@ export class SqliteEventStore implements FullEventStore {
     const state = toJson(snapshot.state, 'snapshot state');
     const takenAt = this.#now().getTime();
     await this.database.write(() =>
-      this.#stmt.writeSnapshot.run(snapshot.streamId, snapshot.streamVersion, snapshot.stateVersion, state, takenAt),
+      this.#stmt.writeSnapshot.run(
+        snapshot.streamId,
+        snapshot.streamVersion,
+        snapshot.stateVersion,
+        state,
+        takenAt,
+      ),
     );
   }
 
-  async claimIdempotencyKey(key: string, fingerprint: string, leaseMs: number): Promise<IdempotencyClaim> {
+  async claimIdempotencyKey(
+    key: string,
+    fingerprint: string,
+    leaseMs: number,
+  ): Promise<IdempotencyClaim> {
     this.#assertOpen();
     const now = this.#now().getTime();
     return this.database.write((): IdempotencyClaim => {
@@ -359,7 +395,8 @@ export class SqliteEventStore implements FullEventStore {
           response: parseStoredJson(row.response, `idempotency record ${key}`),
         };
       }
-      if (row && now - row.claimed_at < leaseMs) return { outcome: 'pending', fingerprint: row.fingerprint };
+      if (row && now - row.claimed_at < leaseMs)
+        return { outcome: 'pending', fingerprint: row.fingerprint };
       this.#stmt.insertClaim.run(key, fingerprint, now);
       return { outcome: 'claimed' };
     });

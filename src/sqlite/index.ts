@@ -4,4 +4,8 @@ export {
   type SqliteDatabaseOptions,
   type SqliteSynchronous,
 } from './database.ts';
-export { SqliteEventStore, eventStoreMigrations, type SqliteEventStoreOptions } from './event-store.ts';
+export {
+  SqliteEventStore,
+  eventStoreMigrations,
+  type SqliteEventStoreOptions,
+} from './event-store.ts';

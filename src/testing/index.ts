@@ -1,0 +1,8 @@
+export {
+  eventStoreContract,
+  assertFailsWith,
+  type EventStoreContractOptions,
+  type EventStoreFixture,
+  type TestApi,
+} from './event-store-contract.ts';
+export { deciderSpec, type DeciderOutcome, type DeciderSpec } from './decider-spec.ts';
