@@ -7,3 +7,4 @@ export * from './upcasting.ts';
 export * from './store.ts';
 export * from './command-handler.ts';
 export * from './consistency.ts';
+export * from './projections.ts';

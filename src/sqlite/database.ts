@@ -1,5 +1,7 @@
 import Database from 'better-sqlite3';
-import { ClosedError, InvalidArgumentError, StorageError } from '../core/index.ts';
+import { ClosedError, InvalidArgumentError, StorageError, type Migration } from '../core/index.ts';
+
+export type { Migration };
 
 export type SqliteSynchronous = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
 
@@ -14,13 +16,6 @@ export interface SqliteDatabaseOptions {
   busyTimeoutMs?: number;
   /** At most this many queued writes share one transaction. Default 512. */
   maxGroupSize?: number;
-}
-
-/** One schema change of one component, applied once, in order. */
-export interface Migration {
-  version: number;
-  description: string;
-  sql: string;
 }
 
 type Task = {

@@ -54,8 +54,10 @@ describe('errors', () => {
 
   it('keeps the cause', () => {
     const cause = new Error('root');
-    const Ctor = errorClasses.find((c) => c.name === 'UnavailableError')!;
-    const error = new Ctor('db', 'down', { cause } as never);
+    const Ctor = errorClasses.find((c) => c.name === 'UnavailableError') as unknown as new (
+      ...args: unknown[]
+    ) => Error;
+    const error = new Ctor('db', 'down', { cause });
     assert.equal(error.cause, cause);
   });
 });

@@ -1,0 +1,296 @@
+/**
+ * Applies events to one version of one projection, whatever feeds them (the store's log or
+ * Kafka). Each batch is one read-model transaction holding the changes and the progress record,
+ * so a crash at any point leaves either both or neither.
+ *
+ * A failing event: the batch is rolled back and its events are applied one per transaction;
+ * the failing one is retried with backoff, then parked with its error. Later events of the same
+ * stream are parked behind it (per-stream order holds); other streams go on.
+ */
+import {
+  silentLogger,
+  type Logger,
+  type ProjectionContext,
+  type ProjectionDefinition,
+  type ProjectionSink,
+  type RecordedEvent,
+  type SqlExecutor,
+} from '../core/index.ts';
+import { ledger } from './ledger.ts';
+
+export interface RetryPolicy {
+  /** Tries per event before it is parked. Default 3. */
+  attempts: number;
+  /** Delay before the first retry, doubled each time up to `maxDelayMs`. Default 100. */
+  initialDelayMs: number;
+  maxDelayMs: number;
+}
+
+/**
+ * Thrown by a progress save when another runner of the same projection version got there
+ * first. Never a handler failure: the batch is rolled back and the caller reloads.
+ */
+export class ProgressMovedError extends Error {
+  constructor(
+    readonly projection: string,
+    readonly version: number,
+  ) {
+    super(`${projection} v${version}: another runner moved the checkpoint; reloading it`);
+    this.name = 'ProgressMovedError';
+  }
+}
+
+const mustPropagate = (sink: ProjectionSink, error: unknown) =>
+  error instanceof ProgressMovedError || sink.isTransientError(error);
+
+export const defaultRetryPolicy: RetryPolicy = {
+  attempts: 3,
+  initialDelayMs: 100,
+  maxDelayMs: 5000,
+};
+
+export interface ApplierOptions {
+  definition: ProjectionDefinition;
+  version: number;
+  sink: ProjectionSink;
+  retry?: Partial<RetryPolicy>;
+  /**
+   * Keep each stream's last applied version and skip events at or below it. Needed when the
+   * feed may deliver an event twice (Kafka); the store's log feed needs only its position.
+   */
+  dedupeByStream?: boolean;
+  logger?: Logger;
+  /** Aborted when the runner stops: backoff waits end at once. */
+  signal?: AbortSignal;
+}
+
+/** Stores the feed's progress, in the transaction, after `events[upTo]`. */
+export type SaveProgress = (
+  sql: SqlExecutor,
+  events: readonly RecordedEvent[],
+  upTo: number,
+) => Promise<void>;
+
+export class ProjectionApplier {
+  readonly definition: ProjectionDefinition;
+  readonly version: number;
+  readonly #sink: ProjectionSink;
+  readonly #retry: RetryPolicy;
+  readonly #dedupe: boolean;
+  readonly #logger: Logger;
+  readonly #signal: AbortSignal | undefined;
+  readonly #handles: Set<string>;
+  readonly #tables: Map<string, string>;
+  /** Streams with parked events; confirmed against the ledger before use (others may unpark). */
+  readonly #parkedStreams = new Set<string>();
+  #parkedCount = 0;
+
+  constructor(options: ApplierOptions) {
+    this.definition = options.definition;
+    this.version = options.version;
+    this.#sink = options.sink;
+    this.#retry = { ...defaultRetryPolicy, ...options.retry };
+    this.#dedupe = options.dedupeByStream ?? false;
+    this.#logger = options.logger ?? silentLogger;
+    this.#signal = options.signal;
+    this.#handles = new Set(options.definition.handles);
+    this.#tables = new Map(options.definition.tables.map((t) => [t, `${t}_v${options.version}`]));
+  }
+
+  /** Physical table names of this version. */
+  get tables(): string[] {
+    return [...this.#tables.values()];
+  }
+
+  get parkedCount(): number {
+    return this.#parkedCount;
+  }
+
+  context(sql: SqlExecutor): ProjectionContext {
+    const tables = this.#tables;
+    const name = this.definition.name;
+    return {
+      sql,
+      table(logical: string) {
+        const physical = tables.get(logical);
+        if (!physical) throw new Error(`'${logical}' is not one of ${name}'s tables`);
+        return physical;
+      },
+    };
+  }
+
+  /** Loads which streams have parked events (call once before the first batch). */
+  async loadParked(): Promise<void> {
+    const streams = await ledger.parkedStreams(this.#sink, this.definition.name, this.version);
+    this.#parkedStreams.clear();
+    for (const s of streams) this.#parkedStreams.add(s);
+    this.#parkedCount = await ledger.parkedCount(this.#sink, this.definition.name, this.version);
+  }
+
+  /**
+   * Applies `events` in order and saves progress. Resolves when every event is applied or
+   * parked; rejects only on transient database errors (retry the same batch later).
+   */
+  async applyBatch(events: readonly RecordedEvent[], saveProgress: SaveProgress): Promise<void> {
+    if (events.length === 0) return;
+    try {
+      await this.#sink.transaction(async (sql) => {
+        for (const event of events) await this.#applyOne(sql, event);
+        await saveProgress(sql, events, events.length - 1);
+      });
+      return;
+    } catch (error) {
+      if (mustPropagate(this.#sink, error)) throw error;
+      this.#logger.debug(
+        { projection: this.definition.name, err: error },
+        'batch failed; applying its events one at a time',
+      );
+    }
+    for (let i = 0; i < events.length; i++) await this.#applyAlone(events, i, saveProgress);
+  }
+
+  async #applyAlone(
+    events: readonly RecordedEvent[],
+    index: number,
+    saveProgress: SaveProgress,
+  ): Promise<void> {
+    const event = events[index]!;
+    let delay = this.#retry.initialDelayMs;
+    let lastError: unknown;
+    for (let attempt = 1; attempt <= this.#retry.attempts; attempt++) {
+      try {
+        await this.#sink.transaction(async (sql) => {
+          await this.#applyOne(sql, event);
+          await saveProgress(sql, events, index);
+        });
+        return;
+      } catch (error) {
+        if (mustPropagate(this.#sink, error)) throw error;
+        lastError = error;
+        this.#logger.warn(
+          {
+            projection: this.definition.name,
+            eventId: event.eventId,
+            streamId: event.streamId,
+            type: event.type,
+            attempt,
+            err: error,
+          },
+          'projection handler failed',
+        );
+        if (attempt < this.#retry.attempts) {
+          await abortableDelay(delay, this.#signal);
+          if (this.#signal?.aborted) throw this.#signal.reason ?? new Error('stopped');
+          delay = Math.min(delay * 2, this.#retry.maxDelayMs);
+        }
+      }
+    }
+    const message = lastError instanceof Error ? lastError.message : String(lastError);
+    await this.#sink.transaction(async (sql) => {
+      await ledger.park(
+        sql,
+        this.definition.name,
+        this.version,
+        event,
+        message,
+        this.#retry.attempts,
+      );
+      await saveProgress(sql, events, index);
+    });
+    this.#parkedStreams.add(event.streamId);
+    this.#parkedCount++;
+    this.#logger.error(
+      {
+        projection: this.definition.name,
+        eventId: event.eventId,
+        streamId: event.streamId,
+        err: lastError,
+      },
+      'event parked after its retries; later events of its stream park behind it',
+    );
+  }
+
+  async #applyOne(sql: SqlExecutor, event: RecordedEvent): Promise<void> {
+    const { name } = this.definition;
+    if (this.#dedupe) {
+      const applied = await ledger.streamVersion(sql, name, this.version, event.streamId);
+      if (event.streamVersion <= applied) return;
+    }
+    if (this.#parkedStreams.has(event.streamId)) {
+      if (await ledger.isStreamParked(sql, name, this.version, event.streamId)) {
+        await ledger.park(
+          sql,
+          name,
+          this.version,
+          event,
+          'held behind an earlier parked event of its stream',
+          0,
+        );
+        this.#parkedCount++;
+        return;
+      }
+      this.#parkedStreams.delete(event.streamId);
+    }
+    if (this.#handles.has(event.type)) await this.definition.apply(event, this.context(sql));
+    if (this.#dedupe)
+      await ledger.saveStreamVersion(sql, name, this.version, event.streamId, event.streamVersion);
+  }
+
+  /**
+   * Applies the parked events of one stream, in order, in one transaction, and unparks them.
+   * All or nothing: if one still fails, they all stay parked and the error is thrown.
+   */
+  async retryParked(streamId: string): Promise<number> {
+    const { name } = this.definition;
+    let total = 0;
+    // Loop: a runner may park one more behind them while we work (PostgreSQL lets it).
+    for (;;) {
+      const applied = await this.#sink.transaction(async (sql) => {
+        const parked = await ledger.parked(sql, { name, version: this.version, streamId });
+        for (const { event } of parked) {
+          const context = this.context(sql);
+          if (this.#dedupe) {
+            const done = await ledger.streamVersion(sql, name, this.version, streamId);
+            if (event.streamVersion <= done) {
+              await ledger.unpark(sql, name, this.version, event.eventId);
+              continue;
+            }
+          }
+          if (this.#handles.has(event.type)) await this.definition.apply(event, context);
+          if (this.#dedupe)
+            await ledger.saveStreamVersion(sql, name, this.version, streamId, event.streamVersion);
+          await ledger.unpark(sql, name, this.version, event.eventId);
+        }
+        return parked.length;
+      });
+      total += applied;
+      this.#parkedCount = Math.max(0, this.#parkedCount - applied);
+      if (applied === 0) break;
+    }
+    this.#parkedStreams.delete(streamId);
+    return total;
+  }
+
+  /** Drops one parked event without applying it. The stream stays parked while others remain. */
+  async skipParked(eventId: string): Promise<boolean> {
+    const removed = await this.#sink.transaction((sql) =>
+      ledger.unpark(sql, this.definition.name, this.version, eventId),
+    );
+    if (removed > 0) this.#parkedCount = Math.max(0, this.#parkedCount - removed);
+    return removed > 0;
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function abortableDelay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
