@@ -48,7 +48,10 @@ const lines = [
 ];
 for (const r of results) {
   const tidemark = results.find((t) => t.scenario === r.scenario && t.impl === 'tidemark');
-  const ratio = tidemark && r.impl !== 'tidemark' ? `tidemark/this = ${(tidemark.opsPerSec / r.opsPerSec).toFixed(2)}x` : '';
+  const ratio =
+    tidemark && r.impl !== 'tidemark'
+      ? `tidemark/this = ${(tidemark.opsPerSec / r.opsPerSec).toFixed(2)}x`
+      : '';
   lines.push(
     `${pad(r.scenario, 44)} ${pad(r.impl, 22)} ${r.opsPerSec.toFixed(0).padStart(11)} ${r.p50Ms.toFixed(3).padStart(9)} ${r.p99Ms.toFixed(3).padStart(9)} ${r.peakRssMb.toFixed(0).padStart(7)}  ${ratio}`,
   );

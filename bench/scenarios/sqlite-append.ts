@@ -35,8 +35,15 @@ function rawAppender(path: string) {
       let position = 0;
       for (let i = 0; i < count; i++) {
         position = Number(
-          insert.run(streamId, current + i + 1, crypto.randomUUID(), 'ItemAdded', JSON.stringify(payload), '{}', now)
-            .lastInsertRowid,
+          insert.run(
+            streamId,
+            current + i + 1,
+            crypto.randomUUID(),
+            'ItemAdded',
+            JSON.stringify(payload),
+            '{}',
+            now,
+          ).lastInsertRowid,
         );
       }
       upsert.run(streamId, current + count, position, now);
@@ -53,7 +60,8 @@ function rawAppender(path: string) {
 export async function sqliteAppend(ctx: BenchContext): Promise<Result[]> {
   const ops = ctx.quick ? 2000 : 10000;
   const results: Result[] = [];
-  const events = (n: number) => Array.from({ length: n }, () => ({ type: 'ItemAdded', data: payload }));
+  const events = (n: number) =>
+    Array.from({ length: n }, () => ({ type: 'ItemAdded', data: payload }));
 
   for (const perCall of [1, 10]) {
     const scenario = `sqlite append ${perCall} event${perCall > 1 ? 's' : ''} per call`;
@@ -82,7 +90,9 @@ export async function sqliteAppend(ctx: BenchContext): Promise<Result[]> {
         'tidemark',
         async (i) => {
           const stream = `order-${i % 1000}`;
-          const result = await store.appendToStream(stream, batch, { expectedVersion: versions.get(stream) ?? 0 });
+          const result = await store.appendToStream(stream, batch, {
+            expectedVersion: versions.get(stream) ?? 0,
+          });
           versions.set(stream, result.nextExpectedVersion);
         },
         { ops, itemsPerOp: perCall, unit },
