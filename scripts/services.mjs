@@ -1,0 +1,93 @@
+#!/usr/bin/env node
+// Local PostgreSQL and Kafka for tests and development (docs/infrastructure.md).
+//
+//   node scripts/services.mjs up     [postgres] [kafka]    start or reuse; prints DATABASE_URL= / KAFKA_BROKERS=
+//   node scripts/services.mjs down   [postgres] [kafka] [--purge]   stop what `up` started
+//   node scripts/services.mjs status                        what runs, where, how much memory
+//
+// With no service named, both. stdout carries only the KEY=value lines (also written to
+// .services/env); progress and errors go to stderr. When DATABASE_URL (postgres://...) or
+// KAFKA_BROKERS is already set, `up` checks that it answers, prints it, and starts nothing.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as kafka from './services/kafka.mjs';
+import { ServiceError, log, servicesDir, withLock } from './services/lib.mjs';
+import * as postgres from './services/postgres.mjs';
+
+const SERVICES = { postgres, kafka };
+const USAGE = 'usage: node scripts/services.mjs up|down|status [postgres] [kafka] [--purge]';
+
+function parse(argv) {
+  const [command, ...rest] = argv;
+  const purge = rest.includes('--purge');
+  const names = rest.filter((a) => !a.startsWith('--'));
+  for (const name of names) {
+    if (!(name in SERVICES)) throw new Error(`unknown service '${name}'\n${USAGE}`);
+  }
+  const unknownFlags = rest.filter((a) => a.startsWith('--') && a !== '--purge');
+  if (unknownFlags.length > 0) throw new Error(`unknown option ${unknownFlags.join(' ')}\n${USAGE}`);
+  return { command, purge, names: names.length > 0 ? names : Object.keys(SERVICES) };
+}
+
+function externalDatabaseUrl() {
+  const url = process.env.DATABASE_URL;
+  if (!url) return undefined;
+  if (/^postgres(ql)?:\/\//.test(url)) return url;
+  log('postgres', `DATABASE_URL is set but is not a postgres:// URL; ignoring it and starting a local cluster`);
+  return undefined;
+}
+
+async function upOne(name) {
+  if (name === 'postgres') {
+    const external = externalDatabaseUrl();
+    if (external) {
+      await postgres.verifyExternal(external);
+      return ['DATABASE_URL', external];
+    }
+    return ['DATABASE_URL', await postgres.up()];
+  }
+  const external = process.env.KAFKA_BROKERS?.trim();
+  if (external) {
+    await kafka.verifyExternal(external);
+    return ['KAFKA_BROKERS', external];
+  }
+  return ['KAFKA_BROKERS', await kafka.up()];
+}
+
+async function main() {
+  const { command, purge, names } = parse(process.argv.slice(2));
+  switch (command) {
+    case 'up': {
+      const started = Date.now();
+      // Both at once: a first run downloads jars and may install PostgreSQL in parallel.
+      const results = await withLock('services', () => Promise.allSettled(names.map(upOne)));
+      const failures = results.filter((r) => r.status === 'rejected');
+      if (failures.length > 0) {
+        for (const f of failures) log('services', `FAILED ${f.reason instanceof ServiceError ? f.reason.message : f.reason.stack}`);
+        process.exitCode = 1;
+        return;
+      }
+      const lines = results.map((r) => `${r.value[0]}=${r.value[1]}`);
+      writeFileSync(join(servicesDir, 'env'), `${lines.join('\n')}\n`);
+      log('services', `up in ${((Date.now() - started) / 1000).toFixed(1)}s; also written to ${join(servicesDir, 'env')}`);
+      process.stdout.write(`${lines.join('\n')}\n`);
+      return;
+    }
+    case 'down':
+      await withLock('services', async () => {
+        // Kafka first: a broker outliving its database is the more harmless order for apps.
+        for (const name of [...names].reverse()) await SERVICES[name].down({ purge });
+      });
+      return;
+    case 'status':
+      for (const name of names) process.stdout.write(`${SERVICES[name].status()}\n`);
+      return;
+    default:
+      throw new Error(USAGE);
+  }
+}
+
+main().catch((error) => {
+  log('services', error instanceof ServiceError ? error.message : (error.stack ?? String(error)));
+  process.exitCode = 1;
+});
