@@ -7,3 +7,4 @@ export {
   type SaveProgress,
 } from './applier.ts';
 export { ledger, ledgerMigrations, type ParkedEvent, type ProjectionRow } from './ledger.ts';
+export { ReadModels, type ReadModelsOptions } from './read-models.ts';
