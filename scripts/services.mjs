@@ -25,7 +25,8 @@ function parse(argv) {
     if (!(name in SERVICES)) throw new Error(`unknown service '${name}'\n${USAGE}`);
   }
   const unknownFlags = rest.filter((a) => a.startsWith('--') && a !== '--purge');
-  if (unknownFlags.length > 0) throw new Error(`unknown option ${unknownFlags.join(' ')}\n${USAGE}`);
+  if (unknownFlags.length > 0)
+    throw new Error(`unknown option ${unknownFlags.join(' ')}\n${USAGE}`);
   return { command, purge, names: names.length > 0 ? names : Object.keys(SERVICES) };
 }
 
@@ -33,7 +34,10 @@ function externalDatabaseUrl() {
   const url = process.env.DATABASE_URL;
   if (!url) return undefined;
   if (/^postgres(ql)?:\/\//.test(url)) return url;
-  log('postgres', `DATABASE_URL is set but is not a postgres:// URL; ignoring it and starting a local cluster`);
+  log(
+    'postgres',
+    `DATABASE_URL is set but is not a postgres:// URL; ignoring it and starting a local cluster`,
+  );
   return undefined;
 }
 
@@ -63,13 +67,20 @@ async function main() {
       const results = await withLock('services', () => Promise.allSettled(names.map(upOne)));
       const failures = results.filter((r) => r.status === 'rejected');
       if (failures.length > 0) {
-        for (const f of failures) log('services', `FAILED ${f.reason instanceof ServiceError ? f.reason.message : f.reason.stack}`);
+        for (const f of failures)
+          log(
+            'services',
+            `FAILED ${f.reason instanceof ServiceError ? f.reason.message : f.reason.stack}`,
+          );
         process.exitCode = 1;
         return;
       }
       const lines = results.map((r) => `${r.value[0]}=${r.value[1]}`);
       writeFileSync(join(servicesDir, 'env'), `${lines.join('\n')}\n`);
-      log('services', `up in ${((Date.now() - started) / 1000).toFixed(1)}s; also written to ${join(servicesDir, 'env')}`);
+      log(
+        'services',
+        `up in ${((Date.now() - started) / 1000).toFixed(1)}s; also written to ${join(servicesDir, 'env')}`,
+      );
       process.stdout.write(`${lines.join('\n')}\n`);
       return;
     }

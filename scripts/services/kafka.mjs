@@ -9,7 +9,16 @@
 //   5. ready   port open, then a Metadata round trip and both coordinators found (client calls)
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -34,7 +43,9 @@ const NAME = 'kafka';
 const VERSION = process.env.TIDEMARK_KAFKA_VERSION ?? '4.4.0';
 export const KAFKA_PORT = Number(process.env.TIDEMARK_KAFKA_PORT ?? 9092);
 const CONTROLLER_PORT = Number(process.env.TIDEMARK_KAFKA_CONTROLLER_PORT ?? KAFKA_PORT + 1);
-const HEAP_OPTS = (process.env.TIDEMARK_KAFKA_HEAP_OPTS ?? '-Xms256m -Xmx512m').split(/\s+/).filter(Boolean);
+const HEAP_OPTS = (process.env.TIDEMARK_KAFKA_HEAP_OPTS ?? '-Xms256m -Xmx512m')
+  .split(/\s+/)
+  .filter(Boolean);
 const START_TIMEOUT_MS = Number(process.env.TIDEMARK_KAFKA_START_TIMEOUT ?? 120) * 1000;
 const EXTRA_PROPS = process.env.TIDEMARK_KAFKA_EXTRA_PROPS ?? '';
 
@@ -52,7 +63,8 @@ const LOG4J2_BY_KAFKA = {
   '4.3.0': '2.25.4',
   '4.3.1': '2.25.4',
 };
-const LOG4J2_VERSION = process.env.TIDEMARK_KAFKA_LOG4J2_VERSION ?? LOG4J2_BY_KAFKA[VERSION] ?? '2.25.5';
+const LOG4J2_VERSION =
+  process.env.TIDEMARK_KAFKA_LOG4J2_VERSION ?? LOG4J2_BY_KAFKA[VERSION] ?? '2.25.5';
 
 // Same as bin/kafka-run-class.sh of the 4.x tarball, plus failing fast on an OutOfMemoryError.
 const JVM_OPTS = [
@@ -103,7 +115,8 @@ async function ensureJava() {
   }
   if (!java) throw new ServiceError(NAME, 'java not found (set JAVA_HOME)');
   const major = await javaMajor(java);
-  if (major < 17) throw new ServiceError(NAME, `Kafka ${VERSION} brokers need Java 17+, ${java} is ${major}`);
+  if (major < 17)
+    throw new ServiceError(NAME, `Kafka ${VERSION} brokers need Java 17+, ${java} is ${major}`);
   return java;
 }
 
@@ -127,8 +140,11 @@ async function ensureJars(timings) {
     await run(
       mvn,
       [
-        '-B', '-q', '-ntp',
-        '-f', join(recipeDir, 'pom.xml'),
+        '-B',
+        '-q',
+        '-ntp',
+        '-f',
+        join(recipeDir, 'pom.xml'),
         'dependency:copy-dependencies',
         `-Dkafka.version=${VERSION}`,
         `-Dlog4j2.version=${LOG4J2_VERSION}`,
@@ -158,7 +174,8 @@ function renderConfig() {
     .replaceAll('@PORT@', String(KAFKA_PORT))
     .replaceAll('@CONTROLLER_PORT@', String(CONTROLLER_PORT))
     .replaceAll('@DATA_DIR@', dataDir);
-  if (EXTRA_PROPS.trim()) text += `\n# TIDEMARK_KAFKA_EXTRA_PROPS\n${EXTRA_PROPS.replaceAll('\\n', '\n')}\n`;
+  if (EXTRA_PROPS.trim())
+    text += `\n# TIDEMARK_KAFKA_EXTRA_PROPS\n${EXTRA_PROPS.replaceAll('\\n', '\n')}\n`;
   mkdirSync(runDir, { recursive: true });
   writeFileSync(configPath, text);
 }
@@ -180,7 +197,8 @@ async function ensureFormatted(java, libs, timings) {
   const formatId = `${VERSION} ${HOST}:${CONTROLLER_PORT} node 1 static-quorum`;
   const current = existsSync(formatMarkerPath) ? readFileSync(formatMarkerPath, 'utf8').trim() : '';
   if (existsSync(join(dataDir, 'meta.properties')) && current === formatId) return false;
-  if (existsSync(dataDir)) log(NAME, `data directory was formatted for '${current || 'unknown'}'; wiping it`);
+  if (existsSync(dataDir))
+    log(NAME, `data directory was formatted for '${current || 'unknown'}'; wiping it`);
   rmSync(dataDir, { recursive: true, force: true });
   rmSync(formatMarkerPath, { force: true });
   const clusterId = newClusterId();
@@ -188,10 +206,14 @@ async function ensureFormatted(java, libs, timings) {
   const started = Date.now();
   await run(java, [
     `-Dlog4j2.configurationFile=${join(recipeDir, 'tools-log4j2.properties')}`,
-    '-cp', `${libs}/*`,
-    'kafka.tools.StorageTool', 'format',
-    '--cluster-id', clusterId,
-    '--config', configPath,
+    '-cp',
+    `${libs}/*`,
+    'kafka.tools.StorageTool',
+    'format',
+    '--cluster-id',
+    clusterId,
+    '--config',
+    configPath,
   ]);
   writeFileSync(formatMarkerPath, `${formatId}\n`);
   timings.formatMs = Date.now() - started;
@@ -222,7 +244,10 @@ async function clientReady(brokers, { quiet = false } = {}) {
   try {
     const metadata = await admin.metadata({ forceUpdate: true });
     if (metadata.brokers.size === 0) throw new Error('no brokers in metadata yet');
-    for (const keyType of [kafka.FindCoordinatorKeyTypes.GROUP, kafka.FindCoordinatorKeyTypes.TRANSACTION]) {
+    for (const keyType of [
+      kafka.FindCoordinatorKeyTypes.GROUP,
+      kafka.FindCoordinatorKeyTypes.TRANSACTION,
+    ]) {
       const [found] = await admin.findCoordinator({ keyType, keys: ['tidemark-services-probe'] });
       if (!found || found.nodeId < 0) {
         throw new Error(`coordinator not available yet (key type ${keyType})`);
@@ -250,9 +275,14 @@ export async function up() {
   const state = readState();
   if (isOurBroker(state)) {
     if (state.port !== KAFKA_PORT) {
-      throw new ServiceError(NAME, `running on port ${state.port}, but TIDEMARK_KAFKA_PORT asks for ${KAFKA_PORT}; run services:down first`);
+      throw new ServiceError(
+        NAME,
+        `running on port ${state.port}, but TIDEMARK_KAFKA_PORT asks for ${KAFKA_PORT}; run services:down first`,
+      );
     }
-    await waitUntil('kafka', () => clientReady(localBrokers(), { quiet: true }), { timeoutMs: 30_000 });
+    await waitUntil('kafka', () => clientReady(localBrokers(), { quiet: true }), {
+      timeoutMs: 30_000,
+    });
     log(NAME, `reusing the running broker (pid ${state.pid}, Kafka ${state.version})`);
     return localBrokers();
   }
@@ -279,11 +309,15 @@ export async function up() {
     ...JVM_OPTS,
     `-Dlog4j2.configurationFile=${join(recipeDir, 'log4j2.properties')}`,
     `-Dkafka.logs.dir=${logDir}`,
-    '-cp', `${libs}/*`,
+    '-cp',
+    `${libs}/*`,
     'kafka.Kafka',
     configPath,
   ];
-  log(NAME, `starting Kafka ${VERSION} on ${HOST}:${KAFKA_PORT} (${fresh ? 'cold: first start after format' : 'warm'}; logs: ${logDir}/server.log)`);
+  log(
+    NAME,
+    `starting Kafka ${VERSION} on ${HOST}:${KAFKA_PORT} (${fresh ? 'cold: first start after format' : 'warm'}; logs: ${logDir}/server.log)`,
+  );
   const started = Date.now();
   // Detached, in its own session, with no pipe of ours: the broker outlives this script, and a
   // caller that waits for our output (execSync, a CI step) is not held until the broker exits.
@@ -296,7 +330,11 @@ export async function up() {
   const stillAlive = () => !exited && processInfo(pid) !== undefined;
 
   try {
-    await waitUntil('kafka port', () => portOpen(KAFKA_PORT), { timeoutMs: START_TIMEOUT_MS, intervalMs: 100, stillAlive });
+    await waitUntil('kafka port', () => portOpen(KAFKA_PORT), {
+      timeoutMs: START_TIMEOUT_MS,
+      intervalMs: 100,
+      stillAlive,
+    });
     timings.portOpenMs = Date.now() - started;
     // KRaft opens the client port only after the broker is caught up and unfenced, so the
     // port alone is a fair signal; the client round trip below confirms it.
@@ -349,7 +387,10 @@ export async function down({ purge = false } = {}) {
     const started = Date.now();
     process.kill(state.pid, 'SIGTERM');
     try {
-      await waitUntil('kafka stop', () => !processInfo(state.pid), { timeoutMs: 30_000, intervalMs: 100 });
+      await waitUntil('kafka stop', () => !processInfo(state.pid), {
+        timeoutMs: 30_000,
+        intervalMs: 100,
+      });
       log(NAME, `stopped in ${seconds(Date.now() - started)}`);
     } catch {
       log(NAME, 'still running after 30s; sending SIGKILL');
@@ -358,7 +399,13 @@ export async function down({ purge = false } = {}) {
   } else {
     log(NAME, 'not running (nothing started by services:up)');
   }
-  if (state) writeJson(statePath, { ...state, pid: null, startTicks: null, stoppedAt: new Date().toISOString() });
+  if (state)
+    writeJson(statePath, {
+      ...state,
+      pid: null,
+      startTicks: null,
+      stoppedAt: new Date().toISOString(),
+    });
   if (purge) {
     rmSync(runDir, { recursive: true, force: true });
     log(NAME, `purged ${runDir} (the jar cache in ${cacheRoot()} is kept)`);
@@ -381,15 +428,28 @@ export async function verifyExternal(brokers) {
     // TLS and SASL settings are the library's business (src/kafka/config.ts); a TCP check here.
     for (const broker of brokers.split(',')) {
       const [host, port] = broker.trim().split(':');
-      if (!(await portOpen(Number(port), host, 5000))) throw new ServiceError(NAME, `${broker} does not accept connections`);
+      if (!(await portOpen(Number(port), host, 5000)))
+        throw new ServiceError(NAME, `${broker} does not accept connections`);
     }
-    log(NAME, `using KAFKA_BROKERS from the environment (TLS/SASL set: TCP reachability checked only)`);
+    log(
+      NAME,
+      `using KAFKA_BROKERS from the environment (TLS/SASL set: TCP reachability checked only)`,
+    );
     return;
   }
   try {
-    const ready = await waitUntil('kafka', () => clientReady(brokers, { quiet: true }), { timeoutMs: 15_000, intervalMs: 500 });
-    log(NAME, `using KAFKA_BROKERS from the environment (cluster ${ready.clusterId ?? '?'}, ${ready.brokers.length} broker(s))`);
+    const ready = await waitUntil('kafka', () => clientReady(brokers, { quiet: true }), {
+      timeoutMs: 15_000,
+      intervalMs: 500,
+    });
+    log(
+      NAME,
+      `using KAFKA_BROKERS from the environment (cluster ${ready.clusterId ?? '?'}, ${ready.brokers.length} broker(s))`,
+    );
   } catch (error) {
-    throw new ServiceError(NAME, `KAFKA_BROKERS from the environment does not answer: ${error.message}`);
+    throw new ServiceError(
+      NAME,
+      `KAFKA_BROKERS from the environment does not answer: ${error.message}`,
+    );
   }
 }

@@ -89,7 +89,9 @@ export async function waitUntil(what, check, { timeoutMs, intervalMs = 200, stil
     }
     if (Date.now() > deadline) {
       const detail = lastError ? ` (last error: ${lastError.message})` : '';
-      throw new Error(`${what}: not ready after ${seconds(timeoutMs)}${detail}`, { cause: lastError });
+      throw new Error(`${what}: not ready after ${seconds(timeoutMs)}${detail}`, {
+        cause: lastError,
+      });
     }
     await delay(intervalMs);
   }
@@ -105,7 +107,9 @@ export function processInfo(pid) {
     const state = fields[0];
     if (state === 'Z' || state === 'X') return undefined;
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-    const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+    const rssKb = Number(
+      /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0,
+    );
     // Field 22 of stat, start time in clock ticks since boot: with the pid it names one process
     // for good, so a recycled pid is never mistaken for ours.
     return { pid, startTicks: fields[19], cmdline, rssMb: Math.round(rssKb / 1024) };
@@ -187,7 +191,9 @@ export function run(command, args, { asUser, env, input, inherit = false, cwd } 
       else {
         const why = signal ? `signal ${signal}` : `exit code ${code}`;
         const detail = (stderr || stdout).trim().split('\n').slice(-15).join('\n');
-        reject(new Error(`${[file, ...argv].join(' ')} failed (${why})${detail ? `:\n${detail}` : ''}`));
+        reject(
+          new Error(`${[file, ...argv].join(' ')} failed (${why})${detail ? `:\n${detail}` : ''}`),
+        );
       }
     });
   });
@@ -220,7 +226,8 @@ export function aptInstall(service, packages) {
         `missing ${packages.join(', ')}; install it (apt-get install ${packages.join(' ')}) or run as root`,
       );
     }
-    if (!which('apt-get')) throw new ServiceError(service, `missing ${packages.join(', ')} and no apt-get`);
+    if (!which('apt-get'))
+      throw new ServiceError(service, `missing ${packages.join(', ')} and no apt-get`);
     const env = { DEBIAN_FRONTEND: 'noninteractive' };
     if (!aptUpdated) {
       log(service, 'apt-get update');

@@ -5,7 +5,15 @@
 // only by this script) and `tidemark` (password `tidemark`, LOGIN CREATEDB, owner of the database
 // `tidemark`). Authentication is scram-sha-256 over TCP on loopback; Unix sockets are off.
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import {
   HOST,
@@ -54,7 +62,11 @@ function findBinDir() {
   const debian = '/usr/lib/postgresql';
   if (existsSync(debian)) {
     const versions = readdirSync(debian)
-      .filter((v) => existsSync(join(debian, v, 'bin', 'postgres')) && existsSync(join(debian, v, 'bin', 'initdb')))
+      .filter(
+        (v) =>
+          existsSync(join(debian, v, 'bin', 'postgres')) &&
+          existsSync(join(debian, v, 'bin', 'initdb')),
+      )
       .sort((a, b) => Number(b) - Number(a));
     if (versions.length > 0) return join(debian, versions[0], 'bin');
   }
@@ -67,7 +79,10 @@ async function ensureBinaries(timings) {
   let binDir = findBinDir();
   if (binDir) return binDir;
   if (process.env.TIDEMARK_PG_BINDIR) {
-    throw new ServiceError(NAME, `TIDEMARK_PG_BINDIR=${process.env.TIDEMARK_PG_BINDIR} has no postgres binary`);
+    throw new ServiceError(
+      NAME,
+      `TIDEMARK_PG_BINDIR=${process.env.TIDEMARK_PG_BINDIR} has no postgres binary`,
+    );
   }
   log(NAME, 'PostgreSQL server binaries not found; installing Debian package postgresql');
   const started = Date.now();
@@ -110,7 +125,24 @@ function pg(binDir, tool) {
 function psql(binDir, { user, password, database, sql }) {
   return run(
     pg(binDir, 'psql'),
-    ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-h', HOST, '-p', String(PG_PORT), '-U', user, '-d', database, '-c', sql],
+    [
+      '-X',
+      '-q',
+      '-A',
+      '-t',
+      '-v',
+      'ON_ERROR_STOP=1',
+      '-h',
+      HOST,
+      '-p',
+      String(PG_PORT),
+      '-U',
+      user,
+      '-d',
+      database,
+      '-c',
+      sql,
+    ],
     { env: { PGPASSWORD: password, PGCONNECT_TIMEOUT: '5' } },
   );
 }
@@ -159,8 +191,10 @@ async function initCluster(binDir, dir, dataDir, user, timings) {
     await run(
       pg(binDir, 'initdb'),
       [
-        '-D', dataDir,
-        '-U', SUPERUSER,
+        '-D',
+        dataDir,
+        '-U',
+        SUPERUSER,
         `--pwfile=${pwfile}`,
         '--auth-host=scram-sha-256',
         '--auth-local=peer',
@@ -173,7 +207,10 @@ async function initCluster(binDir, dir, dataDir, user, timings) {
     rmSync(pwfile, { force: true });
   }
   const confPath = join(dataDir, 'postgresql.conf');
-  writeFileSync(confPath, `${readFileSync(confPath, 'utf8')}\ninclude_if_exists = 'tidemark.conf'\n`);
+  writeFileSync(
+    confPath,
+    `${readFileSync(confPath, 'utf8')}\ninclude_if_exists = 'tidemark.conf'\n`,
+  );
   timings.initdbMs = Date.now() - started;
   log(NAME, `initdb done in ${seconds(timings.initdbMs)}`);
 }
@@ -209,7 +246,7 @@ async function verifyAppLogin(binDir) {
     user: APP_USER,
     password: APP_PASSWORD,
     database: APP_DB,
-    sql: 'SELECT current_user, current_setting(\'server_version\')',
+    sql: "SELECT current_user, current_setting('server_version')",
   });
   return stdout.trim();
 }
@@ -233,7 +270,10 @@ export async function up() {
   const state = readState();
   if (isRecordedProcess(state) && state.dataDir === dataDir) {
     if (state.port !== PG_PORT) {
-      throw new ServiceError(NAME, `running on port ${state.port}, but TIDEMARK_PG_PORT asks for ${PG_PORT}; run services:down first`);
+      throw new ServiceError(
+        NAME,
+        `running on port ${state.port}, but TIDEMARK_PG_PORT asks for ${PG_PORT}; run services:down first`,
+      );
     }
     const who = await verifyAppLogin(binDir);
     log(NAME, `reusing the running cluster (pid ${state.pid}, ${who})`);
@@ -265,12 +305,18 @@ export async function up() {
       cwd: dir,
     });
   } catch (error) {
-    const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n') : '';
+    const tail = existsSync(logFile)
+      ? readFileSync(logFile, 'utf8').split('\n').slice(-20).join('\n')
+      : '';
     throw new ServiceError(NAME, `${error.message}\n--- ${logFile} ---\n${tail}`);
   }
   const pid = postmasterPid(dataDir);
   const info = processInfo(pid);
-  if (!info) throw new ServiceError(NAME, `started, but no live postmaster pid in ${dataDir}/postmaster.pid`);
+  if (!info)
+    throw new ServiceError(
+      NAME,
+      `started, but no live postmaster pid in ${dataDir}/postmaster.pid`,
+    );
   await ensureRoleAndDatabase(binDir);
   const who = await verifyAppLogin(binDir);
   timings.startMs = Date.now() - started;
@@ -298,10 +344,14 @@ export async function down({ purge = false } = {}) {
   if (isRecordedProcess(state)) {
     log(NAME, `stopping PostgreSQL (pid ${state.pid})`);
     try {
-      await run(pg(state.binDir, 'pg_ctl'), ['-D', state.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'], {
-        asUser: state.osUser ?? undefined,
-        cwd: '/',
-      });
+      await run(
+        pg(state.binDir, 'pg_ctl'),
+        ['-D', state.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'],
+        {
+          asUser: state.osUser ?? undefined,
+          cwd: '/',
+        },
+      );
     } catch (error) {
       log(NAME, `pg_ctl stop failed (${error.message}); sending SIGTERM`);
       process.kill(state.pid, 'SIGTERM');
@@ -310,7 +360,13 @@ export async function down({ purge = false } = {}) {
   } else {
     log(NAME, 'not running (nothing started by services:up)');
   }
-  if (state) writeJson(statePath, { ...state, pid: null, startTicks: null, stoppedAt: new Date().toISOString() });
+  if (state)
+    writeJson(statePath, {
+      ...state,
+      pid: null,
+      startTicks: null,
+      stoppedAt: new Date().toISOString(),
+    });
   if (purge) {
     const dir = state?.dataDir ? join(state.dataDir, '..') : await clusterDir();
     rmSync(dir, { recursive: true, force: true });
@@ -341,10 +397,15 @@ export async function verifyExternal(url) {
   const client = new pgModule.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
   try {
     await client.connect();
-    const { rows } = await client.query('SELECT current_user AS u, current_setting(\'server_version\') AS v');
+    const { rows } = await client.query(
+      "SELECT current_user AS u, current_setting('server_version') AS v",
+    );
     log(NAME, `using DATABASE_URL from the environment (${rows[0].u}, PostgreSQL ${rows[0].v})`);
   } catch (error) {
-    throw new ServiceError(NAME, `DATABASE_URL from the environment does not answer: ${error.message}`);
+    throw new ServiceError(
+      NAME,
+      `DATABASE_URL from the environment does not answer: ${error.message}`,
+    );
   } finally {
     await client.end().catch(() => {});
   }

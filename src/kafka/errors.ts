@@ -1,0 +1,154 @@
+/**
+ * Errors of the Kafka port. Each extends the project's {@link TidemarkError} with a stable code;
+ * failures of @platformatic/kafka never leave this folder untranslated (see {@link translateKafkaError}).
+ *
+ * Broker connection failures become the core {@link UnavailableError} (`unavailable`), like a
+ * database that cannot be reached.
+ */
+import { TidemarkError, UnavailableError, type TidemarkErrorOptions } from '../core/errors.ts';
+
+/**
+ * Another producer started with the same transactional id, so this one was fenced: the broker
+ * refuses its sends and commits, and its open transaction is aborted. Not retryable with this
+ * producer: a relay that sees it must stop (another instance has taken over) or create a new
+ * producer, which fences the other one in turn.
+ */
+export class KafkaProducerFencedError extends TidemarkError {
+  readonly code = 'kafka_producer_fenced';
+  readonly retryable = false;
+  constructor(
+    readonly transactionalId: string,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(
+      `producer with transactional id '${transactionalId}' was fenced by a newer instance`,
+      options,
+    );
+  }
+  override toJSON() {
+    return { ...super.toJSON(), transactionalId: this.transactionalId };
+  }
+}
+
+/**
+ * A Kafka request failed for a reason other than fencing or an unreachable broker: the broker
+ * answered with an error (`brokerError` is Kafka's own name for it, such as
+ * `TOPIC_ALREADY_EXISTS` or `OFFSET_OUT_OF_RANGE`), or the client refused the call.
+ */
+export class KafkaOperationError extends TidemarkError {
+  readonly code = 'kafka_operation_failed';
+  constructor(
+    /** What the port was doing: `createTopic`, `send`, `commitTransaction`, `fetch`, ... */
+    readonly operation: string,
+    message: string,
+    /** Kafka's error name when the broker answered with one. */
+    readonly brokerError: string | undefined,
+    readonly retryable: boolean,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(`kafka ${operation} failed: ${message}`, options);
+  }
+  override toJSON() {
+    return { ...super.toJSON(), operation: this.operation, brokerError: this.brokerError };
+  }
+}
+
+/** Every error class of the Kafka port, for documentation checks. */
+export const kafkaErrorClasses = [KafkaProducerFencedError, KafkaOperationError] as const;
+
+/** True for a producer fenced by a newer instance with the same transactional id. */
+export function isProducerFenced(value: unknown): value is KafkaProducerFencedError {
+  return value instanceof KafkaProducerFencedError;
+}
+
+// Kafka's names for "a newer producer with this transactional id exists". Brokers answer
+// PRODUCER_FENCED (InitProducerId, EndTxn, AddPartitionsToTxn) or INVALID_PRODUCER_EPOCH
+// (Produce, and older request versions) depending on the request.
+const FENCING_ERRORS = new Set(['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH']);
+
+interface LibraryError {
+  code?: string;
+  apiId?: string;
+  canRetry?: boolean;
+  errors?: unknown[];
+  cause?: unknown;
+  message?: string;
+}
+
+/** Every error in a library error's tree (AggregateError members and causes), depth first. */
+function flatten(error: unknown, out: LibraryError[] = [], depth = 0): LibraryError[] {
+  if (depth > 8 || error === null || typeof error !== 'object') return out;
+  const e = error as LibraryError;
+  out.push(e);
+  if (Array.isArray(e.errors)) for (const inner of e.errors) flatten(inner, out, depth + 1);
+  if (e.cause) flatten(e.cause, out, depth + 1);
+  return out;
+}
+
+/** Kafka's error names (ProtocolError `apiId`s) found anywhere in a library error. */
+export function brokerErrorsOf(error: unknown): string[] {
+  const names: string[] = [];
+  for (const e of flatten(error)) {
+    if (typeof e.apiId === 'string') names.push(e.apiId);
+    // The library's metadata code replaces the broker's UNKNOWN_TOPIC_OR_PARTITION with a
+    // UserError that carries only this message (base.js). Matching its text is the one way to
+    // tell a missing topic apart; it is confined to this function.
+    else if (
+      e.code === 'PLT_KFK_USER' &&
+      typeof e.message === 'string' &&
+      /^Unknown topic .*\.$/.test(e.message)
+    ) {
+      names.push('UNKNOWN_TOPIC_OR_PARTITION');
+    }
+  }
+  return names;
+}
+
+/**
+ * Turns anything @platformatic/kafka throws into a Tidemark error: fencing into
+ * {@link KafkaProducerFencedError}, a broker that cannot be reached into `UnavailableError`,
+ * the rest into {@link KafkaOperationError}. Tidemark errors pass through unchanged.
+ */
+export function translateKafkaError(
+  error: unknown,
+  operation: string,
+  context: { transactionalId?: string } = {},
+): TidemarkError {
+  if (error instanceof TidemarkError) return error;
+  const all = flatten(error);
+  const brokerErrors = brokerErrorsOf(error);
+  const message = error instanceof Error ? error.message : String(error);
+  if (context.transactionalId !== undefined && brokerErrors.some((id) => FENCING_ERRORS.has(id))) {
+    return new KafkaProducerFencedError(context.transactionalId, { cause: error });
+  }
+  const detail = deepestMessage(all) ?? message;
+  const networkOnly =
+    brokerErrors.length === 0 &&
+    all.some(
+      (e) =>
+        e.code === 'PLT_KFK_NETWORK' || e.code === 'ECONNREFUSED' || e.code === 'PLT_KFK_TIMEOUT',
+    );
+  if (networkOnly)
+    return new UnavailableError('kafka', `${operation}: ${detail}`, { cause: error });
+  // The library marks each error it knows with canRetry; one non-retryable error decides.
+  const retryable = all.every((e) => e.canRetry !== false) && brokerErrors.length > 0;
+  const broker = brokerErrors[0];
+  return new KafkaOperationError(
+    operation,
+    broker ? `${broker}: ${detail}` : detail,
+    broker,
+    retryable,
+    {
+      cause: error,
+    },
+  );
+}
+
+function deepestMessage(all: LibraryError[]): string | undefined {
+  for (let i = all.length - 1; i >= 0; i--) {
+    const m = all[i]!.message;
+    if (m && !/failed \d+ times|^Producing messages failed|^Received response with error/.test(m))
+      return m;
+  }
+  return undefined;
+}

@@ -1,0 +1,46 @@
+/**
+ * `tidemark/kafka`: Tidemark's port onto Apache Kafka (@platformatic/kafka underneath).
+ * See docs/kafka-client-notes.md for what the port relies on in the library.
+ */
+export {
+  clientOptions,
+  kafkaConnectionFromEnv,
+  parseBrokers,
+  type KafkaConnection,
+  type KafkaSaslMechanism,
+} from './connection.ts';
+export {
+  KafkaOperationError,
+  KafkaProducerFencedError,
+  isProducerFenced,
+  kafkaErrorClasses,
+  translateKafkaError,
+} from './errors.ts';
+export {
+  KafkaAdmin,
+  type ClusterDescription,
+  type CreateTopicOptions,
+  type PartitionDescription,
+  type TopicDescription,
+  type TopicSpec,
+} from './admin.ts';
+export {
+  KafkaProducer,
+  KafkaTransaction,
+  type KafkaProducerOptions,
+  type PartitionOffset,
+  type ProducerRecord,
+} from './producer.ts';
+export {
+  KafkaConsumer,
+  offsetKey,
+  type AssignmentChange,
+  type ConsumedBatch,
+  type ConsumedRecord,
+  type KafkaConsumerOptions,
+  type OffsetToCommit,
+  type PartitionStart,
+  type StartPosition,
+  type TopicPartition,
+} from './consumer.ts';
+export { decodePartition, type DecodedPartition } from './records.ts';

@@ -1,0 +1,116 @@
+/**
+ * Turning fetched record batches into records, with read_committed filtering.
+ *
+ * In read_committed mode the broker returns every batch below the last stable offset, aborted
+ * ones included, plus the list of aborted transactions (producer id and first offset) that
+ * overlap the fetched range. Dropping aborted data is the client's job. The rule, as in Kafka's
+ * Java consumer: walk batches in offset order; once a batch reaches an aborted transaction's
+ * first offset, that producer id is "aborting"; its transactional data batches are skipped
+ * until its ABORT control marker, which ends the aborted transaction.
+ *
+ * (@platformatic/kafka 1.x filters with one range per producer id, so when a response holds
+ * two aborted transactions of one producer, the first one's records get through. This module
+ * does not rely on that filter.)
+ */
+import type { Consumer, RecordsBatch } from '@platformatic/kafka';
+
+// The Fetch API's types are not exported by the package; derive them from Consumer.fetch.
+type Fetch = Consumer<Buffer, Buffer, Buffer, Buffer>['fetch'];
+/** A Fetch request's topic entry. */
+export type FetchRequestTopic = Parameters<Fetch>[0]['topics'][number];
+/** A Fetch response. */
+export type FetchResponse = Awaited<ReturnType<Fetch>>;
+/** One partition of a Fetch response. */
+export type FetchResponsePartition = FetchResponse['responses'][number]['partitions'][number];
+
+/** A consumed record. */
+export interface ConsumedRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+  /** Create (or log-append) time, ms since the epoch. */
+  readonly timestamp: bigint;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  /** Headers by name (UTF-8); a repeated name keeps its last value; a null value reads as empty. */
+  readonly headers: ReadonlyMap<string, Buffer>;
+}
+
+// Record batch attributes (Kafka's DefaultRecordBatch): bit 4 transactional, bit 5 control.
+const TRANSACTIONAL = 1 << 4;
+const CONTROL = 1 << 5;
+// A control record's key is (version int16, type int16); type 0 is ABORT, 1 is COMMIT.
+const ABORT_MARKER = 0;
+
+function isAbortMarker(batch: RecordsBatch): boolean {
+  const key = batch.records[0]?.key;
+  return (
+    key !== null && key !== undefined && key.length >= 4 && key.readInt16BE(2) === ABORT_MARKER
+  );
+}
+
+export interface DecodedPartition {
+  readonly records: ConsumedRecord[];
+  /** The offset to fetch next: one past the last batch returned, control batches included. */
+  readonly nextOffset: bigint | undefined;
+}
+
+/**
+ * Decodes one partition of a Fetch response. `fetchOffset` is where the fetch started: a batch
+ * may begin before it (the broker returns whole batches), and those earlier records are skipped.
+ */
+export function decodePartition(
+  topic: string,
+  partition: FetchResponsePartition,
+  fetchOffset: bigint,
+  readCommitted: boolean,
+): DecodedPartition {
+  const batches = [...(partition.records ?? [])].sort((a, b) =>
+    a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0,
+  );
+  const aborted = readCommitted
+    ? [...partition.abortedTransactions].sort((a, b) =>
+        a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0,
+      )
+    : [];
+  const aborting = new Set<bigint>();
+  let nextAborted = 0;
+  const records: ConsumedRecord[] = [];
+  let nextOffset: bigint | undefined;
+
+  for (const batch of batches) {
+    const lastOffset = batch.firstOffset + BigInt(batch.lastOffsetDelta);
+    nextOffset = lastOffset + 1n;
+    const control = (batch.attributes & CONTROL) !== 0;
+    if (readCommitted && (batch.attributes & TRANSACTIONAL) !== 0) {
+      while (nextAborted < aborted.length && aborted[nextAborted]!.firstOffset <= lastOffset) {
+        aborting.add(aborted[nextAborted]!.producerId);
+        nextAborted++;
+      }
+      if (control) {
+        if (isAbortMarker(batch)) aborting.delete(batch.producerId);
+        continue;
+      }
+      if (aborting.has(batch.producerId)) continue;
+    }
+    if (control) continue;
+    for (const record of batch.records) {
+      const offset = batch.firstOffset + BigInt(record.offsetDelta);
+      if (offset < fetchOffset) continue;
+      const headers = new Map<string, Buffer>();
+      for (const [name, value] of record.headers) {
+        if (name !== null) headers.set(name.toString('utf8'), value ?? Buffer.alloc(0));
+      }
+      records.push({
+        topic,
+        partition: partition.partitionIndex,
+        offset,
+        timestamp: batch.firstTimestamp + record.timestampDelta,
+        key: record.key,
+        value: record.value,
+        headers,
+      });
+    }
+  }
+  return { records, nextOffset };
+}
