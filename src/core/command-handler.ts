@@ -87,6 +87,11 @@ export class CommandHandler<State, C extends Command, E extends Event> {
   readonly #snapshots: SnapshotPolicy<State> | undefined;
   readonly #maxRetries: number;
   readonly #logger: Logger;
+  /**
+   * The last command queued per stream. Commands on one stream run one after the other in this
+   * process, so they never race each other; retries are left for writers in other processes.
+   */
+  readonly #queues = new Map<string, Promise<unknown>>();
 
   constructor(options: CommandHandlerOptions<State, C, E>) {
     const { decider, store, snapshots, maxRetries = 5, logger = silentLogger } = options;
@@ -154,6 +159,23 @@ export class CommandHandler<State, C extends Command, E extends Event> {
     validateStreamId(streamId);
     const pinned = options.expectedVersion ?? ANY;
     assertExpectedVersion(pinned);
+    const previous = this.#queues.get(streamId);
+    const start = () => this.#handle(streamId, command, options, pinned);
+    const run = previous ? previous.then(start, start) : start();
+    this.#queues.set(streamId, run);
+    try {
+      return await run;
+    } finally {
+      if (this.#queues.get(streamId) === run) this.#queues.delete(streamId);
+    }
+  }
+
+  async #handle(
+    streamId: string,
+    command: C,
+    options: HandleOptions,
+    pinned: ExpectedVersion,
+  ): Promise<CommandResult<State, E>> {
     const retry = pinned === ANY || pinned === NO_STREAM || pinned === STREAM_EXISTS;
     for (let attempt = 0; ; attempt++) {
       const loaded = await this.load(streamId);

@@ -10,5 +10,18 @@ export {
   type ReadinessCheck,
   type TidemarkHttpOptions,
 } from './plugin.ts';
-export { HttpProblem, PROBLEM_CONTENT_TYPE, problem, problemType, type Problem } from './problem.ts';
-export { Counter, Gauge, Histogram, MetricsRegistry, METRICS_CONTENT_TYPE, type GaugeSample } from './metrics.ts';
+export {
+  HttpProblem,
+  PROBLEM_CONTENT_TYPE,
+  problem,
+  problemType,
+  type Problem,
+} from './problem.ts';
+export {
+  Counter,
+  Gauge,
+  Histogram,
+  MetricsRegistry,
+  METRICS_CONTENT_TYPE,
+  type GaugeSample,
+} from './metrics.ts';

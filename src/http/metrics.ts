@@ -12,7 +12,8 @@
 type Labels = Record<string, string | number>;
 
 const escapeHelp = (text: string) => text.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-const escapeLabel = (text: string) => text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+const escapeLabel = (text: string) =>
+  text.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 
 function labelKey(labels: Labels | undefined): string {
@@ -49,7 +50,8 @@ export class Counter implements Metric {
   }
   render(): string[] {
     const lines = [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} counter`];
-    for (const [key, value] of this.#values) lines.push(`${this.name}${key} ${formatNumber(value)}`);
+    for (const [key, value] of this.#values)
+      lines.push(`${this.name}${key} ${formatNumber(value)}`);
     return lines;
   }
 }
@@ -70,19 +72,25 @@ export class Gauge implements Metric {
   async render(): Promise<string[]> {
     const lines = [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} gauge`];
     const values = new Map(this.#values);
-    if (this.collect) for (const sample of await this.collect()) values.set(labelKey(sample.labels), sample.value);
+    if (this.collect)
+      for (const sample of await this.collect()) values.set(labelKey(sample.labels), sample.value);
     for (const [key, value] of values) lines.push(`${this.name}${key} ${formatNumber(value)}`);
     return lines;
   }
 }
 
 export class Histogram implements Metric {
-  readonly #series = new Map<string, { labels: Labels | undefined; counts: number[]; sum: number; count: number }>();
+  readonly #series = new Map<
+    string,
+    { labels: Labels | undefined; counts: number[]; sum: number; count: number }
+  >();
   constructor(
     readonly name: string,
     readonly help: string,
     /** Upper bounds, ascending; +Inf is implied. */
-    readonly buckets: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    readonly buckets: readonly number[] = [
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    ],
   ) {}
   observe(value: number, labels?: Labels): void {
     const key = labelKey(labels);
@@ -91,7 +99,8 @@ export class Histogram implements Metric {
       series = { labels, counts: new Array(this.buckets.length).fill(0), sum: 0, count: 0 };
       this.#series.set(key, series);
     }
-    for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]!) series.counts[i]!++;
+    for (let i = 0; i < this.buckets.length; i++)
+      if (value <= this.buckets[i]!) series.counts[i]!++;
     series.sum += value;
     series.count++;
   }
@@ -99,9 +108,13 @@ export class Histogram implements Metric {
     const lines = [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} histogram`];
     for (const series of this.#series.values()) {
       this.buckets.forEach((bound, i) => {
-        lines.push(`${this.name}_bucket${labelKey({ ...series.labels, le: formatNumber(bound) })} ${series.counts[i]}`);
+        lines.push(
+          `${this.name}_bucket${labelKey({ ...series.labels, le: formatNumber(bound) })} ${series.counts[i]}`,
+        );
       });
-      lines.push(`${this.name}_bucket${labelKey({ ...series.labels, le: '+Inf' })} ${series.count}`);
+      lines.push(
+        `${this.name}_bucket${labelKey({ ...series.labels, le: '+Inf' })} ${series.count}`,
+      );
       lines.push(`${this.name}_sum${labelKey(series.labels)} ${formatNumber(series.sum)}`);
       lines.push(`${this.name}_count${labelKey(series.labels)} ${series.count}`);
     }

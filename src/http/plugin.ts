@@ -72,9 +72,15 @@ export interface CommandRoute<Params = Record<string, string>, Body = unknown> {
   /** Status of a success. Default 200. */
   successStatus?: number;
   /** Body of a success. */
-  response: (result: CommandResult<unknown, Event>, request: CommandRequest<Params, Body>) => unknown;
+  response: (
+    result: CommandResult<unknown, Event>,
+    request: CommandRequest<Params, Body>,
+  ) => unknown;
   /** `Location` of a success (for creations). */
-  location?: (result: CommandResult<unknown, Event>, request: CommandRequest<Params, Body>) => string;
+  location?: (
+    result: CommandResult<unknown, Event>,
+    request: CommandRequest<Params, Body>,
+  ) => string;
 }
 
 export interface QueryRequest<Params = Record<string, string>, Query = Record<string, unknown>> {
@@ -97,7 +103,11 @@ export interface QueryRoute<Params = Record<string, string>, Query = Record<stri
 }
 
 export interface ConsistencyWaiter {
-  waitFor(token: ConsistencyToken, projections: readonly string[], timeoutMs: number): Promise<boolean>;
+  waitFor(
+    token: ConsistencyToken,
+    projections: readonly string[],
+    timeoutMs: number,
+  ): Promise<boolean>;
 }
 
 export interface ReadinessCheck {
@@ -159,7 +169,9 @@ function canonicalJson(value: unknown): string {
 }
 
 function fingerprint(method: string, path: string, body: unknown): string {
-  return createHash('sha256').update(`${method} ${path}\n${canonicalJson(body ?? null)}`).digest('base64url');
+  return createHash('sha256')
+    .update(`${method} ${path}\n${canonicalJson(body ?? null)}`)
+    .digest('base64url');
 }
 
 /** Fastify paths (`/orders/:id`) as OpenAPI paths (`/orders/{id}`). */
@@ -172,14 +184,20 @@ function strictObject(schema: JsonSchema | undefined): JsonSchema | undefined {
     : schema;
 }
 
-async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOptions): Promise<void> {
+async function tidemarkHttpPlugin(
+  app: FastifyInstance,
+  options: TidemarkHttpOptions,
+): Promise<void> {
   const metrics = options.metrics ?? new MetricsRegistry();
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const consistencyTimeoutMs = options.consistencyTimeoutMs ?? 5000;
   const leaseMs = options.idempotencyLeaseMs ?? 30_000;
   const logger = options.logger;
 
-  const requests = metrics.counter('tidemark_http_requests_total', 'HTTP requests answered, by route and status.');
+  const requests = metrics.counter(
+    'tidemark_http_requests_total',
+    'HTTP requests answered, by route and status.',
+  );
   const commandSeconds = metrics.histogram(
     'tidemark_command_duration_seconds',
     'Time to handle a command (load, decide, append), by command route.',
@@ -195,23 +213,40 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
 
   // Bodies are validated exactly: no coercion ("5" is not 5), unknown fields are errors.
   // Params and query strings arrive as text, so they are coerced to the schema's types.
-  const strictAjv = new Ajv.default({ allErrors: true, coerceTypes: false, removeAdditional: false, useDefaults: false });
-  const coercingAjv = new Ajv.default({ allErrors: true, coerceTypes: true, removeAdditional: false, useDefaults: true });
+  const strictAjv = new Ajv.default({
+    allErrors: true,
+    coerceTypes: false,
+    removeAdditional: false,
+    useDefaults: false,
+  });
+  const coercingAjv = new Ajv.default({
+    allErrors: true,
+    coerceTypes: true,
+    removeAdditional: false,
+    useDefaults: true,
+  });
   app.setValidatorCompiler(({ schema, httpPart }) =>
     (httpPart === 'body' ? strictAjv : coercingAjv).compile(schema as JsonSchema),
   );
 
   // JSON only. An empty body is "no body" (commands without a body need no Content-Type).
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit }, (_request, text, done) => {
-    const body = text as string;
-    if (body.trim() === '') return done(null, undefined);
-    try {
-      done(null, JSON.parse(body));
-    } catch (error) {
-      done(new HttpProblem(400, 'malformed_json', 'Malformed JSON', (error as Error).message), undefined);
-    }
-  });
+  app.addContentTypeParser(
+    'application/json',
+    { parseAs: 'string', bodyLimit },
+    (_request, text, done) => {
+      const body = text as string;
+      if (body.trim() === '') return done(null, undefined);
+      try {
+        done(null, JSON.parse(body));
+      } catch (error) {
+        done(
+          new HttpProblem(400, 'malformed_json', 'Malformed JSON', (error as Error).message),
+          undefined,
+        );
+      }
+    },
+  );
 
   const send = (reply: FastifyReply, body: Problem) =>
     reply.code(body.status).header('content-type', PROBLEM_CONTENT_TYPE).send(body);
@@ -230,10 +265,17 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
     return send(reply, { ...body, instance: request.url });
   });
   app.setNotFoundHandler((request, reply) =>
-    send(reply, problem(404, 'route_not_found', 'Not found', `no route for ${request.method} ${request.url}`)),
+    send(
+      reply,
+      problem(404, 'route_not_found', 'Not found', `no route for ${request.method} ${request.url}`),
+    ),
   );
   app.addHook('onResponse', async (request, reply) => {
-    requests.inc({ route: request.routeOptions.url ?? 'unknown', method: request.method, status: reply.statusCode });
+    requests.inc({
+      route: request.routeOptions.url ?? 'unknown',
+      method: request.method,
+      status: reply.statusCode,
+    });
   });
 
   const openapiPaths: Record<string, Record<string, unknown>> = {};
@@ -241,14 +283,20 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
     const path = openApiPath(url);
     openapiPaths[path] = { ...openapiPaths[path], [method.toLowerCase()]: operation };
   };
-  const problemResponse = { description: 'Problem Details', content: { [PROBLEM_CONTENT_TYPE]: { schema: { type: 'object' } } } };
+  const problemResponse = {
+    description: 'Problem Details',
+    content: { [PROBLEM_CONTENT_TYPE]: { schema: { type: 'object' } } },
+  };
   const parameters = (params: JsonSchema | undefined, where: 'path' | 'query') =>
-    Object.entries((params?.properties as Record<string, JsonSchema> | undefined) ?? {}).map(([name, schema]) => ({
-      name,
-      in: where,
-      required: where === 'path' || ((params?.required as string[] | undefined) ?? []).includes(name),
-      schema,
-    }));
+    Object.entries((params?.properties as Record<string, JsonSchema> | undefined) ?? {}).map(
+      ([name, schema]) => ({
+        name,
+        in: where,
+        required:
+          where === 'path' || ((params?.required as string[] | undefined) ?? []).includes(name),
+        schema,
+      }),
+    );
 
   for (const route of (options.commands ?? []) as CommandRoute[]) {
     const body = strictObject(route.body);
@@ -269,7 +317,12 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
         const started = performance.now();
         let payload: unknown = request.body;
         if (!body && payload !== undefined) {
-          throw new HttpProblem(400, 'unexpected_body', 'Invalid request', `${route.method} ${route.url} takes no body`);
+          throw new HttpProblem(
+            400,
+            'unexpected_body',
+            'Invalid request',
+            `${route.method} ${route.url} takes no body`,
+          );
         }
         if (validateOptionalBody) {
           payload ??= {};
@@ -283,7 +336,12 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
         const pinned = parseIfMatch(request.headers['if-match']);
         const key = request.headers['idempotency-key'];
         if (key !== undefined && (typeof key !== 'string' || !IDEMPOTENCY_KEY.test(key))) {
-          throw new HttpProblem(400, 'invalid_idempotency_key', 'Invalid Idempotency-Key', 'use 1 to 255 visible ASCII characters');
+          throw new HttpProblem(
+            400,
+            'invalid_idempotency_key',
+            'Invalid Idempotency-Key',
+            'use 1 to 255 visible ASCII characters',
+          );
         }
         const commandRequest: CommandRequest = {
           params: request.params as Record<string, string>,
@@ -296,11 +354,13 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
           try {
             const streamId = route.streamId(commandRequest);
             const command = route.command(commandRequest);
-            const expectedVersion: ExpectedVersion | undefined = pinned ?? (requireStream ? STREAM_EXISTS : ANY);
+            const expectedVersion: ExpectedVersion | undefined =
+              pinned ?? (requireStream ? STREAM_EXISTS : ANY);
             const result = await route.handler.handle(streamId, command, {
               expectedVersion,
               metadata: {
-                correlationId: (request.headers['x-correlation-id'] as string | undefined) ?? request.id,
+                correlationId:
+                  (request.headers['x-correlation-id'] as string | undefined) ?? request.id,
                 causationId: request.id,
               },
             });
@@ -318,7 +378,11 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
             const answer = toProblem(error, pinned !== undefined);
             if (answer.code === 'wrong_expected_version') conflicts.inc({ route: route.url });
             if (answer.status >= 500) throw error;
-            return { status: answer.status, headers: { 'content-type': PROBLEM_CONTENT_TYPE }, body: { ...answer, instance: request.url } };
+            return {
+              status: answer.status,
+              headers: { 'content-type': PROBLEM_CONTENT_TYPE },
+              body: { ...answer, instance: request.url },
+            };
           }
         };
 
@@ -354,13 +418,18 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
             throw error;
           }
           const kept = Object.fromEntries(
-            Object.entries(response.headers).filter(([name]) => (REPLAYED_HEADERS as readonly string[]).includes(name) || name === 'content-type'),
+            Object.entries(response.headers).filter(
+              ([name]) =>
+                (REPLAYED_HEADERS as readonly string[]).includes(name) || name === 'content-type',
+            ),
           );
           await options.idempotency.completeIdempotencyKey(key, { ...response, headers: kept });
         } else {
           response = await run();
         }
-        commandSeconds.observe((performance.now() - started) / 1000, { route: `${route.method} ${route.url}` });
+        commandSeconds.observe((performance.now() - started) / 1000, {
+          route: `${route.method} ${route.url}`,
+        });
         return reply.code(response.status).headers(response.headers).send(response.body);
       },
     });
@@ -369,14 +438,35 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
       summary: route.summary,
       parameters: [
         ...parameters(route.params, 'path'),
-        { name: 'If-Match', in: 'header', required: false, schema: { type: 'string' }, description: '"<version>": fail with 412 unless the stream is at it' },
-        { name: 'Idempotency-Key', in: 'header', required: false, schema: { type: 'string', maxLength: 255 } },
+        {
+          name: 'If-Match',
+          in: 'header',
+          required: false,
+          schema: { type: 'string' },
+          description: '"<version>": fail with 412 unless the stream is at it',
+        },
+        {
+          name: 'Idempotency-Key',
+          in: 'header',
+          required: false,
+          schema: { type: 'string', maxLength: 255 },
+        },
       ],
-      ...(body ? { requestBody: { required: !route.bodyOptional, content: { 'application/json': { schema: body } } } } : {}),
+      ...(body
+        ? {
+            requestBody: {
+              required: !route.bodyOptional,
+              content: { 'application/json': { schema: body } },
+            },
+          }
+        : {}),
       responses: {
         [String(successStatus)]: {
           description: 'Done',
-          headers: { ETag: { schema: { type: 'string' } }, 'Consistency-Token': { schema: { type: 'string' } } },
+          headers: {
+            ETag: { schema: { type: 'string' } },
+            'Consistency-Token': { schema: { type: 'string' } },
+          },
           content: { 'application/json': { schema: { type: 'object' } } },
         },
         '400': problemResponse,
@@ -401,9 +491,17 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
       schema,
       handler: async (request, reply) => {
         const tokenHeader = request.headers['consistency-token'];
-        if (typeof tokenHeader === 'string' && options.consistency && route.projections.length > 0) {
+        if (
+          typeof tokenHeader === 'string' &&
+          options.consistency &&
+          route.projections.length > 0
+        ) {
           const token = decodeConsistencyToken(tokenHeader);
-          const fresh = await options.consistency.waitFor(token, route.projections, consistencyTimeoutMs);
+          const fresh = await options.consistency.waitFor(
+            token,
+            route.projections,
+            consistencyTimeoutMs,
+          );
           consistencyWaits.inc({ outcome: fresh ? 'fresh' : 'stale' });
           reply.header('consistency', fresh ? 'fresh' : 'stale');
         } else if (typeof tokenHeader === 'string') {
@@ -427,7 +525,10 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
         { name: 'Consistency-Token', in: 'header', required: false, schema: { type: 'string' } },
       ],
       responses: {
-        '200': { description: 'OK', content: { 'application/json': { schema: { type: 'object' } } } },
+        '200': {
+          description: 'OK',
+          content: { 'application/json': { schema: { type: 'object' } } },
+        },
         '400': problemResponse,
         '404': problemResponse,
       },
@@ -459,6 +560,9 @@ async function tidemarkHttpPlugin(app: FastifyInstance, options: TidemarkHttpOpt
 
 // The plugin configures the application it is registered on (error handler, parsers), so it
 // must not be encapsulated: Fastify's skip-override marker does that without a dependency.
-Object.assign(tidemarkHttpPlugin, { [Symbol.for('skip-override')]: true, [Symbol.for('fastify.display-name')]: 'tidemark-http' });
+Object.assign(tidemarkHttpPlugin, {
+  [Symbol.for('skip-override')]: true,
+  [Symbol.for('fastify.display-name')]: 'tidemark-http',
+});
 
 export const tidemarkHttp = tidemarkHttpPlugin;

@@ -20,14 +20,33 @@ export interface Problem {
 /** `type` is a URN per code: stable, and no promise of a web page behind it. */
 export const problemType = (code: string) => `urn:tidemark:problem:${code}`;
 
-export function problem(status: number, code: string, title: string, detail?: string, extensions: Record<string, unknown> = {}): Problem {
-  return { type: problemType(code), title, status, code, ...(detail ? { detail } : {}), ...extensions };
+export function problem(
+  status: number,
+  code: string,
+  title: string,
+  detail?: string,
+  extensions: Record<string, unknown> = {},
+): Problem {
+  return {
+    type: problemType(code),
+    title,
+    status,
+    code,
+    ...(detail ? { detail } : {}),
+    ...extensions,
+  };
 }
 
 /** Throw from a route to answer with a problem document. */
 export class HttpProblem extends Error {
   readonly problem: Problem;
-  constructor(status: number, code: string, title: string, detail?: string, extensions?: Record<string, unknown>) {
+  constructor(
+    status: number,
+    code: string,
+    title: string,
+    detail?: string,
+    extensions?: Record<string, unknown>,
+  ) {
     super(detail ?? title);
     this.name = 'HttpProblem';
     this.problem = problem(status, code, title, detail, extensions);
@@ -53,9 +72,16 @@ export function problemForTidemarkError(error: TidemarkError, pinned: boolean): 
     case 'stream_not_found':
       return problem(404, error.code, 'Not found', error.message);
     case 'business_rule_violated': {
-      const rule = (error as TidemarkError & { rule: string; details?: Record<string, unknown> }).rule;
+      const rule = (error as TidemarkError & { rule: string; details?: Record<string, unknown> })
+        .rule;
       const details = (error as { details?: Record<string, unknown> }).details;
-      return problem(409, rule, 'Business rule violated', error.message, details ? { details } : {});
+      return problem(
+        409,
+        rule,
+        'Business rule violated',
+        error.message,
+        details ? { details } : {},
+      );
     }
     case 'idempotency_key_reused':
       return problem(422, error.code, 'Idempotency key reused', error.message);
@@ -80,14 +106,24 @@ export function problemForFrameworkError(error: unknown): Problem | undefined {
     code?: string;
     statusCode?: number;
     message?: string;
-    validation?: { instancePath?: string; message?: string; keyword?: string; params?: Record<string, unknown> }[];
+    validation?: {
+      instancePath?: string;
+      message?: string;
+      keyword?: string;
+      params?: Record<string, unknown>;
+    }[];
     validationContext?: string;
   };
   if (e?.validation) {
     const where = e.validationContext ?? 'request';
     const errors = e.validation.map((v) => {
-      const extra = v.keyword === 'additionalProperties' ? ` '${String(v.params?.additionalProperty)}'` : '';
-      return { in: where, path: v.instancePath || '/', message: `${v.message ?? 'is invalid'}${extra}` };
+      const extra =
+        v.keyword === 'additionalProperties' ? ` '${String(v.params?.additionalProperty)}'` : '';
+      return {
+        in: where,
+        path: v.instancePath || '/',
+        message: `${v.message ?? 'is invalid'}${extra}`,
+      };
     });
     const first = errors[0];
     return problem(
@@ -100,7 +136,12 @@ export function problemForFrameworkError(error: unknown): Problem | undefined {
   }
   switch (e?.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return problem(415, 'unsupported_media_type', 'Unsupported media type', 'send the body as application/json');
+      return problem(
+        415,
+        'unsupported_media_type',
+        'Unsupported media type',
+        'send the body as application/json',
+      );
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return problem(413, 'body_too_large', 'Body too large', e.message);
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':

@@ -50,10 +50,15 @@ export class ReadModels {
     const local = this.#runners.find((r) => r.name === projection && r.state === 'active');
     if (local) return local.version;
     const version = await ledger.activeVersion(this.sink, projection).catch((error: unknown) => {
-      throw new UnavailableError('read models', `cannot read the projection ledger`, { cause: error });
+      throw new UnavailableError('read models', `cannot read the projection ledger`, {
+        cause: error,
+      });
     });
     if (version === undefined) {
-      throw new UnavailableError('read models', `projection '${projection}' has not been built yet`);
+      throw new UnavailableError(
+        'read models',
+        `projection '${projection}' has not been built yet`,
+      );
     }
     return version;
   }
@@ -61,7 +66,8 @@ export class ReadModels {
   /** The physical name of `table` in the active version of `projection`. */
   async table(projection: string, table: string): Promise<string> {
     const definition = this.#definitions.get(projection);
-    if (!definition) throw new InvalidArgumentError('projection', `unknown projection '${projection}'`);
+    if (!definition)
+      throw new InvalidArgumentError('projection', `unknown projection '${projection}'`);
     if (!definition.tables.includes(table)) {
       throw new InvalidArgumentError('table', `'${table}' is not one of ${projection}'s tables`);
     }
@@ -76,7 +82,11 @@ export class ReadModels {
    * Waits until every listed projection has applied the write the token names, at most
    * `timeoutMs`. Resolves `true` (fresh) or `false` (stale: the answer may miss that write).
    */
-  async waitFor(token: ConsistencyToken, projections: readonly string[], timeoutMs: number): Promise<boolean> {
+  async waitFor(
+    token: ConsistencyToken,
+    projections: readonly string[],
+    timeoutMs: number,
+  ): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (const name of projections) {
       if (!(await this.#waitOne(token, name, deadline))) return false;

@@ -130,12 +130,35 @@ describe('CommandHandler', () => {
     );
   });
 
-  it('decides again on fresh state after losing a race, when the version is not pinned', async () => {
+  it('runs the commands of one stream one at a time in a process: no conflicts, no retries', async () => {
     const store = new MemoryEventStore();
-    const handler = new CommandHandler({ decider: counter, store, maxRetries: 100 });
+    let appends = 0;
+    const counted = withFaults<EventStore>(store, {
+      appendToStream: ((...args: Parameters<EventStore['appendToStream']>) => {
+        appends++;
+        return store.appendToStream(...args);
+      }) as EventStore['appendToStream'],
+    });
+    const handler = new CommandHandler({ decider: counter, store: counted, maxRetries: 0 });
     await handler.handle('c', open(1000));
     const results = await Promise.all(
-      Array.from({ length: 30 }, () => handler.handle('c', inc(2))),
+      Array.from({ length: 30 }, () => handler.handle('c', inc(1))),
+    );
+    assert.deepEqual(
+      results.map((r) => r.nextExpectedVersion),
+      Array.from({ length: 30 }, (_, i) => i + 2),
+    );
+    assert.equal(appends, 31);
+  });
+
+  it('decides again on fresh state after losing a race to another writer, when the version is not pinned', async () => {
+    const store = new MemoryEventStore();
+    // Two handlers on one store: two processes, as far as the store can tell.
+    const handler = new CommandHandler({ decider: counter, store, maxRetries: 100 });
+    const other = new CommandHandler({ decider: counter, store, maxRetries: 100 });
+    await handler.handle('c', open(1000));
+    const results = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => (i % 2 === 0 ? handler : other).handle('c', inc(2))),
     );
     assert.deepEqual(
       results.map((r) => r.nextExpectedVersion).sort((a, b) => a - b),
@@ -146,10 +169,13 @@ describe('CommandHandler', () => {
 
   it('re-checks the rules on retry: a limit is never passed by racing commands', async () => {
     const store = new MemoryEventStore();
-    const handler = new CommandHandler({ decider: counter, store, maxRetries: 100 });
+    const handlers = [1, 2, 3].map(
+      () => new CommandHandler({ decider: counter, store, maxRetries: 100 }),
+    );
+    const handler = handlers[0]!;
     await handler.handle('c', open(10));
     const results = await Promise.allSettled(
-      Array.from({ length: 20 }, () => handler.handle('c', inc(1))),
+      Array.from({ length: 20 }, (_, i) => handlers[i % 3]!.handle('c', inc(1))),
     );
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 10);
     for (const r of results) {

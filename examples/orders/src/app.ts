@@ -48,9 +48,15 @@ export interface Storage {
 }
 
 /** Opens the event store and the read-model sink named by a database URL. */
-export async function openStorage(databaseUrl: string, logger: Logger = silentLogger): Promise<Storage> {
+export async function openStorage(
+  databaseUrl: string,
+  logger: Logger = silentLogger,
+): Promise<Storage> {
   if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new InvalidArgumentError('databaseUrl', 'PostgreSQL support is being added; use a SQLite path for now');
+    throw new InvalidArgumentError(
+      'databaseUrl',
+      'PostgreSQL support is being added; use a SQLite path for now',
+    );
   }
   const path = sqlitePath(databaseUrl);
   if (path !== ':memory:') mkdirSync(dirname(resolve(path)), { recursive: true });
@@ -74,7 +80,10 @@ export function sqlitePath(url: string): string {
   if (url.startsWith('sqlite://')) return url.slice('sqlite://'.length) || ':memory:';
   if (url.startsWith('sqlite:')) return url.slice('sqlite:'.length);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
-    throw new InvalidArgumentError('databaseUrl', `unsupported database URL '${url.split(':')[0]}:'`);
+    throw new InvalidArgumentError(
+      'databaseUrl',
+      `unsupported database URL '${url.split(':')[0]}:'`,
+    );
   }
   return url;
 }
@@ -105,7 +114,9 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     logger,
   });
   const runners = roles.has('projector')
-    ? orderProjections.map((projection) => new ProjectionRunner({ projection, store, sink, logger }))
+    ? orderProjections.map(
+        (projection) => new ProjectionRunner({ projection, store, sink, logger }),
+      )
     : [];
   const readModels = new ReadModels({ sink, projections: orderProjections, runners });
   const metrics = new MetricsRegistry();
@@ -129,21 +140,37 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
           consistency: readModels,
         }
       : {}),
-    ...(options.consistencyTimeoutMs !== undefined ? { consistencyTimeoutMs: options.consistencyTimeoutMs } : {}),
+    ...(options.consistencyTimeoutMs !== undefined
+      ? { consistencyTimeoutMs: options.consistencyTimeoutMs }
+      : {}),
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
     metrics,
     mapError: mapOrderErrors,
     logger,
-    openapi: { title: 'Tidemark Orders', version: '1.0.0', description: 'The Tidemark reference service' },
+    openapi: {
+      title: 'Tidemark Orders',
+      version: '1.0.0',
+      description: 'The Tidemark reference service',
+    },
     readiness: async () => {
       const head = await store.headPosition();
       const projections = await Promise.all(runners.map((r) => r.status()));
       const lagging = projections.filter(
-        (p) => p.state === 'stopped' || (options.maxReadyLagEvents !== undefined && p.lagEvents > options.maxReadyLagEvents),
+        (p) =>
+          p.state === 'stopped' ||
+          (options.maxReadyLagEvents !== undefined && p.lagEvents > options.maxReadyLagEvents),
       );
       return {
         ready: lagging.length === 0,
-        details: { head, roles: [...roles], projections: projections.map(({ name, state, lagEvents }) => ({ name, state, lagEvents })) },
+        details: {
+          head,
+          roles: [...roles],
+          projections: projections.map(({ name, state, lagEvents }) => ({
+            name,
+            state,
+            lagEvents,
+          })),
+        },
       };
     },
   });
@@ -169,12 +196,34 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
   };
 }
 
-function registerProjectionMetrics(metrics: MetricsRegistry, runners: readonly ProjectionRunner[]): void {
+function registerProjectionMetrics(
+  metrics: MetricsRegistry,
+  runners: readonly ProjectionRunner[],
+): void {
   const statuses = () => Promise.all(runners.map((r) => r.status()));
   const per = (pick: (s: Awaited<ReturnType<ProjectionRunner['status']>>) => number) => async () =>
-    (await statuses()).map((s) => ({ labels: { projection: s.name, version: s.version }, value: pick(s) }));
-  metrics.gauge('tidemark_projection_position', 'Last global log position applied, per projection.', per((s) => s.position));
-  metrics.gauge('tidemark_projection_lag_events', 'Events between the log head and the projection.', per((s) => s.lagEvents));
-  metrics.gauge('tidemark_projection_lag_seconds', 'Age of the oldest event not yet applied.', per((s) => s.lagSeconds));
-  metrics.gauge('tidemark_projection_parked_events', 'Events parked (dead letters) per projection.', per((s) => s.parked));
+    (await statuses()).map((s) => ({
+      labels: { projection: s.name, version: s.version },
+      value: pick(s),
+    }));
+  metrics.gauge(
+    'tidemark_projection_position',
+    'Last global log position applied, per projection.',
+    per((s) => s.position),
+  );
+  metrics.gauge(
+    'tidemark_projection_lag_events',
+    'Events between the log head and the projection.',
+    per((s) => s.lagEvents),
+  );
+  metrics.gauge(
+    'tidemark_projection_lag_seconds',
+    'Age of the oldest event not yet applied.',
+    per((s) => s.lagSeconds),
+  );
+  metrics.gauge(
+    'tidemark_projection_parked_events',
+    'Events parked (dead letters) per projection.',
+    per((s) => s.parked),
+  );
 }

@@ -17,15 +17,24 @@ export interface OrderLine {
 }
 
 export type OrderEvent =
-  | { type: 'OrderCreated'; data: { orderId: string; customerId: string; lines: OrderLine[]; at: string } }
-  | { type: 'ItemAdded'; data: { sku: string; quantity: number; unitPriceCents: number; at: string } }
+  | {
+      type: 'OrderCreated';
+      data: { orderId: string; customerId: string; lines: OrderLine[]; at: string };
+    }
+  | {
+      type: 'ItemAdded';
+      data: { sku: string; quantity: number; unitPriceCents: number; at: string };
+    }
   | { type: 'ItemRemoved'; data: { sku: string; at: string } }
   | { type: 'OrderConfirmed'; data: { at: string } }
   | { type: 'OrderCancelled'; data: { reason: string | null; at: string } }
   | { type: 'OrderShipped'; data: { at: string } };
 
 export type OrderCommand =
-  | { type: 'CreateOrder'; data: { orderId: string; customerId: string; lines: OrderLine[]; at: string } }
+  | {
+      type: 'CreateOrder';
+      data: { orderId: string; customerId: string; lines: OrderLine[]; at: string };
+    }
   | { type: 'AddItem'; data: OrderLine & { at: string } }
   | { type: 'RemoveItem'; data: { sku: string; at: string } }
   | { type: 'ConfirmOrder'; data: { at: string } }
@@ -62,9 +71,15 @@ export function totalCents(lines: readonly OrderLine[]): number {
 /** Adds a line, or adds its quantity to the line of the same sku (whose price becomes the new one). */
 export function addLine(lines: readonly OrderLine[], line: OrderLine): OrderLine[] {
   const index = lines.findIndex((l) => l.sku === line.sku);
-  if (index === -1) return [...lines, { sku: line.sku, quantity: line.quantity, unitPriceCents: line.unitPriceCents }];
+  if (index === -1)
+    return [
+      ...lines,
+      { sku: line.sku, quantity: line.quantity, unitPriceCents: line.unitPriceCents },
+    ];
   return lines.map((l, i) =>
-    i === index ? { sku: l.sku, quantity: l.quantity + line.quantity, unitPriceCents: line.unitPriceCents } : l,
+    i === index
+      ? { sku: l.sku, quantity: l.quantity + line.quantity, unitPriceCents: line.unitPriceCents }
+      : l,
   );
 }
 
@@ -110,7 +125,11 @@ export const orderDecider: Decider<OrderState, OrderCommand, OrderEvent> = {
         };
       case 'ItemRemoved':
         if (state.status === 'none') return state;
-        return { ...state, lines: state.lines.filter((l) => l.sku !== event.data.sku), updatedAt: event.data.at };
+        return {
+          ...state,
+          lines: state.lines.filter((l) => l.sku !== event.data.sku),
+          updatedAt: event.data.at,
+        };
       case 'OrderConfirmed':
         if (state.status === 'none') return state;
         return { ...state, status: 'confirmed', updatedAt: event.data.at };
@@ -129,39 +148,62 @@ export const orderDecider: Decider<OrderState, OrderCommand, OrderEvent> = {
 
   decide(command, state) {
     if (command.type === 'CreateOrder') {
-      if (state.status !== 'none') refuse('order_already_exists', `order ${command.data.orderId} already exists`);
+      if (state.status !== 'none')
+        refuse('order_already_exists', `order ${command.data.orderId} already exists`);
       const lines = mergeLines(command.data.lines);
       checkLines(lines);
       return {
         type: 'OrderCreated',
-        data: { orderId: command.data.orderId, customerId: command.data.customerId, lines, at: command.data.at },
+        data: {
+          orderId: command.data.orderId,
+          customerId: command.data.customerId,
+          lines,
+          at: command.data.at,
+        },
       };
     }
     if (state.status === 'none') return refuse('order_not_found', 'the order does not exist');
     switch (command.type) {
       case 'AddItem': {
-        if (state.status !== 'open') refuse('order_not_open', `items change only while the order is open; it is ${state.status}`);
+        if (state.status !== 'open')
+          refuse(
+            'order_not_open',
+            `items change only while the order is open; it is ${state.status}`,
+          );
         const { sku, quantity, unitPriceCents, at } = command.data;
         const lines = addLine(state.lines, { sku, quantity, unitPriceCents });
         checkLines(lines);
         return { type: 'ItemAdded', data: { sku, quantity, unitPriceCents, at } };
       }
       case 'RemoveItem':
-        if (state.status !== 'open') refuse('order_not_open', `items change only while the order is open; it is ${state.status}`);
+        if (state.status !== 'open')
+          refuse(
+            'order_not_open',
+            `items change only while the order is open; it is ${state.status}`,
+          );
         if (!state.lines.some((l) => l.sku === command.data.sku)) {
-          refuse('line_not_found', `the order has no line for sku ${command.data.sku}`, { sku: command.data.sku });
+          refuse('line_not_found', `the order has no line for sku ${command.data.sku}`, {
+            sku: command.data.sku,
+          });
         }
         return { type: 'ItemRemoved', data: { sku: command.data.sku, at: command.data.at } };
       case 'ConfirmOrder':
-        if (state.status !== 'open') refuse('order_not_open', `only an open order can be confirmed; it is ${state.status}`);
+        if (state.status !== 'open')
+          refuse('order_not_open', `only an open order can be confirmed; it is ${state.status}`);
         if (state.lines.length === 0) refuse('order_empty', 'an empty order cannot be confirmed');
         return { type: 'OrderConfirmed', data: { at: command.data.at } };
       case 'CancelOrder':
-        if (state.status === 'shipped') refuse('order_shipped', 'a shipped order cannot be cancelled');
-        if (state.status === 'cancelled') refuse('order_cancelled', 'the order is already cancelled');
-        return { type: 'OrderCancelled', data: { reason: command.data.reason ?? null, at: command.data.at } };
+        if (state.status === 'shipped')
+          refuse('order_shipped', 'a shipped order cannot be cancelled');
+        if (state.status === 'cancelled')
+          refuse('order_cancelled', 'the order is already cancelled');
+        return {
+          type: 'OrderCancelled',
+          data: { reason: command.data.reason ?? null, at: command.data.at },
+        };
       case 'ShipOrder':
-        if (state.status !== 'confirmed') refuse('order_not_confirmed', `only a confirmed order ships; it is ${state.status}`);
+        if (state.status !== 'confirmed')
+          refuse('order_not_confirmed', `only a confirmed order ships; it is ${state.status}`);
         return { type: 'OrderShipped', data: { at: command.data.at } };
       default: {
         const unknown: never = command;

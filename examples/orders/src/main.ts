@@ -28,7 +28,8 @@ KAFKA_BROKERS (unset: embedded mode), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (
 }
 
 const role = values.role!;
-const roles: readonly Role[] = role === 'all' ? ALL_ROLES : role.split(',').map((r) => r.trim() as Role);
+const roles: readonly Role[] =
+  role === 'all' ? ALL_ROLES : role.split(',').map((r) => r.trim() as Role);
 for (const r of roles) {
   if (!ALL_ROLES.includes(r)) {
     process.stderr.write(`unknown role '${r}': use all, api, projector or relay\n`);
@@ -41,10 +42,15 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   process.exit(2);
 }
 const databaseUrl = process.env.DATABASE_URL || './data/tidemark.db';
-const consistencyTimeoutMs = process.env.CONSISTENCY_TIMEOUT_MS ? Number(process.env.CONSISTENCY_TIMEOUT_MS) : undefined;
+const consistencyTimeoutMs = process.env.CONSISTENCY_TIMEOUT_MS
+  ? Number(process.env.CONSISTENCY_TIMEOUT_MS)
+  : undefined;
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
 if (process.env.KAFKA_BROKERS) {
-  logger.warn({ brokers: process.env.KAFKA_BROKERS }, 'KAFKA_BROKERS is set, but Kafka mode is not built yet: running embedded');
+  logger.warn(
+    { brokers: process.env.KAFKA_BROKERS },
+    'KAFKA_BROKERS is set, but Kafka mode is not built yet: running embedded',
+  );
 }
 
 const service = await createOrdersService({

@@ -3,7 +3,14 @@
  * through `table()` so a new version can be built beside the old one.
  */
 import { defineProjection, type RecordedEvent, type SqlExecutor } from 'tidemark';
-import { eventTypes, orderDecider, orderView, type OrderEvent, type OrderState, type OrderView } from './domain.ts';
+import {
+  eventTypes,
+  orderDecider,
+  orderView,
+  type OrderEvent,
+  type OrderState,
+  type OrderView,
+} from './domain.ts';
 
 type OrderRecorded = RecordedEvent<OrderEvent>;
 
@@ -18,8 +25,14 @@ function next(previous: OrderView | undefined, event: OrderRecorded): OrderView 
   return orderView(orderDecider.evolve(stateOf(previous), event), event.streamVersion);
 }
 
-async function loadDoc(sql: SqlExecutor, table: string, orderId: string): Promise<OrderView | undefined> {
-  const [row] = await sql.query<{ doc: string }>(`SELECT doc FROM ${table} WHERE order_id = $1`, [orderId]);
+async function loadDoc(
+  sql: SqlExecutor,
+  table: string,
+  orderId: string,
+): Promise<OrderView | undefined> {
+  const [row] = await sql.query<{ doc: string }>(`SELECT doc FROM ${table} WHERE order_id = $1`, [
+    orderId,
+  ]);
   return row ? (JSON.parse(row.doc) as OrderView) : undefined;
 }
 
@@ -70,7 +83,9 @@ export const orderList = defineProjection<OrderEvent>({
     await sql.execute(`CREATE UNIQUE INDEX ${t}_created ON ${t} (created_position)`);
     await sql.execute(`CREATE INDEX ${t}_customer ON ${t} (customer_id, created_position)`);
     await sql.execute(`CREATE INDEX ${t}_status ON ${t} (status, created_position)`);
-    await sql.execute(`CREATE INDEX ${t}_customer_status ON ${t} (customer_id, status, created_position)`);
+    await sql.execute(
+      `CREATE INDEX ${t}_customer_status ON ${t} (customer_id, status, created_position)`,
+    );
   },
   async apply(event, { sql, table }) {
     const t = table('order_list');

@@ -2,8 +2,20 @@
  * The Orders HTTP contract (see the README): command and query routes declared for the
  * `tidemark/http` plugin. Nothing here knows about storage beyond the ports.
  */
-import { fold, type CommandHandler, type EventStore, type RecordedEvent, type ReadModels } from 'tidemark';
-import { HttpProblem, problem, type CommandRoute, type Problem, type QueryRoute } from 'tidemark/http';
+import {
+  fold,
+  type CommandHandler,
+  type EventStore,
+  type RecordedEvent,
+  type ReadModels,
+} from 'tidemark';
+import {
+  HttpProblem,
+  problem,
+  type CommandRoute,
+  type Problem,
+  type QueryRoute,
+} from 'tidemark/http';
 import {
   MAX_LINES,
   MAX_QUANTITY,
@@ -45,8 +57,14 @@ const answer = (result: Result, request: { params: Params }) => ({
   version: result.nextExpectedVersion,
 });
 
-export function orderCommandRoutes(handler: OrderHandler, newId: () => string): CommandRoute<never, never>[] {
-  const create: CommandRoute<Record<string, never>, { orderId?: string; customerId: string; lines: OrderLine[] }> = {
+export function orderCommandRoutes(
+  handler: OrderHandler,
+  newId: () => string,
+): CommandRoute<never, never>[] {
+  const create: CommandRoute<
+    Record<string, never>,
+    { orderId?: string; customerId: string; lines: OrderLine[] }
+  > = {
     method: 'POST',
     url: '/orders',
     summary: 'Create an order (version 1), with its first lines',
@@ -140,7 +158,10 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
       data: { at: r.at },
     })),
     cancel,
-    simple('/orders/:orderId/ship', 'Ship a confirmed order', (r) => ({ type: 'ShipOrder', data: { at: r.at } })),
+    simple('/orders/:orderId/ship', 'Ship a confirmed order', (r) => ({
+      type: 'ShipOrder',
+      data: { at: r.at },
+    })),
   ] as unknown as CommandRoute<never, never>[];
 }
 
@@ -154,7 +175,13 @@ function encodeCursor(position: number): string {
 function decodeCursor(cursor: string): number {
   const text = Buffer.from(cursor, 'base64url').toString();
   const match = /^p(\d{1,15})$/.exec(text);
-  if (!match) throw new HttpProblem(400, 'invalid_cursor', 'Invalid cursor', 'pass back a nextCursor unchanged');
+  if (!match)
+    throw new HttpProblem(
+      400,
+      'invalid_cursor',
+      'Invalid cursor',
+      'pass back a nextCursor unchanged',
+    );
   return Number(match[1]);
 }
 
@@ -171,7 +198,10 @@ function eventView(event: RecordedEvent) {
   };
 }
 
-export function orderQueryRoutes(readModels: ReadModels, store: EventStore): QueryRoute<never, never>[] {
+export function orderQueryRoutes(
+  readModels: ReadModels,
+  store: EventStore,
+): QueryRoute<never, never>[] {
   const getOrder: QueryRoute<Params> = {
     url: '/orders/:orderId',
     summary: 'An order, from the order-details read model',
@@ -179,9 +209,10 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Que
     projections: ['order-details'],
     handler: async ({ params, setHeader }) => {
       const orders = await readModels.table('order-details', 'orders');
-      const [row] = await readModels.query<{ doc: string }>(`SELECT doc FROM ${orders} WHERE order_id = $1`, [
-        params.orderId,
-      ]);
+      const [row] = await readModels.query<{ doc: string }>(
+        `SELECT doc FROM ${orders} WHERE order_id = $1`,
+        [params.orderId],
+      );
       if (!row) throw notFound(params.orderId);
       const view = JSON.parse(row.doc) as OrderView;
       setHeader('etag', `"${view.version}"`);
@@ -189,7 +220,10 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Que
     },
   };
 
-  const listOrders: QueryRoute<Record<string, never>, { customerId?: string; status?: OrderStatus; limit: number; cursor?: string }> = {
+  const listOrders: QueryRoute<
+    Record<string, never>,
+    { customerId?: string; status?: OrderStatus; limit: number; cursor?: string }
+  > = {
     url: '/orders',
     summary: 'Orders, oldest first, by customer and status, a page at a time',
     querystring: {
@@ -206,9 +240,11 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Que
       const table = await readModels.table('order-list', 'order_list');
       const where: string[] = [];
       const params: unknown[] = [];
-      if (query.customerId !== undefined) where.push(`customer_id = $${params.push(query.customerId)}`);
+      if (query.customerId !== undefined)
+        where.push(`customer_id = $${params.push(query.customerId)}`);
       if (query.status !== undefined) where.push(`status = $${params.push(query.status)}`);
-      if (query.cursor !== undefined) where.push(`created_position > $${params.push(decodeCursor(query.cursor))}`);
+      if (query.cursor !== undefined)
+        where.push(`created_position > $${params.push(decodeCursor(query.cursor))}`);
       const limit = query.limit;
       const rows = await readModels.query<{ doc: string; created_position: number | string }>(
         `SELECT doc, created_position FROM ${table}
@@ -220,7 +256,8 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Que
       const last = page[page.length - 1];
       return {
         items: page.map((r) => JSON.parse(r.doc) as OrderView),
-        nextCursor: rows.length > limit && last ? encodeCursor(Number(last.created_position)) : null,
+        nextCursor:
+          rows.length > limit && last ? encodeCursor(Number(last.created_position)) : null,
       };
     },
   };
@@ -240,9 +277,10 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Que
         order_count: number | string;
         open_orders: number | string;
         total_spent_cents: number | string;
-      }>(`SELECT order_count, open_orders, total_spent_cents FROM ${table} WHERE customer_id = $1`, [
-        params.customerId,
-      ]);
+      }>(
+        `SELECT order_count, open_orders, total_spent_cents FROM ${table} WHERE customer_id = $1`,
+        [params.customerId],
+      );
       return {
         customerId: params.customerId,
         orderCount: Number(row?.order_count ?? 0),
@@ -275,7 +313,9 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Que
     },
     projections: [],
     handler: async ({ params, query }) => {
-      const recorded = await store.readStream<OrderEvent>(streamIdOf(params.orderId), { toVersion: query.version });
+      const recorded = await store.readStream<OrderEvent>(streamIdOf(params.orderId), {
+        toVersion: query.version,
+      });
       if (recorded.length === 0) throw notFound(params.orderId);
       if (recorded.length < query.version) {
         throw new HttpProblem(
@@ -286,7 +326,11 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Que
         );
       }
       const state = fold(orderDecider, recorded as unknown as OrderEvent[]);
-      return { orderId: params.orderId, version: query.version, state: orderView(state, query.version) };
+      return {
+        orderId: params.orderId,
+        version: query.version,
+        state: orderView(state, query.version),
+      };
     },
   };
 
@@ -296,7 +340,12 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Que
 /** Domain-flavoured problems for generic errors: an unknown stream is an unknown order. */
 export function mapOrderErrors(error: unknown): Problem | undefined {
   if ((error as { code?: string } | null)?.code === 'stream_not_found') {
-    return problem(404, 'order_not_found', 'Order not found', (error as Error).message.replace(/stream 'order-(.*)'/, 'order $1'));
+    return problem(
+      404,
+      'order_not_found',
+      'Order not found',
+      (error as Error).message.replace(/stream 'order-(.*)'/, 'order $1'),
+    );
   }
   return undefined;
 }
