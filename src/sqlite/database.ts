@@ -101,30 +101,55 @@ export class SqliteDatabase {
    */
   migrate(component: string, migrations: readonly Migration[]): void {
     this.#assertOpen();
-    const known = migrations.length === 0 ? 0 : Math.max(...migrations.map((m) => m.version));
+    // Nothing to do is the common case (a second store or sink on a shared database): answer
+    // it without a transaction, so it works even while another component's transaction is open.
+    if (this.#appliedVersion(component, migrations) === maxVersion(migrations)) return;
+    if (this.#locked || this.writer.inTransaction) {
+      throw new StorageError(
+        `${this.path}: cannot migrate ${component} while a transaction is open; open stores and sinks before starting runners`,
+      );
+    }
     this.writer.exec('BEGIN IMMEDIATE');
     try {
-      const row = this.writer
-        .prepare('SELECT max(version) AS version FROM tm_migrations WHERE component = ?')
-        .get(component) as { version: number | null };
-      const applied = row.version ?? 0;
-      if (applied > known) {
-        throw new StorageError(
-          `${this.path}: ${component} schema is at version ${applied}; this Tidemark knows up to ${known}`,
-        );
-      }
-      const record = this.writer.prepare(
-        'INSERT INTO tm_migrations (component, version, description, applied_at) VALUES (?, ?, ?, ?)',
-      );
-      for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
-        if (migration.version <= applied) continue;
-        this.writer.exec(migration.sql);
-        record.run(component, migration.version, migration.description, Date.now());
-      }
+      this.#applyMigrations(component, migrations);
       this.writer.exec('COMMIT');
     } catch (error) {
       if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
       throw error;
+    }
+  }
+
+  /** Like {@link migrate}, but waits its turn behind the transactions in flight. */
+  async migrateWhenFree(component: string, migrations: readonly Migration[]): Promise<void> {
+    this.#assertOpen();
+    if (this.#appliedVersion(component, migrations) === maxVersion(migrations)) return;
+    await this.transaction(() => this.#applyMigrations(component, migrations));
+  }
+
+  #appliedVersion(component: string, migrations: readonly Migration[]): number {
+    const row = this.writer
+      .prepare('SELECT max(version) AS version FROM tm_migrations WHERE component = ?')
+      .get(component) as { version: number | null };
+    const applied = row.version ?? 0;
+    const known = maxVersion(migrations);
+    if (applied > known) {
+      throw new StorageError(
+        `${this.path}: ${component} schema is at version ${applied}; this Tidemark knows up to ${known}`,
+      );
+    }
+    return applied;
+  }
+
+  /** Runs inside a write transaction. */
+  #applyMigrations(component: string, migrations: readonly Migration[]): void {
+    const applied = this.#appliedVersion(component, migrations);
+    const record = this.writer.prepare(
+      'INSERT INTO tm_migrations (component, version, description, applied_at) VALUES (?, ?, ?, ?)',
+    );
+    for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (migration.version <= applied) continue;
+      this.writer.exec(migration.sql);
+      record.run(component, migration.version, migration.description, Date.now());
     }
   }
 
@@ -267,4 +292,10 @@ export class SqliteDatabase {
   #assertOpen(): void {
     if (this.#closed) throw new ClosedError('SqliteDatabase');
   }
+}
+
+function maxVersion(migrations: readonly Migration[]): number {
+  let max = 0;
+  for (const migration of migrations) max = Math.max(max, migration.version);
+  return max;
 }

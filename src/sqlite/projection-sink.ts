@@ -38,7 +38,7 @@ export class SqliteProjectionSink implements ProjectionSink {
   }
 
   async migrate(component: string, migrations: readonly Migration[]): Promise<void> {
-    this.database.migrate(component, migrations);
+    await this.database.migrateWhenFree(component, migrations);
   }
 
   onCommit(listener: () => void): () => void {

@@ -1,0 +1,53 @@
+/**
+ * Runs the Orders service as a real process (what `npm start` runs) and waits on what it says:
+ * the "listening" log line carries the address. No sleeps: every wait is on an event.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+
+const root = new URL('../../', import.meta.url).pathname;
+
+export interface ServiceProcess {
+  child: ChildProcess;
+  url: string;
+  /** Resolves with the exit code (or the signal's name). */
+  exited: Promise<number | string>;
+  /** Log lines seen so far (parsed JSON). */
+  logs: Record<string, unknown>[];
+}
+
+export async function startServiceProcess(
+  env: Record<string, string>,
+  args: string[] = [],
+): Promise<ServiceProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=tidemark-source', '--import', 'tsx', 'examples/orders/src/main.ts', ...args],
+    {
+      cwd: root,
+      env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => (stderr += String(chunk)));
+  const exited = new Promise<number | string>((resolve) =>
+    child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry.msg === 'Tidemark Orders is listening') resolve(String(entry.address));
+      } catch {
+        // not a log line
+      }
+    });
+    void exited.then((code) =>
+      reject(new Error(`service exited (${code}) before listening: ${stderr}`)),
+    );
+  });
+  return { child, url, exited, logs };
+}
