@@ -1,0 +1,163 @@
+// read_committed filtering of fetched batches, on hand-built Fetch responses (no broker needed;
+// test/infra/kafka.test.ts checks the same against a real one).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { decodePartition } from 'tidemark/kafka';
+
+type Partition = Parameters<typeof decodePartition>[1];
+type Batch = NonNullable<Partition['records']>[number];
+
+const TRANSACTIONAL = 1 << 4;
+const CONTROL = 1 << 5;
+
+function dataBatch(
+  producerId: bigint,
+  firstOffset: bigint,
+  values: string[],
+  transactional = true,
+): Batch {
+  return {
+    firstOffset,
+    length: 0,
+    partitionLeaderEpoch: 0,
+    magic: 2,
+    crc: 0,
+    attributes: transactional ? TRANSACTIONAL : 0,
+    lastOffsetDelta: values.length - 1,
+    firstTimestamp: 1_700_000_000_000n,
+    maxTimestamp: 1_700_000_000_000n,
+    producerId,
+    producerEpoch: 0,
+    firstSequence: 0,
+    records: values.map((value, i) => ({
+      length: 0,
+      attributes: 0,
+      timestampDelta: BigInt(i),
+      offsetDelta: i,
+      key: Buffer.from('k'),
+      value: Buffer.from(value),
+      headers: [[Buffer.from('h'), Buffer.from(value)]],
+    })),
+  };
+}
+
+/** A transaction marker: control key is (version 0, type 0 = ABORT | 1 = COMMIT). */
+function marker(producerId: bigint, offset: bigint, commit: boolean): Batch {
+  const key = Buffer.alloc(4);
+  key.writeInt16BE(0, 0);
+  key.writeInt16BE(commit ? 1 : 0, 2);
+  return {
+    ...dataBatch(producerId, offset, ['']),
+    attributes: TRANSACTIONAL | CONTROL,
+    records: [
+      {
+        length: 0,
+        attributes: 0,
+        timestampDelta: 0n,
+        offsetDelta: 0,
+        key,
+        value: Buffer.alloc(6),
+        headers: [],
+      },
+    ],
+  };
+}
+
+function partition(
+  records: Batch[],
+  aborted: { producerId: bigint; firstOffset: bigint }[],
+): Partition {
+  return {
+    partitionIndex: 0,
+    errorCode: 0,
+    highWatermark: 100n,
+    lastStableOffset: 100n,
+    logStartOffset: 0n,
+    abortedTransactions: aborted,
+    preferredReadReplica: -1,
+    records,
+  };
+}
+
+const values = (decoded: ReturnType<typeof decodePartition>) =>
+  decoded.records.map((r) => r.value!.toString());
+
+describe('kafka: decodePartition', () => {
+  // Offsets: P aborts (0-1, marker 2), commits (3, marker 4), aborts (5, marker 6), commits (7, marker 8).
+  const P = 7n;
+  const oneProducerTwoAborts = partition(
+    [
+      dataBatch(P, 0n, ['a1', 'a2']),
+      marker(P, 2n, false),
+      dataBatch(P, 3n, ['c1']),
+      marker(P, 4n, true),
+      dataBatch(P, 5n, ['a3']),
+      marker(P, 6n, false),
+      dataBatch(P, 7n, ['c2']),
+      marker(P, 8n, true),
+    ],
+    [
+      { producerId: P, firstOffset: 0n },
+      { producerId: P, firstOffset: 5n },
+    ],
+  );
+
+  it('drops every aborted transaction of a producer, not only its last one', () => {
+    const decoded = decodePartition('t', oneProducerTwoAborts, 0n, true);
+    assert.deepEqual(values(decoded), ['c1', 'c2']);
+    assert.equal(decoded.nextOffset, 9n, 'the position moves past the last marker');
+  });
+
+  it('read_uncommitted returns all data records, never markers', () => {
+    assert.deepEqual(values(decodePartition('t', oneProducerTwoAborts, 0n, false)), [
+      'a1',
+      'a2',
+      'c1',
+      'a3',
+      'c2',
+    ]);
+  });
+
+  it('keeps other producers’ records that interleave with an aborted transaction', () => {
+    const Q = 8n;
+    const decoded = decodePartition(
+      't',
+      partition(
+        [
+          dataBatch(P, 0n, ['p-aborted']),
+          dataBatch(Q, 1n, ['q-committed']),
+          dataBatch(7000n, 2n, ['plain'], false),
+          marker(P, 3n, false),
+          marker(Q, 4n, true),
+        ],
+        [{ producerId: P, firstOffset: 0n }],
+      ),
+      0n,
+      true,
+    );
+    assert.deepEqual(values(decoded), ['q-committed', 'plain']);
+    assert.equal(decoded.nextOffset, 5n);
+  });
+
+  it('skips the records of a batch that lie before the fetch offset', () => {
+    const decoded = decodePartition(
+      't',
+      partition([dataBatch(1n, 10n, ['x', 'y', 'z'], false)], []),
+      11n,
+      true,
+    );
+    assert.deepEqual(
+      decoded.records.map((r) => [r.offset, r.value!.toString()]),
+      [
+        [11n, 'y'],
+        [12n, 'z'],
+      ],
+    );
+    assert.equal(decoded.records[0]!.timestamp, 1_700_000_000_001n);
+    assert.equal(decoded.records[0]!.headers.get('h')!.toString(), 'y');
+  });
+
+  it('an empty answer leaves the position alone', () => {
+    assert.equal(decodePartition('t', partition([], []), 5n, true).nextOffset, undefined);
+  });
+});
