@@ -1,0 +1,11 @@
+/**
+ * `tidemark/postgres`: the PostgreSQL event store and read-model sink (driver: `pg`).
+ */
+export { PostgresEventStore, type PostgresEventStoreOptions } from './event-store.ts';
+export {
+  isConnectionError,
+  isTransientPostgresError,
+  type PostgresConnectionOptions,
+} from './connection.ts';
+export { eventStoreMigrations } from './schema.ts';
+export type { AppliedMigration } from './migrations.ts';

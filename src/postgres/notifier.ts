@@ -1,0 +1,197 @@
+/**
+ * Wake-ups across processes: LISTEN on a connection of its own, NOTIFY after appends commit,
+ * and a slow poll of the head as the fallback for whatever notifications cannot cover.
+ *
+ * Why NOTIFY is sent after the append's commit, from another statement, and not inside the
+ * append: a transaction that notifies takes a database-wide lock at commit and keeps it until
+ * its commit record is flushed, so notifying appends would commit one at a time, and the
+ * server could no longer flush many commits with one disk write. Sent afterwards, one
+ * notification covers every append that committed meanwhile, and it is committed without
+ * waiting for the disk (`synchronous_commit = off`: it is a hint, not data).
+ *
+ * What notifications cannot cover: the process that appended dies between its commit and its
+ * NOTIFY; a listener connection is down; an append that rolled back releases readers held
+ * behind it (see readAll), and nothing announces that. The poll catches all three.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { Logger } from '../core/index.ts';
+import { nextBackoff, quoteIdent } from './connection.ts';
+
+export interface NotifierOptions {
+  /** Settings of the listening connection (the pool's, without pool settings). */
+  config: pg.ClientConfig;
+  pool: pg.Pool;
+  channel: string;
+  logger: Logger;
+  /** Send NOTIFY after local appends. */
+  notify: boolean;
+  /** How often to poll the head while someone listens, in ms. */
+  pollIntervalMs: number;
+  /** The readable head, for the poll. */
+  head: () => Promise<number>;
+  /** Called with the position an append reached. */
+  wake: (position: number) => void;
+}
+
+export class AppendNotifier {
+  readonly #options: NotifierOptions;
+  /** Tells our own notifications apart from those of other processes. */
+  readonly #token = randomUUID();
+  readonly #notifyName: string;
+  #listening = false;
+  #closed = false;
+  #client: pg.Client | undefined;
+  #loop: Promise<void> | undefined;
+  #interrupt: (() => void) | undefined;
+  #pollTimer: NodeJS.Timeout | undefined;
+  #polling = false;
+  #highest = 0;
+  #pending = 0;
+  #sent = 0;
+  #sending = false;
+
+  constructor(options: NotifierOptions) {
+    this.#options = options;
+    this.#notifyName = `tm.notify.${options.channel}`;
+  }
+
+  /** True while the LISTEN connection is up. */
+  get connected(): boolean {
+    return this.#client !== undefined;
+  }
+
+  /** Notes a position announced or seen, so the poll wakes listeners only for newer ones. */
+  seen(position: number): void {
+    if (position > this.#highest) this.#highest = position;
+  }
+
+  /** Starts listening (LISTEN connection and poll), once. */
+  listen(): void {
+    if (this.#listening || this.#closed) return;
+    this.#listening = true;
+    this.#loop = this.#listenLoop();
+    this.#pollTimer = setInterval(() => void this.#poll(), this.#options.pollIntervalMs);
+    this.#pollTimer.unref();
+  }
+
+  /** Stops listening (no listener left). */
+  async unlisten(): Promise<void> {
+    if (!this.#listening) return;
+    this.#listening = false;
+    if (this.#pollTimer) clearInterval(this.#pollTimer);
+    this.#pollTimer = undefined;
+    this.#interrupt?.();
+    await this.#loop;
+    this.#loop = undefined;
+  }
+
+  /** Tells other processes that the log reached `position` (coalesced; at most one in flight). */
+  announce(position: number): void {
+    this.seen(position);
+    if (!this.#options.notify || this.#closed) return;
+    if (position > this.#pending) this.#pending = position;
+    if (this.#sending) return;
+    this.#sending = true;
+    void this.#send();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.unlisten();
+    while (this.#sending) await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  async #send(): Promise<void> {
+    try {
+      while (this.#pending > this.#sent && !this.#closed) {
+        const position = this.#pending;
+        await this.#options.pool.query({
+          name: this.#notifyName,
+          text: `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)`,
+          values: [this.#options.channel, `${position} ${this.#token}`],
+        });
+        this.#sent = position;
+      }
+    } catch (error) {
+      // A hint lost: listeners elsewhere find the events at their next poll.
+      this.#options.logger.debug({ err: error }, 'append notification not sent');
+      this.#sent = this.#pending;
+    } finally {
+      this.#sending = false;
+    }
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#polling || !this.#listening) return;
+    this.#polling = true;
+    try {
+      const head = await this.#options.head();
+      if (head > this.#highest) {
+        this.#highest = head;
+        this.#options.wake(head);
+      }
+    } catch (error) {
+      this.#options.logger.debug({ err: error }, 'head poll failed');
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  /** Keeps one LISTEN connection open while listening, reconnecting with backoff. */
+  async #listenLoop(): Promise<void> {
+    const { config, channel, logger } = this.#options;
+    let wait = 0;
+    let first = true;
+    while (this.#listening && !this.#closed) {
+      const client = new pg.Client(config);
+      let failure: unknown;
+      const ended = new Promise<void>((resolve) => {
+        client.on('error', (error) => {
+          failure = error;
+          resolve();
+        });
+        client.on('end', () => resolve());
+        this.#interrupt = resolve;
+      });
+      try {
+        await client.connect();
+        client.on('notification', (message) => {
+          if (message.channel !== channel || !message.payload) return;
+          const [position, token] = message.payload.split(' ');
+          if (token === this.#token) return;
+          const n = Number(position);
+          if (!Number.isSafeInteger(n)) return;
+          this.seen(n);
+          this.#options.wake(n);
+        });
+        await client.query(`LISTEN ${quoteIdent(channel)}`);
+        this.#client = client;
+        if (!first) {
+          logger.info({ channel }, 'listening for appends again');
+          // Appends made while we were not listening were announced to nobody: look now.
+          void this.#poll();
+        }
+        first = false;
+        wait = 0;
+        await ended;
+      } catch (error) {
+        failure = error;
+      }
+      this.#client = undefined;
+      this.#interrupt = undefined;
+      await client.end().catch(() => {});
+      if (!this.#listening || this.#closed) break;
+      logger.warn({ channel, err: failure }, 'append notifications lost; reconnecting');
+      wait = Math.min(nextBackoff(wait) * 2, 5000);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        this.#interrupt = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#interrupt = undefined;
+    }
+  }
+}

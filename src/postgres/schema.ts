@@ -1,0 +1,168 @@
+/**
+ * The event store's tables and its append function, per schema.
+ *
+ * Never edit a released migration: add the next one.
+ */
+import type { Migration } from '../core/index.ts';
+import { quoteIdent } from './connection.ts';
+
+/** FNV-1a, 64-bit, as a signed decimal: stable advisory lock keys derived from names. */
+export function lockKey(text: string): string {
+  let hash = 0xcbf29ce484222325n;
+  for (const byte of new TextEncoder().encode(text)) {
+    hash ^= BigInt(byte);
+    hash = BigInt.asUintN(64, hash * 0x100000001b3n);
+  }
+  return BigInt.asIntN(64, hash).toString();
+}
+
+/**
+ * The two-key advisory lock that orders position assignment (see `tm_append`). Its key space
+ * (two int4) is apart from the one-int8 keys used for streams and migrations, so a hash
+ * collision can never make a stream lock block the sequencer.
+ */
+export function sequencerLockKeys(schema: string): [number, number] {
+  const key = BigInt(lockKey(`tidemark:sequencer:${schema}`));
+  return [Number(BigInt.asIntN(32, key >> 32n)), Number(BigInt.asIntN(32, key))];
+}
+
+/** How `tm_append` receives an expected version: a version, or one of these. */
+export const EXPECT_ANY = -1;
+export const EXPECT_STREAM_EXISTS = -2;
+
+/** The event store's migrations for `schema`. */
+export function eventStoreMigrations(schema: string): readonly Migration[] {
+  const q = quoteIdent(schema);
+  const [classId, objId] = sequencerLockKeys(schema);
+  const streamSeed = lockKey(`tidemark:stream:${schema}`);
+  return [
+    {
+      version: 1,
+      description: 'events, streams, snapshots, idempotency, tm_append',
+      sql: `
+        -- CACHE 1: with a per-session cache, sessions would hand out positions out of order.
+        CREATE SEQUENCE tm_events_position_seq AS bigint START 1 CACHE 1;
+
+        CREATE TABLE tm_events (
+          position bigint PRIMARY KEY,
+          -- The inserting transaction; readAll returns a row only once no transaction that
+          -- could still commit a lower position is running (see tm_append and docs/postgres.md).
+          tx_id xid8 NOT NULL,
+          -- "C": byte order, the same as SQLite's and independent of the database's locale, so
+          -- keyset pages over stream ids are stable.
+          stream_id text COLLATE "C" NOT NULL,
+          stream_version bigint NOT NULL,
+          event_id text NOT NULL,
+          type text NOT NULL,
+          schema_version integer NOT NULL,
+          data jsonb NOT NULL,
+          metadata jsonb NOT NULL,
+          recorded_at timestamptz NOT NULL,
+          CONSTRAINT tm_events_stream_version_key UNIQUE (stream_id, stream_version),
+          CONSTRAINT tm_events_event_id_key UNIQUE (event_id)
+        );
+        ALTER SEQUENCE tm_events_position_seq OWNED BY tm_events.position;
+
+        CREATE TABLE tm_streams (
+          stream_id text COLLATE "C" PRIMARY KEY,
+          version bigint NOT NULL,
+          position bigint NOT NULL,
+          updated_at timestamptz NOT NULL
+        );
+
+        CREATE TABLE tm_snapshots (
+          stream_id text COLLATE "C" PRIMARY KEY,
+          stream_version bigint NOT NULL,
+          state_version integer NOT NULL,
+          state jsonb NOT NULL,
+          taken_at timestamptz NOT NULL
+        );
+
+        CREATE TABLE tm_idempotency (
+          key text PRIMARY KEY,
+          fingerprint text NOT NULL,
+          -- Who holds the claim: lets a claim that lost its answer to a broken connection be
+          -- repeated and recognised as its own.
+          token text NOT NULL,
+          response jsonb,
+          claimed_at bigint NOT NULL,
+          completed_at bigint
+        );
+
+        -- One append, in one statement: check the expected version, take positions, insert the
+        -- events, move the stream. p_events is a JSON array of {i: id, t: type, s: schema
+        -- version, d: data, m: metadata}. Returns the version the stream had, and the position
+        -- of the first event (NULL when the expectation failed: then nothing was written).
+        -- p_expected: a version (0: no stream), ${EXPECT_ANY}: any, ${EXPECT_STREAM_EXISTS}: the stream exists.
+        CREATE FUNCTION tm_append(
+          p_stream text,
+          p_expected bigint,
+          p_events jsonb,
+          p_recorded_at timestamptz,
+          OUT current_version bigint,
+          OUT first_position bigint
+        ) LANGUAGE plpgsql AS $tm_append$
+        DECLARE
+          v_count integer := jsonb_array_length(p_events);
+          v_locked boolean := false;
+        BEGIN
+          -- Appends to one stream take turns: a transaction-level advisory lock, held to commit.
+          -- Unlike SELECT ... FOR UPDATE it takes no transaction id, and it also covers a stream
+          -- that has no row yet.
+          PERFORM pg_advisory_xact_lock(hashtextextended(p_stream, ${streamSeed}));
+          SELECT s.version INTO current_version FROM ${q}.tm_streams s WHERE s.stream_id = p_stream;
+          current_version := coalesce(current_version, 0);
+          IF NOT (p_expected = ${EXPECT_ANY}
+                  OR (p_expected = ${EXPECT_STREAM_EXISTS} AND current_version > 0)
+                  OR p_expected = current_version) THEN
+            RETURN;
+          END IF;
+
+          -- Gap safety rests on one invariant: transaction ids and positions are handed out in
+          -- the same order. Readers return a row only when its transaction id is below the
+          -- oldest running one, so a transaction that took its id before ours must also hold
+          -- lower positions. Hence the id is taken here, together with the positions, under a
+          -- short lock: and a transaction that already has an id cannot append.
+          IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+            RAISE EXCEPTION 'tm_append must be the first write of its transaction'
+              USING ERRCODE = 'TM001',
+                    HINT = 'append in a transaction of its own, before any other write';
+          END IF;
+          BEGIN
+            -- A session-level lock, released right after: a transaction-level one would be held
+            -- until commit and make every append wait for the previous one's disk flush.
+            PERFORM pg_advisory_lock(${classId}, ${objId});
+            v_locked := true;
+            PERFORM pg_current_xact_id();
+            first_position := nextval('${q}.tm_events_position_seq');
+            IF v_count > 1 THEN
+              -- Every caller of the sequence holds the lock, so the block is ours alone.
+              PERFORM setval('${q}.tm_events_position_seq', first_position + v_count - 1);
+            END IF;
+            PERFORM pg_advisory_unlock(${classId}, ${objId});
+          EXCEPTION WHEN query_canceled OR others THEN
+            -- A session lock outlives the transaction: never leave it behind.
+            IF v_locked THEN
+              PERFORM pg_advisory_unlock(${classId}, ${objId});
+            END IF;
+            RAISE;
+          END;
+
+          INSERT INTO ${q}.tm_events (position, tx_id, stream_id, stream_version, event_id, type,
+                                      schema_version, data, metadata, recorded_at)
+          SELECT first_position + e.n - 1, pg_current_xact_id(), p_stream, current_version + e.n,
+                 e.v ->> 'i', e.v ->> 't', (e.v ->> 's')::integer, e.v -> 'd', e.v -> 'm',
+                 p_recorded_at
+          FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e (v, n);
+
+          INSERT INTO ${q}.tm_streams (stream_id, version, position, updated_at)
+          VALUES (p_stream, current_version + v_count, first_position + v_count - 1, p_recorded_at)
+          ON CONFLICT (stream_id) DO UPDATE
+            SET version = excluded.version, position = excluded.position,
+                updated_at = excluded.updated_at;
+        END
+        $tm_append$;
+      `,
+    },
+  ];
+}
