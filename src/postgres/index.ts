@@ -9,3 +9,5 @@ export {
 } from './connection.ts';
 export { eventStoreMigrations } from './schema.ts';
 export type { AppliedMigration } from './migrations.ts';
+export { PostgresProjectionSink, type PostgresProjectionSinkOptions } from './projection-sink.ts';
+export { PostgresSqlExecutor } from './sql-executor.ts';

@@ -1,0 +1,265 @@
+/**
+ * The store-fed runner's scenarios, run against every store and sink pair: SQLite
+ * (test/projections/runner.test.ts) and PostgreSQL (test/postgres/projection-sink.test.ts).
+ * The projection's SQL is the portable subset both accept.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  ProjectionRunner,
+  defineProjection,
+  ledger,
+  type EventStore,
+  type ProjectionDefinition,
+  type ProjectionSink,
+  type RecordedEvent,
+} from 'tidemark';
+
+export interface RunnerBackend {
+  /** Shown in test names. */
+  name: string;
+  /** A fresh, empty store and sink. */
+  setup(): Promise<{ store: EventStore; sink: ProjectionSink; close(): Promise<void> }>;
+  /** An error the sink counts as transient (the runner retries the batch rather than park). */
+  transientError(): Error;
+}
+
+/** Counts events per stream; fails on demand to play the poison event. */
+function counting(options: { version?: number; poison?: (e: RecordedEvent) => boolean } = {}) {
+  const applied: string[] = [];
+  const definition = defineProjection({
+    name: 'counts',
+    version: options.version ?? 1,
+    handles: ['Counted'],
+    tables: ['counts'],
+    init: async ({ sql, table }) => {
+      await sql.execute(
+        `CREATE TABLE ${table('counts')} (stream_id TEXT PRIMARY KEY, n INTEGER NOT NULL, last INTEGER)`,
+      );
+    },
+    apply: async (event, { sql, table }) => {
+      if (options.poison?.(event))
+        throw new Error(`poison ${event.streamId}@${event.streamVersion}`);
+      await sql.execute(
+        `INSERT INTO ${table('counts')} (stream_id, n, last) VALUES ($1, 1, $2)
+         ON CONFLICT (stream_id) DO UPDATE SET n = ${table('counts')}.n + 1, last = $2`,
+        [event.streamId, event.streamVersion],
+      );
+      applied.push(event.eventId);
+    },
+  });
+  return { definition, applied };
+}
+
+const counted = (n: number) =>
+  Array.from({ length: n }, (_, i) => ({ type: 'Counted', data: { i } }));
+
+async function counts(sink: ProjectionSink, table = 'counts_v1') {
+  const rows = await sink.query<{ stream_id: string; n: number; last: number }>(
+    `SELECT stream_id, n, last FROM ${table} ORDER BY stream_id`,
+  );
+  return Object.fromEntries(rows.map((r) => [r.stream_id, r.n]));
+}
+
+/** Registers the scenarios for one backend. */
+export function runnerScenarios(backend: RunnerBackend): void {
+  describe(`ProjectionRunner (store-fed, ${backend.name})`, () => {
+    it('catches up in batches, skips unhandled types, and follows new appends', async () => {
+      const { store, sink, close } = await backend.setup();
+      for (let i = 0; i < 10; i++) await store.appendToStream(`s-${i % 3}`, counted(25));
+      await store.appendToStream('other', [{ type: 'Ignored', data: {} }]);
+      const { definition } = counting();
+      const runner = new ProjectionRunner({ projection: definition, store, sink, batchSize: 40 });
+      await runner.start();
+      assert.equal(await runner.whenCaughtUp(), true);
+      assert.deepEqual(await counts(sink), { 's-0': 100, 's-1': 75, 's-2': 75 });
+      assert.equal(runner.position, 251);
+      const more = await store.appendToStream('s-9', counted(3));
+      assert.equal(await runner.whenProcessed(more.position), true);
+      assert.equal((await counts(sink))['s-9'], 3);
+      const status = await runner.status();
+      assert.equal(status.lagEvents, 0);
+      assert.equal(status.state, 'active');
+      await runner.stop();
+      await close();
+    });
+
+    it('resumes from its checkpoint after a restart, with no event applied twice', async () => {
+      const { store, sink, close } = await backend.setup();
+      await store.appendToStream('a', counted(30));
+      const first = counting();
+      const runner = new ProjectionRunner({
+        projection: first.definition,
+        store,
+        sink,
+        batchSize: 7,
+      });
+      await runner.start();
+      await runner.whenCaughtUp();
+      await runner.stop();
+      await store.appendToStream('a', counted(5));
+      const second = counting();
+      const again = new ProjectionRunner({
+        projection: second.definition,
+        store,
+        sink,
+        batchSize: 7,
+      });
+      await again.start();
+      await again.whenCaughtUp();
+      assert.equal(second.applied.length, 5);
+      assert.deepEqual(await counts(sink), { a: 35 });
+      await again.stop();
+      await close();
+    });
+
+    it('keeps changes and checkpoint together: a failed commit leaves neither', async () => {
+      const { store, sink, close } = await backend.setup();
+      const { definition } = counting();
+      let failCommit = false;
+      // Fault: the first batch's transaction throws a transient error after the handler ran.
+      const original = sink.transaction.bind(sink);
+      sink.transaction = (work) =>
+        original(async (sql) => {
+          const result = await work(sql);
+          if (failCommit) {
+            failCommit = false;
+            throw backend.transientError();
+          }
+          return result;
+        });
+      const runner = new ProjectionRunner({ projection: definition, store, sink });
+      await runner.start();
+      failCommit = true;
+      await store.appendToStream('a', counted(10));
+      await runner.whenCaughtUp();
+      assert.equal(failCommit, false, 'the fault fired');
+      assert.deepEqual(await counts(sink), { a: 10 });
+      const [row] = await ledger.projections(sink, 'counts');
+      assert.equal(row!.position, 10);
+      await runner.stop();
+      await close();
+    });
+
+    it('parks a poison event and the later events of its stream; other streams go on; retry applies them in order', async () => {
+      const { store, sink, close } = await backend.setup();
+      let poisoned = true;
+      const { definition } = counting({
+        poison: (e) => poisoned && e.streamId === 'bad' && e.streamVersion === 2,
+      });
+      const runner = new ProjectionRunner({
+        projection: definition,
+        store,
+        sink,
+        retry: { attempts: 2, initialDelayMs: 1 },
+      });
+      await runner.start();
+      await store.appendToStream('bad', counted(1));
+      await store.appendToStream('good', counted(2));
+      await store.appendToStream('bad', counted(3)); // versions 2 (poison), 3, 4
+      await store.appendToStream('good', counted(2));
+      await runner.whenCaughtUp();
+      assert.deepEqual(await counts(sink), { bad: 1, good: 4 });
+      const parked = await ledger.parked(sink, { name: 'counts' });
+      assert.deepEqual(
+        parked.map((p) => [p.event.streamId, p.event.streamVersion, p.attempts]),
+        [
+          ['bad', 2, 2],
+          ['bad', 3, 0],
+          ['bad', 4, 0],
+        ],
+      );
+      assert.match(parked[0]!.error, /poison bad@2/);
+      assert.equal((await runner.status()).parked, 3);
+      // Still failing: retry keeps them all parked.
+      await assert.rejects(runner.applier.retryParked('bad'), /poison/);
+      assert.equal((await ledger.parked(sink, { name: 'counts' })).length, 3);
+      // New events of the stream park behind, in order.
+      await store.appendToStream('bad', counted(1));
+      await runner.whenCaughtUp();
+      assert.equal((await ledger.parked(sink, { name: 'counts' })).length, 4);
+      // The fix is deployed: retry applies them in order and the stream flows again.
+      poisoned = false;
+      assert.equal(await runner.applier.retryParked('bad'), 4);
+      const last = await sink.query<{ last: number }>(
+        `SELECT last FROM counts_v1 WHERE stream_id = 'bad'`,
+      );
+      assert.equal(last[0]!.last, 5);
+      await store.appendToStream('bad', counted(1));
+      await runner.whenCaughtUp();
+      assert.deepEqual(await counts(sink), { bad: 6, good: 4 });
+      assert.equal((await runner.status()).parked, 0);
+      await runner.stop();
+      await close();
+    });
+
+    it('skips a parked event on request', async () => {
+      const { store, sink, close } = await backend.setup();
+      const { definition } = counting({
+        poison: (e) => e.streamVersion === 1 && e.streamId === 'x',
+      });
+      const runner = new ProjectionRunner({
+        projection: definition,
+        store,
+        sink,
+        retry: { attempts: 1 },
+      });
+      await runner.start();
+      await store.appendToStream('x', counted(2));
+      await runner.whenCaughtUp();
+      const [first] = await ledger.parked(sink, { name: 'counts' });
+      assert.equal(await runner.applier.skipParked(first!.event.eventId), true);
+      assert.equal(await runner.applier.retryParked('x'), 1);
+      assert.deepEqual(await counts(sink), { x: 1 });
+      await runner.stop();
+      await close();
+    });
+
+    it('builds a new version beside the old one, then switches over and drops the old tables', async () => {
+      const { store, sink, close } = await backend.setup();
+      await store.appendToStream('a', counted(20));
+      const v1 = new ProjectionRunner({ projection: counting().definition, store, sink });
+      await v1.start();
+      await v1.whenCaughtUp();
+      const v2def: ProjectionDefinition = { ...counting({ version: 2 }).definition };
+      const v2 = new ProjectionRunner({ projection: v2def, store, sink, dropGraceMs: 1 });
+      const switched = new Promise<number>((resolve) => v2.onSwitchOver(resolve));
+      await v2.start();
+      assert.equal(await ledger.activeVersion(sink, 'counts'), 1);
+      assert.equal(await v2.whenCaughtUp(), true);
+      assert.equal(await switched, 2);
+      assert.equal(await ledger.activeVersion(sink, 'counts'), 2);
+      assert.deepEqual(await counts(sink, 'counts_v2'), { a: 20 });
+      const rows = await ledger.projections(sink, 'counts');
+      assert.deepEqual(
+        rows.map((r) => [r.version, r.state]),
+        [
+          [1, 'retired'],
+          [2, 'active'],
+        ],
+      );
+      await v1.stop();
+      await v2.stop();
+      await close();
+    });
+
+    it('two runners of one version never apply an event twice', async () => {
+      const { store, sink, close } = await backend.setup();
+      const one = counting();
+      const two = counting();
+      const a = new ProjectionRunner({ projection: one.definition, store, sink, batchSize: 5 });
+      const b = new ProjectionRunner({ projection: two.definition, store, sink, batchSize: 5 });
+      await a.start();
+      await b.start();
+      for (let i = 0; i < 20; i++) await store.appendToStream(`s-${i % 4}`, counted(5));
+      await a.whenCaughtUp();
+      await b.whenCaughtUp();
+      assert.deepEqual(await counts(sink), { 's-0': 25, 's-1': 25, 's-2': 25, 's-3': 25 });
+      const total = await sink.query<{ t: number }>('SELECT sum(n) AS t FROM counts_v1');
+      assert.equal(total[0]!.t, 100);
+      await a.stop();
+      await b.stop();
+      await close();
+    });
+  });
+}
