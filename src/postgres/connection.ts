@@ -207,6 +207,9 @@ export function unavailable(component: string, error: unknown, what?: string): U
   return new UnavailableError(component, what ? `${what}: ${message}` : message, { cause: error });
 }
 
+const guarded = new WeakSet<pg.PoolClient>();
+const ignore = () => {};
+
 /**
  * Takes a connection from the pool, retrying with backoff until `deadline` while the database
  * cannot be reached. Nothing has been sent when this fails, so retrying here is always safe.
@@ -220,7 +223,15 @@ export async function connectWithRetry(
   let wait = 0;
   for (;;) {
     try {
-      return await pool.connect();
+      const client = await pool.connect();
+      if (!guarded.has(client)) {
+        guarded.add(client);
+        // A connection that breaks while checked out fails its query (handled by the caller)
+        // and also emits 'error', which the pool listens for only while the client is idle:
+        // unheard, it would be an uncaught exception.
+        client.on('error', ignore);
+      }
+      return client;
     } catch (error) {
       if (isClosed() || !isConnectionError(error) || Date.now() >= deadline) {
         throw isConnectionError(error)

@@ -1,0 +1,265 @@
+import assert from 'node:assert/strict';
+import { fork } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { isTidemarkError, type Logger } from 'tidemark';
+import { PostgresEventStore, type PostgresEventStoreOptions } from 'tidemark/postgres';
+import { schemaSource, type SchemaSource } from '../support/pg-schemas.ts';
+import { createTestDatabase } from '../support/services.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
+
+let source: SchemaSource;
+before(async () => {
+  source = schemaSource(await createTestDatabase('pgstore'));
+});
+after(() => source.drop());
+
+function open(schema: string, options: Partial<PostgresEventStoreOptions> = {}) {
+  return PostgresEventStore.connect({
+    connectionString: source.db.url,
+    schema,
+    poolSize: 4,
+    ...options,
+  });
+}
+
+/** A logger that records messages, and resolves `next(text)` when one containing it arrives. */
+function recordingLogger() {
+  const messages: string[] = [];
+  const waiters: { text: string; resolve: () => void }[] = [];
+  const log = (_: object, msg?: string) => {
+    messages.push(msg ?? '');
+    for (const w of waiters.filter((w) => (msg ?? '').includes(w.text))) {
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
+    }
+  };
+  const logger: Logger = { debug: log, info: log, warn: log, error: log };
+  return {
+    logger,
+    messages,
+    next: (text: string) => new Promise<void>((resolve) => waiters.push({ text, resolve })),
+  };
+}
+
+describe('PostgresEventStore', () => {
+  it('migrates once when many stores start at once, and records the version', async () => {
+    const schema = source.schema('migrate');
+    const stores = await Promise.all(Array.from({ length: 8 }, () => open(schema)));
+    try {
+      const applied = await stores[0]!.migrations();
+      assert.deepEqual(
+        applied.map((m) => [m.component, m.version]),
+        [['event-store', 1]],
+      );
+      await stores[3]!.appendToStream('s', [{ type: 'E', data: {} }]);
+      assert.equal(await stores[7]!.streamVersion('s'), 1);
+    } finally {
+      for (const store of stores) await store.close();
+    }
+  });
+
+  it('refuses a schema migrated by a newer Tidemark, and one behind when it may not migrate', async () => {
+    const schema = source.schema('newer');
+    await assert.rejects(open(schema, { migrate: false }), (e) =>
+      isTidemarkError(e, 'storage_error'),
+    );
+    await (await open(schema)).close();
+    const store = await open(schema, { migrate: false });
+    await store.close();
+    await source.sql(
+      `INSERT INTO "${schema}".tm_migrations (component, version, description) VALUES ('event-store', 99, 'future')`,
+    );
+    await assert.rejects(open(schema), (e) => isTidemarkError(e, 'storage_error'));
+  });
+
+  it('fails with unavailable when the database cannot be reached at start', async () => {
+    const started = Date.now();
+    await assert.rejects(
+      PostgresEventStore.connect({
+        connectionString: 'postgres://nobody:x@127.0.0.1:1/none',
+        reconnectWindowMs: 300,
+      }),
+      (e) => isTidemarkError(e, 'unavailable') && e.retryable,
+    );
+    assert.ok(Date.now() - started >= 250, 'it kept trying for the reconnect window');
+  });
+
+  it('refuses bad options and names at construction', async () => {
+    for (const options of [
+      { schema: 'Bad-Name' },
+      { schema: 'x'.repeat(49) },
+      { poolSize: 0 },
+      { reconnectWindowMs: -1 },
+      { pollIntervalMs: 0 },
+    ]) {
+      await assert.rejects(
+        PostgresEventStore.connect({ connectionString: source.db.url, ...options }),
+        (e) => isTidemarkError(e, 'invalid_argument'),
+        JSON.stringify(options),
+      );
+    }
+  });
+
+  it('refuses text PostgreSQL cannot store (NUL), with a typed error and nothing written', async () => {
+    const store = await open(source.schema('nul'));
+    try {
+      await assert.rejects(store.appendToStream('a\u0000b', [{ type: 'E', data: {} }]), (e) =>
+        isTidemarkError(e, 'invalid_argument'),
+      );
+      await assert.rejects(
+        store.appendToStream('s', [
+          { type: 'E', data: { ok: true } },
+          { type: 'E', data: { text: 'a\u0000b' } },
+        ]),
+        (e) => isTidemarkError(e, 'serialization_failed'),
+      );
+      // An escaped backslash before "u0000" is ordinary text.
+      await store.appendToStream('s', [{ type: 'E', data: { text: '\\u0000' } }]);
+      const [event] = await store.readStream('s');
+      assert.deepEqual(event!.data, { text: '\\u0000' });
+      assert.equal(await store.headPosition(), event!.position);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('hears appends made by another process (LISTEN/NOTIFY), long before its poll', async () => {
+    const schema = source.schema('notify');
+    const store = await open(schema, { pollIntervalMs: 60_000 });
+    try {
+      const heard = new Promise<number>((resolve) => {
+        const stop = store.onAppended((position) => {
+          stop();
+          resolve(position);
+        });
+      });
+      const child = fork(
+        new URL('./fixtures/append-child.ts', import.meta.url).pathname,
+        [source.db.url, schema],
+        { execArgv: ['--conditions=tidemark-source', '--import', 'tsx'] },
+      );
+      const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
+      assert.equal(await exit, 0);
+      assert.equal(await heard, 1);
+      assert.equal((await store.readAll())[0]!.streamId, 'other-process');
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('wakes listeners by polling when notifications are off', async () => {
+    const schema = source.schema('poll');
+    const listening = await open(schema, { pollIntervalMs: 20 });
+    const silent = await open(schema, { notify: false });
+    try {
+      const heard = new Promise<number>((resolve) => {
+        const stop = listening.onAppended((position) => {
+          stop();
+          resolve(position);
+        });
+      });
+      const result = await silent.appendToStream('quiet', [{ type: 'E', data: {} }]);
+      assert.equal(await heard, result.position);
+    } finally {
+      await silent.close();
+      await listening.close();
+    }
+  });
+
+  it('an append whose answer is lost after it committed returns success, once, on retry', async () => {
+    const schema = source.schema('lost');
+    await (await open(schema)).close();
+    const url = new URL(source.db.url);
+    const proxy = await startTcpProxy(url.hostname, Number(url.port));
+    url.host = `127.0.0.1:${proxy.port}`;
+    const log = recordingLogger();
+    const store = await PostgresEventStore.connect({
+      connectionString: url.toString(),
+      schema,
+      poolSize: 2,
+      logger: log.logger,
+    });
+    try {
+      await store.appendToStream('s', [{ type: 'E', data: { n: 0 } }]);
+      const fired = proxy.fault({ match: `tm.${schema}.append`, when: 'after-server' });
+      const result = await store.appendToStream(
+        's',
+        [
+          { type: 'E', data: { n: 1 } },
+          { type: 'E', data: { n: 2 } },
+        ],
+        { expectedVersion: 1 },
+      );
+      await fired;
+      assert.ok(log.messages.includes('an append whose answer was lost had committed'));
+      assert.equal(result.nextExpectedVersion, 3);
+      const stream = await store.readStream('s');
+      assert.deepEqual(
+        stream.map((e) => [e.streamVersion, e.position, (e.data as { n: number }).n]),
+        [
+          [1, stream[0]!.position, 0],
+          [2, result.events[0]!.position, 1],
+          [3, result.position, 2],
+        ],
+      );
+      assert.deepEqual(
+        result.events.map((e) => e.eventId),
+        stream.slice(1).map((e) => e.eventId),
+      );
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  });
+
+  it('an append whose request never reached the server is sent again, and written once', async () => {
+    const schema = source.schema('unsent');
+    await (await open(schema)).close();
+    const url = new URL(source.db.url);
+    const proxy = await startTcpProxy(url.hostname, Number(url.port));
+    url.host = `127.0.0.1:${proxy.port}`;
+    const store = await PostgresEventStore.connect({
+      connectionString: url.toString(),
+      schema,
+      poolSize: 2,
+    });
+    try {
+      const fired = proxy.fault({ match: `tm.${schema}.append`, when: 'before-server' });
+      const result = await store.appendToStream('s', [{ type: 'E', data: {} }], {
+        expectedVersion: 0,
+      });
+      await fired;
+      assert.equal(result.nextExpectedVersion, 1);
+      assert.equal((await store.readStream('s')).length, 1);
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  });
+
+  it('prepares its hot statements once per connection', async () => {
+    const schema = source.schema('prepared');
+    await (await open(schema)).close();
+    const url = new URL(source.db.url);
+    const proxy = await startTcpProxy(url.hostname, Number(url.port));
+    url.host = `127.0.0.1:${proxy.port}`;
+    const store = await PostgresEventStore.connect({
+      connectionString: url.toString(),
+      schema,
+      poolSize: 1,
+    });
+    try {
+      for (let i = 0; i < 20; i++) {
+        await store.appendToStream('s', [{ type: 'E', data: { i } }]);
+        await store.readAll({ after: i });
+      }
+      // The SQL text crosses the wire once (Parse); later runs send only the statement's name.
+      assert.equal(proxy.sent('tm_append($1'), 1);
+      assert.equal(proxy.sent('pg_current_snapshot'), 1);
+      assert.equal(proxy.sent(`tm.${schema}.append`), 20);
+    } finally {
+      await store.close();
+      await proxy.close();
+    }
+  });
+});
