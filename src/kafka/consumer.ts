@@ -441,7 +441,13 @@ export class KafkaConsumer {
       return [];
     }
     const generation = this.#generation;
-    const batches = await this.#fetchOnce();
+    let batches: ConsumedBatch[];
+    try {
+      batches = await this.#fetchOnce();
+    } catch (error) {
+      if (this.#closed) return []; // close() pulled the connections from under this fetch
+      throw error;
+    }
     this.#throwBackgroundError();
     if (this.#pendingJoins.length > 0 || generation !== this.#generation || this.#closed) return [];
     for (const batch of batches)
