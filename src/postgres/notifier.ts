@@ -182,7 +182,10 @@ export class AppendNotifier {
       this.#interrupt = undefined;
       await client.end().catch(() => {});
       if (!this.#listening || this.#closed) break;
-      logger.warn({ channel, err: failure }, 'append notifications lost; reconnecting');
+      // Loud once per outage; the attempts that follow are debug noise.
+      if (wait === 0)
+        logger.warn({ channel, err: failure }, 'append notifications lost; reconnecting');
+      else logger.debug({ channel, err: failure }, 'still cannot listen for appends');
       wait = Math.min(nextBackoff(wait) * 2, 5000);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, wait);
