@@ -9,6 +9,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Result } from './lib.ts';
+import { httpEmbedded } from './scenarios/http.ts';
+import { postgresAppend } from './scenarios/postgres-append.ts';
 import { sqliteAppend } from './scenarios/sqlite-append.ts';
 
 export interface BenchContext {
@@ -19,6 +21,8 @@ export interface BenchContext {
 
 const scenarios: { name: string; run: (ctx: BenchContext) => Promise<Result[]> }[] = [
   { name: 'sqlite-append', run: sqliteAppend },
+  { name: 'postgres-append', run: postgresAppend },
+  { name: 'http-embedded', run: httpEmbedded },
 ];
 
 const args = process.argv.slice(2);

@@ -47,6 +47,7 @@ export class SqliteDatabase {
   #locked: Promise<void> | undefined;
   #closed = false;
   readonly #afterCommit = new Set<() => void>();
+  readonly #synchronous: SqliteSynchronous;
 
   constructor(path: string, options: SqliteDatabaseOptions = {}) {
     if (typeof path !== 'string' || path === '') {
@@ -65,6 +66,7 @@ export class SqliteDatabase {
     this.writer = new Database(path, { timeout: busyTimeoutMs });
     if (path !== ':memory:') this.writer.pragma('journal_mode = WAL');
     this.writer.pragma(`synchronous = ${synchronous}`);
+    this.#synchronous = synchronous;
     this.writer.pragma('foreign_keys = ON');
     this.writer.exec(`CREATE TABLE IF NOT EXISTS tm_migrations (
       component TEXT NOT NULL,
@@ -185,12 +187,21 @@ export class SqliteDatabase {
    * Runs `work` in a transaction of its own on the write connection; queued writes wait until it
    * ends. `work` should touch only this database: an await on outside I/O holds the write lock.
    */
-  async transaction<T>(work: (db: Database.Database) => Promise<T> | T): Promise<T> {
+  async transaction<T>(
+    work: (db: Database.Database) => Promise<T> | T,
+    options: { relaxed?: boolean } = {},
+  ): Promise<T> {
     this.#assertOpen();
     while (this.#locked) await this.#locked;
     let release!: () => void;
     this.#locked = new Promise<void>((resolve) => (release = resolve));
+    // Relaxed: commit without syncing the WAL. In WAL mode that survives a process crash and
+    // loses, on a power cut, only commits after the last sync; the next synced commit (an
+    // append) syncs these frames too. Fit for derived data whose progress commits with it.
+    const relax =
+      options.relaxed === true && (this.#synchronous === 'FULL' || this.#synchronous === 'EXTRA');
     try {
+      if (relax) this.writer.pragma('synchronous = NORMAL');
       this.writer.exec('BEGIN IMMEDIATE');
       try {
         const result = await work(this.writer);
@@ -202,6 +213,7 @@ export class SqliteDatabase {
         throw error;
       }
     } finally {
+      if (relax) this.writer.pragma(`synchronous = ${this.#synchronous}`);
       this.#locked = undefined;
       release();
       if (this.#queue.length > 0) this.#schedule();

@@ -9,5 +9,5 @@ export {
   eventStoreMigrations,
   type SqliteEventStoreOptions,
 } from './event-store.ts';
-export { SqliteProjectionSink } from './projection-sink.ts';
+export { SqliteProjectionSink, type SqliteProjectionSinkOptions } from './projection-sink.ts';
 export { SqliteSqlExecutor, compilePlaceholders } from './sql-executor.ts';

@@ -10,17 +10,29 @@ import { SqliteSqlExecutor } from './sql-executor.ts';
  * Note for `apply` handlers: the transaction holds SQLite's write lock until it ends, so await
  * nothing but the given SQL executor inside it.
  */
+export interface SqliteProjectionSinkOptions extends SqliteDatabaseOptions {
+  /**
+   * `relaxed` (the default): read-model transactions commit without syncing the WAL. A process
+   * crash loses nothing; a power cut may undo the last read-model commits, together with their
+   * checkpoints (they commit as one), so the runner applies those events again. The events
+   * themselves keep their own durability. `full`: sync every read-model commit too.
+   */
+  durability?: 'relaxed' | 'full';
+}
+
 export class SqliteProjectionSink implements ProjectionSink {
   readonly dialect = 'sqlite' as const;
   readonly database: SqliteDatabase;
   readonly #ownsDatabase: boolean;
   readonly #writer: SqliteSqlExecutor;
+  readonly #relaxed: boolean;
   #reader: SqliteSqlExecutor | undefined;
 
-  constructor(database: string | SqliteDatabase, options: SqliteDatabaseOptions = {}) {
+  constructor(database: string | SqliteDatabase, options: SqliteProjectionSinkOptions = {}) {
     this.#ownsDatabase = typeof database === 'string';
     this.database = typeof database === 'string' ? new SqliteDatabase(database, options) : database;
     this.#writer = new SqliteSqlExecutor(this.database.writer);
+    this.#relaxed = (options.durability ?? 'relaxed') === 'relaxed';
   }
 
   /** An executor on the read connection (last committed state; never waits for the writer). */
@@ -30,7 +42,7 @@ export class SqliteProjectionSink implements ProjectionSink {
   }
 
   transaction<T>(work: (sql: SqlExecutor) => Promise<T>): Promise<T> {
-    return this.database.transaction(() => work(this.#writer));
+    return this.database.transaction(() => work(this.#writer), { relaxed: this.#relaxed });
   }
 
   query<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<Row[]> {
