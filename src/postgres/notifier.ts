@@ -18,6 +18,9 @@ import pg from 'pg';
 import type { Logger } from '../core/index.ts';
 import { nextBackoff, quoteIdent } from './connection.ts';
 
+/** During a burst of appends, at most one notification per this many ms. */
+export const NOTIFY_INTERVAL_MS = 5;
+
 export interface NotifierOptions {
   /** Settings of the listening connection (the pool's, without pool settings). */
   config: pg.ClientConfig;
@@ -50,6 +53,8 @@ export class AppendNotifier {
   #pending = 0;
   #sent = 0;
   #sending = false;
+  #sendTimer: NodeJS.Timeout | undefined;
+  #lastSentAt = 0;
 
   constructor(options: NotifierOptions) {
     this.#options = options;
@@ -86,40 +91,58 @@ export class AppendNotifier {
     this.#loop = undefined;
   }
 
-  /** Tells other processes that the log reached `position` (coalesced; at most one in flight). */
+  /**
+   * Tells other processes that the log reached `position`. Throttled: the first append after a
+   * quiet spell is announced at once; during a burst, one notification every
+   * {@link NOTIFY_INTERVAL_MS} covers all the appends since the last one.
+   */
   announce(position: number): void {
     this.seen(position);
     if (!this.#options.notify || this.#closed) return;
     if (position > this.#pending) this.#pending = position;
-    if (this.#sending) return;
-    this.#sending = true;
-    void this.#send();
+    this.#schedule();
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#sendTimer) clearTimeout(this.#sendTimer);
+    this.#sendTimer = undefined;
     await this.unlisten();
     while (this.#sending) await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
+  #schedule(): void {
+    if (this.#sending || this.#sendTimer || this.#closed || this.#pending <= this.#sent) return;
+    const wait = this.#lastSentAt + NOTIFY_INTERVAL_MS - Date.now();
+    if (wait <= 0) {
+      void this.#send();
+      return;
+    }
+    this.#sendTimer = setTimeout(() => {
+      this.#sendTimer = undefined;
+      void this.#send();
+    }, wait);
+    this.#sendTimer.unref();
+  }
+
   async #send(): Promise<void> {
+    this.#sending = true;
+    const position = this.#pending;
     try {
-      while (this.#pending > this.#sent && !this.#closed) {
-        const position = this.#pending;
-        await this.#options.pool.query({
-          name: this.#notifyName,
-          text: `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)`,
-          values: [this.#options.channel, `${position} ${this.#token}`],
-        });
-        this.#sent = position;
-      }
+      await this.#options.pool.query({
+        name: this.#notifyName,
+        text: `SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, $2)`,
+        values: [this.#options.channel, `${position} ${this.#token}`],
+      });
     } catch (error) {
       // A hint lost: listeners elsewhere find the events at their next poll.
       this.#options.logger.debug({ err: error }, 'append notification not sent');
-      this.#sent = this.#pending;
     } finally {
+      this.#sent = position;
+      this.#lastSentAt = Date.now();
       this.#sending = false;
     }
+    this.#schedule();
   }
 
   async #poll(): Promise<void> {
