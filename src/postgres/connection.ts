@@ -120,6 +120,8 @@ export function resolveConnection(
     // Without keep-alives a connection whose peer vanished (a host that died, a dropped NAT
     // entry) looks alive until the kernel gives up, which can take hours.
     keepAlive: true,
+    // A script that forgets close() still exits once its connections are idle.
+    allowExitOnIdle: true,
     keepAliveInitialDelayMillis: 10_000,
     types,
     ...(extra.searchPath ? { options: `-c search_path=${schema}` } : {}),

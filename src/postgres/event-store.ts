@@ -536,6 +536,11 @@ export class PostgresEventStore implements FullEventStore {
         cause: error,
       });
     }
+    // Gave up waiting (a stream held by a long transaction past statement_timeout, a
+    // deadlock): the statement was rolled back, nothing was written, trying again may work.
+    if (code === '57014' || code === '55P03' || code === '40P01' || code === '40001') {
+      return new UnavailableError(COMPONENT, (error as Error).message, { cause: error });
+    }
     if (typeof code === 'string' && code.startsWith('22')) {
       return new SerializationError('events', (error as Error).message, { cause: error });
     }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { fork } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { isTidemarkError, type Logger } from 'tidemark';
 import { PostgresEventStore, type PostgresEventStoreOptions } from 'tidemark/postgres';
 import { schemaSource, type SchemaSource } from '../support/pg-schemas.ts';
@@ -234,6 +235,33 @@ describe('PostgresEventStore', () => {
     } finally {
       await store.close();
       await proxy.close();
+    }
+  });
+
+  it('a stream held by a long transaction blocks that stream only, and times out as unavailable', async () => {
+    const schema = source.schema('held');
+    const store = await open(schema, { statementTimeoutMs: 300 });
+    const raw = new pg.Client({ connectionString: source.db.url });
+    await raw.connect();
+    try {
+      await raw.query('BEGIN');
+      await raw.query(`SELECT * FROM "${schema}".tm_append('busy', -1, $1, now())`, [
+        JSON.stringify([{ i: 'held-1', t: 'E', s: 1, d: {}, m: {} }]),
+      ]);
+      // Other streams go on while 'busy' is held.
+      await store.appendToStream('free', [{ type: 'E', data: {} }]);
+      await assert.rejects(store.appendToStream('busy', [{ type: 'E', data: {} }]), (e) =>
+        isTidemarkError(e, 'unavailable'),
+      );
+      await raw.query('ROLLBACK');
+      assert.equal(await store.streamVersion('busy'), 0);
+      const result = await store.appendToStream('busy', [{ type: 'E', data: {} }], {
+        expectedVersion: 0,
+      });
+      assert.equal(result.nextExpectedVersion, 1);
+    } finally {
+      await raw.end();
+      await store.close();
     }
   });
 
