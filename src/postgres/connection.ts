@@ -288,7 +288,8 @@ export function createPool(config: pg.PoolConfig, onIdleError: (error: Error) =>
 }
 
 /** Refuses a string PostgreSQL's text type cannot hold (it has no NUL character). */
-export function assertPgText(value: string, argument: string): void {
+export function assertPgText(value: unknown, argument: string): asserts value is string {
+  if (typeof value !== 'string') throw new InvalidArgumentError(argument, 'must be a string');
   if (value.includes('\u0000')) {
     throw new InvalidArgumentError(argument, 'must not contain the NUL character (U+0000)');
   }

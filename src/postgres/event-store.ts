@@ -664,13 +664,22 @@ export class PostgresEventStore implements FullEventStore {
     this.#assertOpen();
     assertPgText(key, 'key');
     assertPgText(fingerprint, 'fingerprint');
+    if (typeof leaseMs !== 'number' || !(leaseMs >= 0)) {
+      throw new InvalidArgumentError('leaseMs', 'must be a number of milliseconds >= 0');
+    }
     const token = randomUUID();
     const rows = await this.#run<{
       token: string;
       fingerprint: string;
       response: unknown;
       completed: boolean;
-    }>(this.#q.claim, [key, fingerprint, token, this.#now().getTime(), leaseMs]);
+    }>(this.#q.claim, [
+      key,
+      fingerprint,
+      token,
+      this.#now().getTime(),
+      Number.isFinite(leaseMs) ? Math.ceil(leaseMs) : Number.MAX_SAFE_INTEGER,
+    ]);
     const row = rows[0]!;
     if (row.completed) {
       return { outcome: 'completed', fingerprint: row.fingerprint, response: row.response };
