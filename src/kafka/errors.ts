@@ -53,8 +53,58 @@ export class KafkaOperationError extends TidemarkError {
   }
 }
 
+/** Where a record sits in Kafka, when the record came from there. */
+export interface RecordLocation {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+}
+
+/**
+ * A Kafka record is not a Tidemark event as docs/kafka-wire-format.md defines it: a required
+ * header is missing, a value does not parse, the key and `ce_subject` disagree, and so on.
+ * `field` names the header (`ce_position`), or `key` / `value`. Not retryable: the same bytes
+ * will fail the same way. Kafka-fed projections park such a record instead of applying it.
+ */
+export class KafkaWireFormatError extends TidemarkError {
+  readonly code = 'kafka_wire_format_invalid';
+  readonly retryable = false;
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+    /** The record's topic, partition and offset, when it was read from Kafka. */
+    readonly location?: RecordLocation,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(
+      `${
+        location ? `${location.topic}[${location.partition}]@${location.offset}: ` : ''
+      }${field}: ${reason}`,
+      options,
+    );
+  }
+  override toJSON() {
+    return {
+      ...super.toJSON(),
+      field: this.field,
+      reason: this.reason,
+      ...(this.location
+        ? {
+            topic: this.location.topic,
+            partition: this.location.partition,
+            offset: String(this.location.offset),
+          }
+        : {}),
+    };
+  }
+}
+
 /** Every error class of the Kafka port, for documentation checks. */
-export const kafkaErrorClasses = [KafkaProducerFencedError, KafkaOperationError] as const;
+export const kafkaErrorClasses = [
+  KafkaProducerFencedError,
+  KafkaOperationError,
+  KafkaWireFormatError,
+] as const;
 
 /** True for a producer fenced by a newer instance with the same transactional id. */
 export function isProducerFenced(value: unknown): value is KafkaProducerFencedError {

@@ -12,9 +12,11 @@ export {
 export {
   KafkaOperationError,
   KafkaProducerFencedError,
+  KafkaWireFormatError,
   isProducerFenced,
   kafkaErrorClasses,
   translateKafkaError,
+  type RecordLocation,
 } from './errors.ts';
 export {
   KafkaAdmin,
@@ -44,3 +46,33 @@ export {
   type TopicPartition,
 } from './consumer.ts';
 export { decodePartition, type DecodedPartition } from './records.ts';
+export {
+  KafkaReader,
+  type FetchedRange,
+  type Isolation,
+  type KafkaReaderOptions,
+} from './reader.ts';
+export {
+  CLOUDEVENTS_SPEC_VERSION,
+  CONTENT_TYPE,
+  WireHeaders,
+  decodeEvent,
+  encodeEvent,
+  validateSource,
+  type DecodeOptions,
+  type EncodeOptions,
+} from './wire.ts';
+export {
+  EventTopics,
+  categoryOf,
+  validateTopicName,
+  type EventTopicsOptions,
+  type TopicSettings,
+} from './topics.ts';
+export {
+  DEFAULT_PROGRESS_TOPIC,
+  KafkaRelay,
+  type KafkaRelayOptions,
+  type RelayState,
+  type RelayStatus,
+} from './relay.ts';

@@ -7,6 +7,7 @@ import { TidemarkError, UnavailableError } from 'tidemark';
 import {
   KafkaOperationError,
   KafkaProducerFencedError,
+  KafkaWireFormatError,
   isProducerFenced,
   kafkaErrorClasses,
   translateKafkaError,
@@ -17,6 +18,7 @@ describe('kafka: errors', () => {
     const all = [
       new KafkaProducerFencedError('tx'),
       new KafkaOperationError('op', 'm', undefined, false),
+      new KafkaWireFormatError('ce_id', 'is missing'),
     ];
     assert.equal(all.length, kafkaErrorClasses.length);
     assert.equal(new Set(all.map((e) => e.code)).size, all.length);
@@ -37,6 +39,7 @@ describe('kafka: errors', () => {
     const actual = [
       new KafkaProducerFencedError('tx'),
       new KafkaOperationError('op', 'm', undefined, false),
+      new KafkaWireFormatError('ce_id', 'is missing'),
     ].map((e) => [e.code, e.name]);
     assert.deepEqual(rows.sort(), actual.sort());
   });
