@@ -102,6 +102,12 @@ export interface KafkaConsumerOptions {
   readonly heartbeatIntervalMs?: number;
   /** How long the group waits for members to rejoin during a rebalance. Default 60000 ms. */
   readonly rebalanceTimeoutMs?: number;
+  /**
+   * Static membership (KIP-345): a stable id per process (a pod name, say). A member that comes
+   * back under the same id after a crash takes its old place, and its partitions, at once,
+   * without waiting for the session timeout and without a rebalance of the others.
+   */
+  readonly groupInstanceId?: string;
 }
 
 /** The records one poll brought from one partition. */
@@ -193,6 +199,9 @@ export class KafkaConsumer {
       sessionTimeout: this.#options.sessionTimeoutMs,
       heartbeatInterval: this.#options.heartbeatIntervalMs,
       rebalanceTimeout: this.#options.rebalanceTimeoutMs,
+      ...(options.groupInstanceId !== undefined
+        ? { groupInstanceId: options.groupInstanceId }
+        : {}),
       retries: 5,
       retryDelay: 250,
     });
@@ -428,8 +437,14 @@ export class KafkaConsumer {
    * (or moved past transaction markers), waiting up to `maxWaitMs` for data. Positions advance
    * past what is returned. After a rebalance, onRevoked and onAssigned run first, and a fetch
    * that straddled the rebalance is dropped (its positions may no longer be ours).
+   *
+   * With `includeEmpty`, partitions whose position moved without a record to show for it
+   * (only transaction markers or aborted records were fetched) come back too, with no records:
+   * an owner that stores positions can then store that one as well.
    */
-  async poll(options: { signal?: AbortSignal } = {}): Promise<ConsumedBatch[]> {
+  async poll(
+    options: { signal?: AbortSignal; includeEmpty?: boolean } = {},
+  ): Promise<ConsumedBatch[]> {
     this.#check();
     if (!this.#started) await this.start();
     this.#throwBackgroundError();
@@ -452,7 +467,7 @@ export class KafkaConsumer {
     if (this.#pendingJoins.length > 0 || generation !== this.#generation || this.#closed) return [];
     for (const batch of batches)
       this.#positions.set(key(batch.topic, batch.partition), batch.nextOffset);
-    return batches.filter((b) => b.records.length > 0);
+    return options.includeEmpty ? batches : batches.filter((b) => b.records.length > 0);
   }
 
   #throwBackgroundError(): void {

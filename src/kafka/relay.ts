@@ -459,6 +459,10 @@ export class KafkaRelay {
       }
       chunk.push(progress);
       await tx.send(chunk);
+      this.#logger.debug(
+        { relay: this.name, position: last, events: records.length },
+        'relay transaction sent; committing',
+      );
     });
     this.#position = last;
     this.#published += records.length;

@@ -1,0 +1,241 @@
+/**
+ * Shared pieces of the Kafka tests: a projection whose rows show duplicates and disorder, event
+ * generators, and helpers that publish a store through a relay and read what a topic holds.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import {
+  defineProjection,
+  type RecordedEvent,
+  type ProjectionSink,
+  type EventStore,
+} from 'tidemark';
+import {
+  EventTopics,
+  KafkaReader,
+  KafkaRelay,
+  type KafkaConnection,
+  type ConsumedRecord,
+} from 'tidemark/kafka';
+
+/**
+ * Per stream: how many events were applied and the list of versions in the order applied, so
+ * a second effect or a reordering shows; plus one multi-stream total per category.
+ */
+export function trackingProjection(
+  options: {
+    name?: string;
+    version?: number;
+    poison?: (event: RecordedEvent) => boolean;
+  } = {},
+) {
+  return defineProjection({
+    name: options.name ?? 'tracking',
+    version: options.version ?? 1,
+    handles: ['Counted'],
+    tables: ['streams', 'totals'],
+    init: async ({ sql, table }) => {
+      await sql.execute(
+        `CREATE TABLE ${table('streams')} (stream_id TEXT PRIMARY KEY, n BIGINT NOT NULL, versions TEXT NOT NULL, last_data TEXT)`,
+      );
+      await sql.execute(
+        `CREATE TABLE ${table('totals')} (category TEXT PRIMARY KEY, n BIGINT NOT NULL)`,
+      );
+    },
+    apply: async (event, { sql, table }) => {
+      if (options.poison?.(event)) {
+        throw new Error(`poison ${event.streamId}@${event.streamVersion}`);
+      }
+      const streams = table('streams');
+      await sql.execute(
+        `INSERT INTO ${streams} (stream_id, n, versions, last_data) VALUES ($1, 1, $2, $3)
+         ON CONFLICT (stream_id) DO UPDATE SET n = ${streams}.n + 1,
+           versions = ${streams}.versions || ',' || excluded.versions, last_data = excluded.last_data`,
+        [event.streamId, String(event.streamVersion), JSON.stringify(event.data)],
+      );
+      const totals = table('totals');
+      await sql.execute(
+        `INSERT INTO ${totals} (category, n) VALUES ($1, 1)
+         ON CONFLICT (category) DO UPDATE SET n = ${totals}.n + 1`,
+        [event.streamId.split('-')[0]],
+      );
+    },
+  });
+}
+
+export interface TrackedRows {
+  streams: Record<string, { n: number; versions: string }>;
+  totals: Record<string, number>;
+}
+
+export async function trackedRows(
+  sink: Pick<ProjectionSink, 'query'>,
+  version = 1,
+): Promise<TrackedRows> {
+  const streams: TrackedRows['streams'] = {};
+  for (const row of await sink.query<{ stream_id: string; n: unknown; versions: string }>(
+    `SELECT stream_id, n, versions FROM streams_v${version} ORDER BY stream_id`,
+  )) {
+    streams[row.stream_id] = { n: Number(row.n), versions: row.versions };
+  }
+  const totals: TrackedRows['totals'] = {};
+  for (const row of await sink.query<{ category: string; n: unknown }>(
+    `SELECT category, n FROM totals_v${version} ORDER BY category`,
+  )) {
+    totals[row.category] = Number(row.n);
+  }
+  return { streams, totals };
+}
+
+/** What the tracking projection must hold for these events: each applied once, in order. */
+export function expectedRows(events: readonly RecordedEvent[]): TrackedRows {
+  const streams: TrackedRows['streams'] = {};
+  const totals: TrackedRows['totals'] = {};
+  for (const event of events) {
+    if (event.type !== 'Counted') continue;
+    const row = (streams[event.streamId] ??= { n: 0, versions: '' });
+    row.n++;
+    row.versions = row.versions
+      ? `${row.versions},${event.streamVersion}`
+      : String(event.streamVersion);
+    const category = event.streamId.split('-')[0]!;
+    totals[category] = (totals[category] ?? 0) + 1;
+  }
+  return { streams, totals };
+}
+
+/** Appends `rounds` rounds of one `Counted` event to each stream. */
+export async function appendCounted(
+  store: EventStore,
+  streams: readonly string[],
+  rounds: number,
+  eventsPerAppend = 1,
+): Promise<void> {
+  for (let round = 0; round < rounds; round++) {
+    for (const stream of streams) {
+      await store.appendToStream(
+        stream,
+        Array.from({ length: eventsPerAppend }, (_, i) => ({
+          type: 'Counted',
+          data: { round, i },
+          metadata: { correlationId: `round-${round}` },
+        })),
+      );
+    }
+  }
+}
+
+/** Publishes everything the store holds to `topic` (category `order`) and stops the relay. */
+export async function publishAll(
+  connection: KafkaConnection,
+  store: EventStore,
+  topic: string,
+  options: { partitions?: number; progressTopic: string; name: string },
+): Promise<void> {
+  const relay = new KafkaRelay({
+    connection,
+    store,
+    topics: new EventTopics({
+      categories: { order: topic },
+      settings: { partitions: options.partitions ?? 3 },
+    }),
+    source: 'tidemark://test',
+    name: options.name,
+    progressTopic: options.progressTopic,
+  });
+  await relay.start();
+  try {
+    if (!(await relay.whenCaughtUp(60_000))) throw new Error('relay did not catch up');
+  } finally {
+    await relay.stop();
+  }
+}
+
+export async function readTopic(
+  connection: KafkaConnection,
+  topic: string,
+): Promise<ConsumedRecord[]> {
+  const reader = new KafkaReader(connection);
+  try {
+    return await reader.readAll(topic);
+  } finally {
+    await reader.close();
+  }
+}
+
+/** A fixture entry point (test/kafka/fixtures/<name>.ts) running as a child process. */
+export interface FixtureProcess {
+  readonly child: ChildProcess;
+  /** Parsed log lines so far. */
+  readonly lines: Record<string, unknown>[];
+  /** Resolves with the first line (seen or coming) that matches, rejects if the process exits first. */
+  waitFor(
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
+  /** Resolves with the exit code or signal. */
+  readonly exited: Promise<number | string>;
+  /** SIGKILL, and wait for the exit. */
+  kill9(): Promise<void>;
+}
+
+const root = new URL('../../', import.meta.url).pathname;
+
+export function startFixture(name: string, env: Record<string, string>): FixtureProcess {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=tidemark-source', '--import', 'tsx', `test/kafka/fixtures/${name}.ts`],
+    { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const lines: Record<string, unknown>[] = [];
+  const listeners = new Set<(line: Record<string, unknown>) => void>();
+  let stderr = '';
+  child.stderr!.on('data', (chunk) => {
+    stderr = (stderr + String(chunk)).slice(-4000);
+  });
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    let line: Record<string, unknown>;
+    try {
+      line = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    lines.push(line);
+    for (const listener of [...listeners]) listener(line);
+  });
+  const exited = new Promise<number | string>((resolve) =>
+    child.on('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
+  );
+  return {
+    child,
+    lines,
+    exited,
+    waitFor(match, timeoutMs = 60_000) {
+      const seen = lines.find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const done = (error?: Error, line?: Record<string, unknown>) => {
+          clearTimeout(timer);
+          listeners.delete(listener);
+          if (error) reject(error);
+          else resolve(line!);
+        };
+        const listener = (line: Record<string, unknown>) => {
+          if (match(line)) done(undefined, line);
+        };
+        const timer = setTimeout(
+          () => done(new Error(`${name}: no matching log line within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        listeners.add(listener);
+        void exited.then((code) =>
+          done(new Error(`${name} exited (${code}) before the awaited line: ${stderr}`)),
+        );
+      });
+    },
+    async kill9() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
