@@ -48,7 +48,8 @@ describe(`kafka: relay crash (${TOTAL} events, ${KILLS} x kill -9)`, () => {
       PROGRESS_TOPIC: progressTopic,
       RELAY_NAME: uniqueName('crash'),
       PARTITIONS: '4',
-      BATCH_SIZE: '40',
+      BATCH_SIZE: '50',
+      HOLD_BEFORE_COMMIT_MS: '60',
     };
     // Writers: each appends 1 to 3 events at a time to random streams, concurrently, so that
     // PostgreSQL commits positions out of order (the relay's reads must stay gap-safe).
