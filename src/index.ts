@@ -3,3 +3,10 @@
  */
 export * from './core/index.ts';
 export * from './projections/index.ts';
+export {
+  openStorage,
+  redactUrl,
+  sqlitePath,
+  type OpenStorageOptions,
+  type Storage,
+} from './storage.ts';

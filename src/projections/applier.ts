@@ -40,6 +40,15 @@ export class ProgressMovedError extends Error {
   }
 }
 
+/** Stream versions of one batch: as read at its start, then as applied. */
+interface StreamVersions {
+  applied: Map<string, number>;
+  changed: Set<string>;
+}
+
+/** Streams per statement when stream versions are read or written in bulk. */
+const STREAMS_PER_STATEMENT = 200;
+
 const mustPropagate = (sink: ProjectionSink, error: unknown) =>
   error instanceof ProgressMovedError || sink.isTransientError(error);
 
@@ -135,7 +144,11 @@ export class ProjectionApplier {
     if (events.length === 0) return;
     try {
       await this.#sink.transaction(async (sql) => {
-        for (const event of events) await this.#applyOne(sql, event);
+        // With dedupe, the batch's stream versions are read in one query and written in a few,
+        // instead of a read and a write per event.
+        const versions = this.#dedupe ? await this.#loadStreamVersions(sql, events) : undefined;
+        for (const event of events) await this.#applyOne(sql, event, versions);
+        if (versions) await this.#saveStreamVersions(sql, versions);
         await saveProgress(sql, events, events.length - 1);
       });
       return;
@@ -210,10 +223,51 @@ export class ProjectionApplier {
     );
   }
 
-  async #applyOne(sql: SqlExecutor, event: RecordedEvent): Promise<void> {
+  async #loadStreamVersions(
+    sql: SqlExecutor,
+    events: readonly RecordedEvent[],
+  ): Promise<StreamVersions> {
+    const versions: StreamVersions = { applied: new Map(), changed: new Set() };
+    const streams = [...new Set(events.map((e) => e.streamId))];
+    for (let i = 0; i < streams.length; i += STREAMS_PER_STATEMENT) {
+      const chunk = streams.slice(i, i + STREAMS_PER_STATEMENT);
+      const rows = await sql.query<{ stream_id: string; stream_version: number | string }>(
+        `SELECT stream_id, stream_version FROM tm_projection_streams
+         WHERE name = $1 AND version = $2 AND stream_id IN (${chunk.map((_, j) => `$${j + 3}`).join(', ')})`,
+        [this.definition.name, this.version, ...chunk],
+      );
+      for (const row of rows) versions.applied.set(row.stream_id, Number(row.stream_version));
+    }
+    return versions;
+  }
+
+  async #saveStreamVersions(sql: SqlExecutor, versions: StreamVersions): Promise<void> {
+    const changed = [...versions.changed];
+    for (let i = 0; i < changed.length; i += STREAMS_PER_STATEMENT) {
+      const chunk = changed.slice(i, i + STREAMS_PER_STATEMENT);
+      const params: unknown[] = [this.definition.name, this.version];
+      const rows = chunk.map((streamId) => {
+        params.push(streamId, versions.applied.get(streamId)!);
+        return `($1, $2, $${params.length - 1}, $${params.length})`;
+      });
+      await sql.execute(
+        `INSERT INTO tm_projection_streams (name, version, stream_id, stream_version) VALUES ${rows.join(', ')}
+         ON CONFLICT (name, version, stream_id) DO UPDATE SET stream_version = excluded.stream_version`,
+        params,
+      );
+    }
+  }
+
+  async #applyOne(
+    sql: SqlExecutor,
+    event: RecordedEvent,
+    versions?: StreamVersions,
+  ): Promise<void> {
     const { name } = this.definition;
     if (this.#dedupe) {
-      const applied = await ledger.streamVersion(sql, name, this.version, event.streamId);
+      const applied = versions
+        ? (versions.applied.get(event.streamId) ?? 0)
+        : await ledger.streamVersion(sql, name, this.version, event.streamId);
       if (event.streamVersion <= applied) return;
     }
     if (this.#parkedStreams.has(event.streamId)) {
@@ -232,8 +286,12 @@ export class ProjectionApplier {
       this.#parkedStreams.delete(event.streamId);
     }
     if (this.#handles.has(event.type)) await this.definition.apply(event, this.context(sql));
-    if (this.#dedupe)
+    if (versions) {
+      versions.applied.set(event.streamId, event.streamVersion);
+      versions.changed.add(event.streamId);
+    } else if (this.#dedupe) {
       await ledger.saveStreamVersion(sql, name, this.version, event.streamId, event.streamVersion);
+    }
   }
 
   /**

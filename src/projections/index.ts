@@ -1,4 +1,5 @@
 export { ProjectionRunner, type ProjectionRunnerOptions, type ProjectionStatus } from './runner.ts';
+export { ProjectionHost, type ProjectionHostOptions } from './host.ts';
 export {
   ProjectionApplier,
   defaultRetryPolicy,
@@ -8,3 +9,10 @@ export {
 } from './applier.ts';
 export { ledger, ledgerMigrations, type ParkedEvent, type ProjectionRow } from './ledger.ts';
 export { ReadModels, type ReadModelsOptions } from './read-models.ts';
+export {
+  dropRetired,
+  physicalTables,
+  registerRebuild,
+  resetProjection,
+  versionsToRun,
+} from './versions.ts';

@@ -52,11 +52,25 @@ export const ledgerMigrations: readonly Migration[] = [
       CREATE INDEX tm_parked_stream ON tm_parked (name, version, stream_id, stream_version);
     `,
   },
+  {
+    version: 2,
+    description: 'physical versions: which code version each physical version was built by',
+    sql: `
+      ALTER TABLE tm_projections ADD COLUMN code_version INTEGER NOT NULL DEFAULT 0;
+      UPDATE tm_projections SET code_version = version;
+    `,
+  },
 ];
 
+/**
+ * One physical version of a projection: its own tables (`<table>_v<version>`), checkpoint and
+ * parked events. `codeVersion` is the definition's `version` that builds it: a code change makes
+ * a new physical version, and so does a rebuild of unchanged code.
+ */
 export interface ProjectionRow {
   name: string;
   version: number;
+  codeVersion: number;
   state: ProjectionState;
   position: number;
   tables: string[];
@@ -78,6 +92,7 @@ export interface ParkedEvent {
 interface RawProjectionRow {
   name: string;
   version: number | string;
+  code_version: number | string;
   state: string;
   position: number | string;
   tables: string;
@@ -99,6 +114,7 @@ function toProjectionRow(row: RawProjectionRow): ProjectionRow {
   return {
     name: row.name,
     version: Number(row.version),
+    codeVersion: Number(row.code_version),
     state: row.state as ProjectionState,
     position: Number(row.position),
     tables: JSON.parse(row.tables) as string[],
@@ -119,7 +135,7 @@ export function eventFromJson(text: string): RecordedEvent {
 }
 
 const SELECT_PROJECTION =
-  'SELECT name, version, state, position, tables, created_at, updated_at, activated_at FROM tm_projections';
+  'SELECT name, version, code_version, state, position, tables, created_at, updated_at, activated_at FROM tm_projections';
 
 /** Ledger reads and writes, each taking the executor of the transaction it belongs to. */
 export const ledger = {
@@ -156,17 +172,50 @@ export const ledger = {
 
   async register(
     sql: SqlExecutor,
-    name: string,
-    version: number,
-    state: ProjectionState,
-    tables: string[],
+    row: {
+      name: string;
+      version: number;
+      codeVersion: number;
+      state: ProjectionState;
+      tables: string[];
+    },
   ): Promise<void> {
     const now = Date.now();
     await sql.execute(
-      `INSERT INTO tm_projections (name, version, state, position, tables, created_at, updated_at, activated_at)
-       VALUES ($1, $2, $3, 0, $4, $5, $5, $6)`,
-      [name, version, state, JSON.stringify(tables), now, state === 'active' ? now : null],
+      `INSERT INTO tm_projections
+         (name, version, code_version, state, position, tables, created_at, updated_at, activated_at)
+       VALUES ($1, $2, $3, $4, 0, $5, $6, $6, $7)`,
+      [
+        row.name,
+        row.version,
+        row.codeVersion,
+        row.state,
+        JSON.stringify(row.tables),
+        now,
+        row.state === 'active' ? now : null,
+      ],
     );
+  },
+
+  /** The next free physical version of a projection. */
+  async nextVersion(sql: Pick<SqlExecutor, 'query'>, name: string): Promise<number> {
+    const [row] = await sql.query<{ v: number | string | null }>(
+      'SELECT max(version) AS v FROM tm_projections WHERE name = $1',
+      [name],
+    );
+    return Number(row?.v ?? 0) + 1;
+  },
+
+  /** Forgets a retired version after its tables are dropped. */
+  async forget(sql: SqlExecutor, name: string, version: number): Promise<void> {
+    for (const table of [
+      'tm_projection_streams',
+      'tm_projection_offsets',
+      'tm_parked',
+      'tm_projections',
+    ]) {
+      await sql.execute(`DELETE FROM ${table} WHERE name = $1 AND version = $2`, [name, version]);
+    }
   },
 
   /** Moves the checkpoint from `from` to `to`; false when it was not at `from` (another runner). */

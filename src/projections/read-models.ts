@@ -17,10 +17,13 @@ export interface ReadModelsOptions {
   sink: ProjectionSink;
   projections: readonly ProjectionDefinition[];
   /**
-   * Runners in this process. Waits on them are signalled; projections run elsewhere are
-   * polled in the ledger every `pollIntervalMs` (default 10).
+   * Runners in this process (or a function giving them, as a host's change). Waits on them are
+   * signalled; projections run elsewhere are polled in the ledger every `pollIntervalMs`
+   * (default 10).
    */
-  runners?: readonly ProjectionRunner[];
+  runners?: readonly ProjectionRunner[] | (() => readonly ProjectionRunner[]);
+  /** How long the active version of a projection is remembered, in ms. Default 250. */
+  activeCacheMs?: number;
   /**
    * How a token is compared. `position` (store-fed runners): the projection's log position has
    * reached the token's. `stream` (Kafka-fed runners, which see one stream in order but not the
@@ -33,22 +36,30 @@ export interface ReadModelsOptions {
 export class ReadModels {
   readonly sink: ProjectionSink;
   readonly #definitions: Map<string, ProjectionDefinition>;
-  readonly #runners: readonly ProjectionRunner[];
+  readonly #runners: () => readonly ProjectionRunner[];
   readonly #tokenMode: 'position' | 'stream';
   readonly #pollIntervalMs: number;
+  readonly #activeCacheMs: number;
+  readonly #active = new Map<string, { version: number; at: number }>();
 
   constructor(options: ReadModelsOptions) {
     this.sink = options.sink;
     this.#definitions = new Map(options.projections.map((p) => [p.name, p]));
-    this.#runners = options.runners ?? [];
+    const runners = options.runners ?? [];
+    this.#runners = typeof runners === 'function' ? runners : () => runners;
+    this.#activeCacheMs = options.activeCacheMs ?? 250;
     this.#tokenMode = options.tokenMode ?? 'position';
     this.#pollIntervalMs = options.pollIntervalMs ?? 10;
   }
 
-  /** The active version of a projection; `UnavailableError` when none has been built yet. */
+  /**
+   * The active (physical) version of a projection; `UnavailableError` when none has been built
+   * yet. Read from the ledger, so a switch-over made by any process is seen within the cache
+   * time, well inside the grace period before retired tables are dropped.
+   */
   async activeVersion(projection: string): Promise<number> {
-    const local = this.#runners.find((r) => r.name === projection && r.state === 'active');
-    if (local) return local.version;
+    const cached = this.#active.get(projection);
+    if (cached && Date.now() - cached.at < this.#activeCacheMs) return cached.version;
     const version = await ledger.activeVersion(this.sink, projection).catch((error: unknown) => {
       throw new UnavailableError('read models', `cannot read the projection ledger`, {
         cause: error,
@@ -60,6 +71,7 @@ export class ReadModels {
         `projection '${projection}' has not been built yet`,
       );
     }
+    this.#active.set(projection, { version, at: Date.now() });
     return version;
   }
 
@@ -96,7 +108,10 @@ export class ReadModels {
 
   async #waitOne(token: ConsistencyToken, name: string, deadline: number): Promise<boolean> {
     if (this.#tokenMode === 'position') {
-      const local = this.#runners.find((r) => r.name === name && r.state === 'active');
+      const version = await this.activeVersion(name).catch(() => undefined);
+      const local = this.#runners().find(
+        (r) => r.name === name && r.version === version && r.state !== 'stopped',
+      );
       if (local) return local.whenProcessed(token.position, Math.max(0, deadline - Date.now()));
     }
     for (;;) {

@@ -1,11 +1,12 @@
 /**
  * The store-fed projection runner: reads the store's global log in batches and applies them to
- * one projection, storing the log position in the same read-model transaction.
+ * one physical version of a projection, storing the log position in the same read-model
+ * transaction.
  *
- * Versions: the first version of a projection is active from the start. A later version is
- * built beside the active one (state `building`); when it has caught up with the log, one
- * transaction makes it active and retires the old one, whose tables are dropped after a grace
- * period (queries already running on them finish first).
+ * Versions (see versions.ts): without an explicit `version`, the runner takes the version its
+ * code builds, registering one if needed. A `building` version switches over when it has caught
+ * up with the log: one transaction makes it active and retires the old one, whose tables are
+ * dropped after a grace period (queries already running on them finish first).
  */
 import {
   ClosedError,
@@ -23,12 +24,15 @@ import {
   abortableDelay,
   type RetryPolicy,
 } from './applier.ts';
-import { ledger, ledgerMigrations, type ProjectionRow } from './ledger.ts';
+import { ledger, ledgerMigrations } from './ledger.ts';
+import { dropRetired, versionsToRun } from './versions.ts';
 
 export interface ProjectionRunnerOptions {
   projection: ProjectionDefinition;
   store: EventStore;
   sink: ProjectionSink;
+  /** The physical version to run (a rebuild's). Default: the one this code builds. */
+  version?: number;
   /** Events read and applied per transaction. Default 500. */
   batchSize?: number;
   /** How often to look for new events when no append notification comes. Default 1000 ms. */
@@ -41,6 +45,7 @@ export interface ProjectionRunnerOptions {
 
 export interface ProjectionStatus {
   name: string;
+  /** The physical version. */
   version: number;
   state: ProjectionState | 'stopped';
   /** Last log position applied. */
@@ -52,7 +57,7 @@ export interface ProjectionStatus {
   /** Seconds since the oldest unapplied event was recorded (0 when caught up). */
   lagSeconds: number;
   parked: number;
-  /** Events applied per second over the last batch window, for progress reports. */
+  /** Events applied per second over the last batch, for progress reports. */
   eventsPerSecond: number;
 }
 
@@ -70,52 +75,49 @@ export class ProjectionRunner {
   readonly #pollIntervalMs: number;
   readonly #dropGraceMs: number;
   readonly #logger: Logger;
+  readonly #retry: Partial<RetryPolicy> | undefined;
   readonly #abort = new AbortController();
-  readonly #applier: ProjectionApplier;
+  #version: number | undefined;
+  #applier: ProjectionApplier | undefined;
   #state: ProjectionState | 'stopped' = 'stopped';
   #position = 0;
   #head = 0;
-  #oldestUnappliedAt: Date | undefined;
   #rate = 0;
   #waiters: Waiter[] = [];
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   #unsubscribe: (() => void) | undefined;
   #dropTimer: NodeJS.Timeout | undefined;
-  #switchListeners = new Set<(version: number) => void>();
+  readonly #switchListeners = new Set<(version: number) => void>();
   #failure: unknown;
 
   constructor(options: ProjectionRunnerOptions) {
     this.definition = options.projection;
     this.#store = options.store;
     this.#sink = options.sink;
+    this.#version = options.version;
     this.#batchSize = options.batchSize ?? 500;
     this.#pollIntervalMs = options.pollIntervalMs ?? 1000;
     this.#dropGraceMs = options.dropGraceMs ?? 10_000;
     this.#logger = options.logger ?? silentLogger;
+    this.#retry = options.retry;
     for (const [key, value] of [
       ['batchSize', this.#batchSize],
       ['pollIntervalMs', this.#pollIntervalMs],
     ] as const) {
-      if (!Number.isSafeInteger(value) || value < 1)
+      if (!Number.isSafeInteger(value) || value < 1) {
         throw new InvalidArgumentError(key, 'must be a positive integer');
+      }
     }
-    this.#applier = new ProjectionApplier({
-      definition: this.definition,
-      version: this.definition.version,
-      sink: this.#sink,
-      logger: this.#logger,
-      signal: this.#abort.signal,
-      ...(options.retry ? { retry: options.retry } : {}),
-    });
   }
 
   get name(): string {
     return this.definition.name;
   }
 
+  /** The physical version (known once started; before that, the definition's version). */
   get version(): number {
-    return this.definition.version;
+    return this.#version ?? this.definition.version;
   }
 
   /** The last log position this runner has applied (committed). */
@@ -127,23 +129,50 @@ export class ProjectionRunner {
     return this.#state;
   }
 
-  /** The applier, for parked-event operations. */
+  /**
+   * Resolves when the runner has stopped following the log: after `stop()`, or by itself when
+   * another process retired its version.
+   */
+  get finished(): Promise<void> {
+    return this.#loop ?? Promise.resolve();
+  }
+
+  /** The applier, for parked-event operations (after start). */
   get applier(): ProjectionApplier {
+    if (!this.#applier) throw new InvalidArgumentError('runner', `start ${this.name} first`);
     return this.#applier;
   }
 
-  /** Registers the version (creating its tables), then starts following the log. */
+  /** Finds or registers its version (creating the tables), then starts following the log. */
   async start(): Promise<void> {
     if (this.#loop) return;
     if (this.#abort.signal.aborted) throw new ClosedError(`projection runner ${this.name}`);
     await this.#sink.migrate('projections', ledgerMigrations);
-    const row = await this.#register();
-    if (row.state === 'retired') {
-      throw new InvalidArgumentError(
-        'projection.version',
-        `${this.name} v${this.version} was retired by a newer version; deploy that version`,
-      );
+    if (this.#version === undefined) {
+      const rows = await versionsToRun(this.#sink, this.definition);
+      const row = rows.find((r) => r.state === 'active') ?? rows[rows.length - 1];
+      if (!row) {
+        throw new InvalidArgumentError(
+          'projection.version',
+          `${this.name}: a newer code version of this projection is deployed; this one runs nothing`,
+        );
+      }
+      this.#version = row.version;
     }
+    const row = await ledger.projection(this.#sink, this.name, this.#version);
+    if (!row)
+      throw new InvalidArgumentError('version', `${this.name} has no version ${this.#version}`);
+    if (row.state === 'retired') {
+      throw new InvalidArgumentError('version', `${this.name} v${row.version} is retired`);
+    }
+    this.#applier = new ProjectionApplier({
+      definition: this.definition,
+      version: row.version,
+      sink: this.#sink,
+      logger: this.#logger,
+      signal: this.#abort.signal,
+      ...(this.#retry ? { retry: this.#retry } : {}),
+    });
     this.#state = row.state;
     this.#position = row.position;
     await this.#applier.loadParked();
@@ -151,36 +180,9 @@ export class ProjectionRunner {
     this.#loop = this.#run();
   }
 
-  async #register(): Promise<ProjectionRow> {
-    const { name, version } = this;
-    return this.#sink.transaction(async (sql) => {
-      const existing = await ledger.projection(sql, name, version);
-      if (existing) return existing;
-      const active = await ledger.activeVersion(sql, name);
-      const state: ProjectionState =
-        active === undefined ? 'active' : active > version ? 'retired' : 'building';
-      if (state === 'retired') {
-        const now = new Date();
-        return {
-          name,
-          version,
-          state,
-          position: 0,
-          tables: [],
-          createdAt: now,
-          updatedAt: now,
-          activatedAt: undefined,
-        };
-      }
-      await ledger.register(sql, name, version, state, this.#applier.tables);
-      await this.definition.init(this.#applier.context(sql));
-      this.#logger.info({ projection: name, version, state }, 'projection version registered');
-      return (await ledger.projection(sql, name, version))!;
-    });
-  }
-
   async #run(): Promise<void> {
     const signal = this.#abort.signal;
+    const applier = this.#applier!;
     let transientDelay = 100;
     while (!signal.aborted) {
       try {
@@ -191,16 +193,14 @@ export class ProjectionRunner {
         });
         if (events.length === 0) {
           this.#head = Math.max(this.#head, this.#position);
-          this.#oldestUnappliedAt = undefined;
           this.#rate = 0;
           if (this.#state === 'building') await this.#switchOver();
           this.#settleWaiters();
           await this.#idle();
           continue;
         }
-        this.#oldestUnappliedAt = events[0]!.recordedAt;
         let saved = this.#position;
-        await this.#applier.applyBatch(events, async (sql, batch, upTo) => {
+        await applier.applyBatch(events, async (sql, batch, upTo) => {
           // Another runner of the same version may have moved on: then roll back, reload, go on.
           const position = batch[upTo]!.position;
           if (!(await ledger.advancePosition(sql, this.name, this.version, saved, position))) {
@@ -218,13 +218,18 @@ export class ProjectionRunner {
       } catch (error) {
         if (signal.aborted) break;
         if (error instanceof ProgressMovedError) {
-          const row = await ledger.projection(this.#sink, this.name, this.version);
-          this.#logger.warn(
-            { projection: this.name, from: this.#position, to: row?.position },
-            error.message,
-          );
-          if (row) this.#position = row.position;
-          if (row?.state === 'retired') break;
+          const row = await ledger
+            .projection(this.#sink, this.name, this.version)
+            .catch(() => undefined);
+          if (!row || row.state === 'retired') {
+            this.#logger.info(
+              { projection: this.name, version: this.version },
+              'version retired; runner stops',
+            );
+            this.#state = 'retired';
+            break;
+          }
+          this.#position = row.position;
           continue;
         }
         this.#failure = error;
@@ -234,7 +239,7 @@ export class ProjectionRunner {
         );
         await abortableDelay(transientDelay, signal);
         transientDelay = Math.min(transientDelay * 2, 5000);
-        await this.#applier.loadParked().catch(() => {});
+        await applier.loadParked().catch(() => {});
       }
     }
   }
@@ -257,11 +262,17 @@ export class ProjectionRunner {
 
   async #switchOver(): Promise<void> {
     const retired = await this.#sink.transaction(async (sql) => {
-      // Caught up means: nothing left after our position, checked in the switching transaction.
+      // The switch happens in one transaction, after a read found nothing beyond our position.
       const row = await ledger.projection(sql, this.name, this.version);
-      if (row?.state !== 'building') return [];
+      if (row?.state !== 'building') return undefined;
       return ledger.activate(sql, this.name, this.version);
     });
+    if (retired === undefined) {
+      // Someone else switched (or retired) this version meanwhile.
+      const row = await ledger.projection(this.#sink, this.name, this.version);
+      this.#state = row?.state ?? 'retired';
+      return;
+    }
     this.#state = 'active';
     this.#logger.info(
       { projection: this.name, version: this.version, retired: retired.map((r) => r.version) },
@@ -269,32 +280,21 @@ export class ProjectionRunner {
     );
     for (const listener of this.#switchListeners) listener(this.version);
     if (retired.length > 0) {
-      this.#dropTimer = setTimeout(() => void this.#dropRetired(retired), this.#dropGraceMs);
+      this.#dropTimer = setTimeout(() => void this.dropRetired(), this.#dropGraceMs);
       this.#dropTimer.unref();
     }
   }
 
-  async #dropRetired(retired: ProjectionRow[]): Promise<void> {
+  /** Drops the tables of this projection's versions retired longer ago than the grace period. */
+  async dropRetired(): Promise<number[]> {
     try {
-      await this.#sink.transaction(async (sql) => {
-        for (const row of retired) {
-          for (const table of row.tables) await sql.execute(`DROP TABLE IF EXISTS ${table}`);
-          await sql.execute('DELETE FROM tm_projection_streams WHERE name = $1 AND version = $2', [
-            row.name,
-            row.version,
-          ]);
-          await sql.execute('DELETE FROM tm_projection_offsets WHERE name = $1 AND version = $2', [
-            row.name,
-            row.version,
-          ]);
-        }
-      });
-      this.#logger.info(
-        { projection: this.name, dropped: retired.map((r) => r.version) },
-        'retired versions dropped',
-      );
+      const dropped = await dropRetired(this.#sink, this.name, this.#dropGraceMs);
+      if (dropped.length > 0)
+        this.#logger.info({ projection: this.name, dropped }, 'retired versions dropped');
+      return dropped;
     } catch (error) {
       this.#logger.warn({ projection: this.name, err: error }, 'could not drop retired versions');
+      return [];
     }
   }
 
@@ -372,12 +372,11 @@ export class ProjectionRunner {
       const [next] = await this.#store
         .readAll({ after: this.#position, maxCount: 1 })
         .catch(() => []);
-      const since = next?.recordedAt ?? this.#oldestUnappliedAt;
-      if (since) lagSeconds = Math.max(0, (Date.now() - since.getTime()) / 1000);
+      if (next) lagSeconds = Math.max(0, (Date.now() - next.recordedAt.getTime()) / 1000);
     }
     const parked = await ledger
       .parkedCount(this.#sink, this.name, this.version)
-      .catch(() => this.#applier.parkedCount);
+      .catch(() => this.#applier?.parkedCount ?? 0);
     return {
       name: this.name,
       version: this.version,
@@ -404,7 +403,7 @@ export class ProjectionRunner {
     if (this.#dropTimer) clearTimeout(this.#dropTimer);
     await this.#loop;
     this.#loop = undefined;
-    this.#state = 'stopped';
+    if (this.#state !== 'retired') this.#state = 'stopped';
     for (const waiter of this.#waiters) {
       if (waiter.timer) clearTimeout(waiter.timer);
       waiter.resolve(this.#position >= waiter.position);

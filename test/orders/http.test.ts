@@ -731,7 +731,7 @@ describe('Orders HTTP API', () => {
     });
 
     it('answers stale when the read model has not caught up within the wait', async () => {
-      const runner = service.runners.find((r) => r.name === 'order-details')!;
+      const runner = service.runners().find((r) => r.name === 'order-details')!;
       await runner.stop();
       const quick = await startTestService({
         consistencyTimeoutMs: 50,

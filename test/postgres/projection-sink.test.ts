@@ -49,9 +49,12 @@ describe('PostgresProjectionSink', () => {
     try {
       await Promise.all(sinks.map((sink) => sink.migrate('projections', ledgerMigrations)));
       const rows = await sinks[0]!.query<{ component: string; version: number }>(
-        'SELECT component, version FROM tm_migrations',
+        'SELECT component, version FROM tm_migrations ORDER BY version',
       );
-      assert.deepEqual(rows, [{ component: 'projections', version: 1 }]);
+      assert.deepEqual(
+        rows,
+        ledgerMigrations.map((m) => ({ component: 'projections', version: m.version })),
+      );
       await sinks[0]!.query(
         `INSERT INTO tm_migrations (component, version, description) VALUES ('projections', 99, 'future')`,
       );

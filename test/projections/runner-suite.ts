@@ -6,9 +6,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  ProjectionHost,
   ProjectionRunner,
   defineProjection,
   ledger,
+  registerRebuild,
   type EventStore,
   type ProjectionDefinition,
   type ProjectionSink,
@@ -232,14 +234,67 @@ export function runnerScenarios(backend: RunnerBackend): void {
       assert.deepEqual(await counts(sink, 'counts_v2'), { a: 20 });
       const rows = await ledger.projections(sink, 'counts');
       assert.deepEqual(
-        rows.map((r) => [r.version, r.state]),
+        rows.map((r) => [r.version, r.codeVersion, r.state]),
         [
-          [1, 'retired'],
-          [2, 'active'],
+          [1, 1, 'retired'],
+          [2, 2, 'active'],
         ],
+      );
+      // v1's runner learns of its retirement at its next batch, and stops.
+      await store.appendToStream('a', counted(1));
+      assert.equal(await v2.whenCaughtUp(), true);
+      await v1.finished;
+      assert.equal(v1.state, 'retired');
+      assert.deepEqual(await v2.dropRetired(), [1]);
+      await assert.rejects(sink.query('SELECT count(*) AS n FROM counts_v1'));
+      assert.deepEqual(await counts(sink, 'counts_v2'), { a: 21 });
+      assert.deepEqual(
+        (await ledger.projections(sink, 'counts')).map((r) => r.version),
+        [2],
       );
       await v1.stop();
       await v2.stop();
+      await close();
+    });
+
+    it('a host runs the versions its code builds, and takes over a rebuild started elsewhere', async () => {
+      const { store, sink, close } = await backend.setup();
+      await store.appendToStream('a', counted(30));
+      const { definition } = counting();
+      const host = new ProjectionHost({
+        projections: [definition],
+        store,
+        sink,
+        dropGraceMs: 0,
+        reconcileIntervalMs: 60_000,
+      });
+      await host.start();
+      const [first] = host.runners;
+      assert.equal(await first!.whenCaughtUp(), true);
+      assert.equal(first!.version, 1);
+      // A rebuild as the CLI starts it: a new physical version of the same code, beside v1.
+      const rebuild = await registerRebuild(sink, definition);
+      assert.deepEqual([rebuild.version, rebuild.codeVersion, rebuild.state], [2, 1, 'building']);
+      await host.reconcile();
+      const second = host.runners.find((r) => r.version === 2)!;
+      assert.ok(second);
+      assert.equal(await second.whenCaughtUp(), true);
+      assert.equal(await ledger.activeVersion(sink, 'counts'), 2);
+      assert.deepEqual(await counts(sink, 'counts_v2'), { a: 30 });
+      await store.appendToStream('a', counted(1));
+      assert.equal(await second.whenCaughtUp(), true);
+      await first!.finished;
+      await host.reconcile();
+      assert.deepEqual(
+        host.runners.map((r) => r.version),
+        [2],
+      );
+      assert.deepEqual(
+        (await ledger.projections(sink, 'counts')).map((r) => [r.version, r.state]),
+        [[2, 'active']],
+      );
+      await assert.rejects(sink.query('SELECT count(*) AS n FROM counts_v1'));
+      await host.stop();
       await close();
     });
 

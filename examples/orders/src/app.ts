@@ -4,21 +4,18 @@
  * `relay` (publishing to Kafka). Configuration arrives as arguments; only main.ts reads the
  * environment.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
 import {
   CommandHandler,
-  InvalidArgumentError,
-  ProjectionRunner,
+  ProjectionHost,
   ReadModels,
+  openStorage,
   silentLogger,
-  type FullEventStore,
   type Logger,
-  type ProjectionSink,
+  type ProjectionRunner,
+  type Storage,
 } from 'tidemark';
 import { MetricsRegistry, tidemarkHttp } from 'tidemark/http';
-import { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } from 'tidemark/sqlite';
 import { orderDecider } from './domain.ts';
 import { orderProjections } from './projections.ts';
 import { mapOrderErrors, orderCommandRoutes, orderQueryRoutes } from './routes.ts';
@@ -40,59 +37,14 @@ export interface OrdersServiceOptions {
   httpLogger?: object;
 }
 
-export interface Storage {
-  kind: 'sqlite' | 'postgres';
-  store: FullEventStore;
-  sink: ProjectionSink;
-  close(): Promise<void>;
-}
-
-/** Opens the event store and the read-model sink named by a database URL. */
-export async function openStorage(
-  databaseUrl: string,
-  logger: Logger = silentLogger,
-): Promise<Storage> {
-  if (/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    throw new InvalidArgumentError(
-      'databaseUrl',
-      'PostgreSQL support is being added; use a SQLite path for now',
-    );
-  }
-  const path = sqlitePath(databaseUrl);
-  if (path !== ':memory:') mkdirSync(dirname(resolve(path)), { recursive: true });
-  const database = new SqliteDatabase(path);
-  const store = new SqliteEventStore(database);
-  const sink = new SqliteProjectionSink(database);
-  logger.info({ database: path }, 'storage: SQLite');
-  return {
-    kind: 'sqlite',
-    store,
-    sink,
-    close: async () => {
-      await store.close();
-      await database.close();
-    },
-  };
-}
-
-/** `./data/x.db`, `sqlite:./data/x.db`, `sqlite:///abs/x.db` and `sqlite::memory:` name SQLite files. */
-export function sqlitePath(url: string): string {
-  if (url.startsWith('sqlite://')) return url.slice('sqlite://'.length) || ':memory:';
-  if (url.startsWith('sqlite:')) return url.slice('sqlite:'.length);
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
-    throw new InvalidArgumentError(
-      'databaseUrl',
-      `unsupported database URL '${url.split(':')[0]}:'`,
-    );
-  }
-  return url;
-}
-
 export interface OrdersService {
   app: FastifyInstance;
   storage: Storage;
   handler: CommandHandler<unknown, never, never>;
-  runners: ProjectionRunner[];
+  /** Runs the projections (role projector); absent otherwise. */
+  projections: ProjectionHost | undefined;
+  /** The projection runners now running in this process. */
+  runners(): readonly ProjectionRunner[];
   readModels: ReadModels;
   metrics: MetricsRegistry;
   /** Starts the runners (the caller listens on the app). */
@@ -104,7 +56,7 @@ export interface OrdersService {
 export async function createOrdersService(options: OrdersServiceOptions): Promise<OrdersService> {
   const roles = new Set(options.roles ?? ALL_ROLES);
   const logger = options.logger ?? silentLogger;
-  const storage = await openStorage(options.databaseUrl, logger);
+  const storage = await openStorage(options.databaseUrl, { logger });
   const { store, sink } = storage;
 
   const handler = new CommandHandler({
@@ -113,11 +65,10 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     snapshots: { store, every: 100, stateVersion: 1 },
     logger,
   });
-  const runners = roles.has('projector')
-    ? orderProjections.map(
-        (projection) => new ProjectionRunner({ projection, store, sink, logger }),
-      )
-    : [];
+  const projections = roles.has('projector')
+    ? new ProjectionHost({ projections: orderProjections, store, sink, logger })
+    : undefined;
+  const runners = () => projections?.runners ?? [];
   const readModels = new ReadModels({ sink, projections: orderProjections, runners });
   const metrics = new MetricsRegistry();
   registerProjectionMetrics(metrics, runners);
@@ -154,8 +105,8 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     },
     readiness: async () => {
       const head = await store.headPosition();
-      const projections = await Promise.all(runners.map((r) => r.status()));
-      const lagging = projections.filter(
+      const statuses = await Promise.all(runners().map((r) => r.status()));
+      const lagging = statuses.filter(
         (p) =>
           p.state === 'stopped' ||
           (options.maxReadyLagEvents !== undefined && p.lagEvents > options.maxReadyLagEvents),
@@ -165,8 +116,9 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
         details: {
           head,
           roles: [...roles],
-          projections: projections.map(({ name, state, lagEvents }) => ({
+          projections: statuses.map(({ name, version, state, lagEvents }) => ({
             name,
+            version,
             state,
             lagEvents,
           })),
@@ -180,17 +132,18 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     app,
     storage,
     handler: handler as unknown as CommandHandler<unknown, never, never>,
+    projections,
     runners,
     readModels,
     metrics,
     async start() {
-      for (const runner of runners) await runner.start();
+      await projections?.start();
     },
     async stop() {
       if (stopped) return;
       stopped = true;
       await app.close();
-      await Promise.all(runners.map((r) => r.stop()));
+      await projections?.stop();
       await storage.close();
     },
   };
@@ -198,9 +151,9 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
 
 function registerProjectionMetrics(
   metrics: MetricsRegistry,
-  runners: readonly ProjectionRunner[],
+  runners: () => readonly ProjectionRunner[],
 ): void {
-  const statuses = () => Promise.all(runners.map((r) => r.status()));
+  const statuses = () => Promise.all(runners().map((r) => r.status()));
   const per = (pick: (s: Awaited<ReturnType<ProjectionRunner['status']>>) => number) => async () =>
     (await statuses()).map((s) => ({
       labels: { projection: s.name, version: s.version },

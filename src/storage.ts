@@ -1,0 +1,112 @@
+/**
+ * Opens the event store and the read-model sink a database URL names, loading only the driver
+ * it needs (better-sqlite3 and pg are optional peer dependencies).
+ *
+ * - a file path, `sqlite:<path>`, `sqlite://<path>` or `sqlite::memory:`: one SQLite file holding
+ *   events and read models, one writer for both (group commit);
+ * - `postgres://…` or `postgresql://…`: PostgreSQL, events and read models in the same database.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import {
+  InvalidArgumentError,
+  silentLogger,
+  type FullEventStore,
+  type Logger,
+  type ProjectionSink,
+  type Upcasters,
+} from './core/index.ts';
+
+export interface Storage {
+  kind: 'sqlite' | 'postgres';
+  /** Where it is, without credentials (for logs). */
+  location: string;
+  store: FullEventStore;
+  sink: ProjectionSink;
+  close(): Promise<void>;
+}
+
+export interface OpenStorageOptions {
+  upcasters?: Upcasters;
+  logger?: Logger;
+  /** SQLite: create the file's folder when missing. Default true. */
+  createDirectory?: boolean;
+}
+
+const POSTGRES_URL = /^postgres(ql)?:\/\//i;
+
+/** The SQLite file a URL names, or undefined when it names PostgreSQL. */
+export function sqlitePath(url: string): string | undefined {
+  if (POSTGRES_URL.test(url)) return undefined;
+  if (url.startsWith('sqlite://')) return url.slice('sqlite://'.length) || ':memory:';
+  if (url.startsWith('sqlite:')) return url.slice('sqlite:'.length) || ':memory:';
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) {
+    throw new InvalidArgumentError(
+      'databaseUrl',
+      `unsupported database URL scheme '${url.split(':')[0]}:'`,
+    );
+  }
+  if (url === '') throw new InvalidArgumentError('databaseUrl', 'is empty');
+  return url;
+}
+
+/** A URL without its password, for logs. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(postgres(?:ql)?:\/\/[^:/@]+):[^@]*@/i, '$1:***@');
+}
+
+export async function openStorage(
+  databaseUrl: string,
+  options: OpenStorageOptions = {},
+): Promise<Storage> {
+  const logger = options.logger ?? silentLogger;
+  const path = sqlitePath(databaseUrl);
+  if (path === undefined) {
+    const { PostgresEventStore, PostgresProjectionSink } = await import('./postgres/index.ts');
+    const store = await PostgresEventStore.connect({
+      connectionString: databaseUrl,
+      logger,
+      ...(options.upcasters ? { upcasters: options.upcasters } : {}),
+    });
+    let sink: ProjectionSink & { close(): Promise<void> };
+    try {
+      sink = await PostgresProjectionSink.connect({ connectionString: databaseUrl, logger });
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+    const location = redactUrl(databaseUrl);
+    logger.info({ database: location }, 'storage: PostgreSQL');
+    return {
+      kind: 'postgres',
+      location,
+      store,
+      sink,
+      close: async () => {
+        await store.close();
+        await sink.close();
+      },
+    };
+  }
+  const { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } =
+    await import('./sqlite/index.ts');
+  if (path !== ':memory:' && options.createDirectory !== false)
+    mkdirSync(dirname(resolve(path)), { recursive: true });
+  const database = new SqliteDatabase(path);
+  const store = new SqliteEventStore(
+    database,
+    options.upcasters ? { upcasters: options.upcasters } : {},
+  );
+  const sink = new SqliteProjectionSink(database);
+  logger.info({ database: path }, 'storage: SQLite');
+  return {
+    kind: 'sqlite',
+    location: path,
+    store,
+    sink,
+    close: async () => {
+      await store.close();
+      await database.close();
+    },
+  };
+}
