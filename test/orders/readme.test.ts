@@ -41,7 +41,10 @@ it('every curl example of the README quick start works as written', async () => 
   try {
     for (const command of commands) {
       const local = command.replaceAll('http://127.0.0.1:3000', service.url);
-      const { stdout } = await run('bash', ['-c', local.replace(/^curl /, 'curl -s -o /dev/null -w "%{http_code}" ')]);
+      const { stdout } = await run('bash', [
+        '-c',
+        local.replace(/^curl /, 'curl -s -o /dev/null -w "%{http_code}" '),
+      ]);
       statuses.push(Number(stdout));
     }
   } finally {
