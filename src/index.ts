@@ -10,3 +10,4 @@ export {
   type OpenStorageOptions,
   type Storage,
 } from './storage.ts';
+export { defineConfig, type TidemarkConfig } from './config.ts';

@@ -1,0 +1,16 @@
+import type { ProjectionDefinition, Upcasters } from './core/index.ts';
+
+/**
+ * What the `tidemark` CLI needs to know of an application, exported (as default) by its
+ * `tidemark.config.ts`: the projection definitions (for rebuilds and dead-letter retries) and
+ * the upcasters (so the CLI reads old events in their current shape).
+ */
+export interface TidemarkConfig {
+  projections?: readonly ProjectionDefinition[];
+  upcasters?: Upcasters;
+}
+
+/** Types a config object. */
+export function defineConfig(config: TidemarkConfig): TidemarkConfig {
+  return config;
+}
