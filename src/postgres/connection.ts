@@ -180,6 +180,11 @@ export function isConnectionError(error: unknown): boolean {
   return false;
 }
 
+/** The statement was cancelled (statement_timeout, or a cancel request). */
+export function isCancelled(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === '57014';
+}
+
 /**
  * Errors worth trying again as they are: the connection failed, or the server gave up on the
  * transaction for a reason of its own (serialization failure, deadlock, lock or statement
@@ -268,8 +273,9 @@ export async function withConnection<T>(
       return result;
     } catch (error) {
       const broken = isConnectionError(error);
-      // A broken connection is destroyed, not returned to the pool.
-      client.release(broken ? (error as Error) : undefined);
+      // A broken connection is destroyed, not returned to the pool; so is one whose statement
+      // was cancelled (a timeout), in case the cancel left a session-level lock behind.
+      client.release(broken || isCancelled(error) ? (error as Error) : undefined);
       if (!broken) throw error;
       if (isClosed() || Date.now() >= deadline) throw unavailable(component, error);
       wait = nextBackoff(wait);

@@ -45,6 +45,7 @@ import {
   connectWithRetry,
   createPool,
   delay,
+  isCancelled,
   isConnectionError,
   nextBackoff,
   resolveConnection,
@@ -213,8 +214,8 @@ export class PostgresEventStore implements FullEventStore {
          ORDER BY stream_version DESC LIMIT $4`,
       ),
       // The gap guard (docs/postgres.md): of the next rows by position, return the leading run
-      // whose transactions are all older than the oldest transaction still running. Because
-      // tm_append hands out transaction ids and positions in the same order, no transaction
+      // whose transactions are all older than the horizon, the oldest append still in flight.
+      // Because tm_append hands out transaction ids and positions in the same order, no append
       // still running can commit a position inside that run. pg_current_snapshot() is the
       // statement's own snapshot: the same one that decides which rows are visible.
       readAll: unsafe
@@ -227,7 +228,7 @@ export class PostgresEventStore implements FullEventStore {
             `SELECT ${EVENT_COLUMNS} FROM (
                SELECT e.*, bool_and(e.tx_id < h.horizon) OVER (ORDER BY e.position) AS settled
                FROM (SELECT * FROM ${s}.tm_events WHERE position > $1 ORDER BY position LIMIT $2) e
-               CROSS JOIN (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS horizon) h
+               CROSS JOIN (SELECT ${s}.tm_horizon(pg_current_snapshot()) AS horizon) h
              ) batch
              WHERE settled
              ORDER BY position`,
@@ -237,7 +238,7 @@ export class PostgresEventStore implements FullEventStore {
         : named(
             'head',
             `SELECT position AS head FROM ${s}.tm_events
-             WHERE tx_id < (SELECT pg_snapshot_xmin(pg_current_snapshot()))
+             WHERE tx_id < (SELECT ${s}.tm_horizon(pg_current_snapshot()))
              ORDER BY position DESC LIMIT 1`,
           ),
       streamVersion: named(
@@ -410,7 +411,7 @@ export class PostgresEventStore implements FullEventStore {
         row = result.rows[0];
       } catch (error) {
         const broken = isConnectionError(error);
-        client.release(broken ? (error as Error) : undefined);
+        client.release(broken || isCancelled(error) ? (error as Error) : undefined);
         if (!broken) {
           if (uncertain && (error as { code?: string }).code === '23505') {
             const found = await this.#findAppended(streamId, prepared);

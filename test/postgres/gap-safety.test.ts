@@ -235,6 +235,29 @@ describe('readAll under out-of-order commits (PostgreSQL)', () => {
     }
   });
 
+  it('is not held back by a long transaction that does not append', async () => {
+    const schema = source.schema('other');
+    const store = await openStore(schema);
+    const raw = await rawAppender(schema);
+    try {
+      // A transaction with an id, open for as long as the test runs: a batch job, or a session
+      // left idle in a transaction.
+      await raw.query('BEGIN');
+      await raw.query(`CREATE TABLE "${schema}".unrelated (id integer)`);
+      await raw.query(`INSERT INTO "${schema}".unrelated VALUES (1)`);
+      const appended = await store.appendToStream('s', [{ type: 'E', data: {} }]);
+      assert.deepEqual(
+        (await store.readAll()).map((e) => e.position),
+        [appended.position],
+      );
+      assert.equal(await store.headPosition(), appended.position);
+      await raw.query('ROLLBACK');
+    } finally {
+      await raw.close();
+      await store.close();
+    }
+  });
+
   it('refuses an append in a transaction that already wrote (its id would break the order)', async () => {
     const schema = source.schema('order');
     const store = await openStore(schema);

@@ -3,7 +3,11 @@ import { fork } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { isTidemarkError, type Logger } from 'tidemark';
-import { PostgresEventStore, type PostgresEventStoreOptions } from 'tidemark/postgres';
+import {
+  PostgresEventStore,
+  eventStoreMigrations,
+  type PostgresEventStoreOptions,
+} from 'tidemark/postgres';
 import { schemaSource, type SchemaSource } from '../support/pg-schemas.ts';
 import { createTestDatabase } from '../support/services.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
@@ -50,7 +54,7 @@ describe('PostgresEventStore', () => {
       const applied = await stores[0]!.migrations();
       assert.deepEqual(
         applied.map((m) => [m.component, m.version]),
-        [['event-store', 1]],
+        eventStoreMigrations(schema).map((m) => ['event-store', m.version]),
       );
       await stores[3]!.appendToStream('s', [{ type: 'E', data: {} }]);
       assert.equal(await stores[7]!.streamVersion('s'), 1);
