@@ -80,6 +80,12 @@ export interface PostgresEventStoreOptions extends PostgresConnectionOptions {
    */
   notify?: boolean;
   /**
+   * During a burst of appends, at most one NOTIFY per this many ms (the first append after a
+   * quiet spell is announced at once). Each NOTIFY is a small transaction of its own; longer
+   * intervals cost less and wake other processes later. Default 10.
+   */
+  notifyIntervalMs?: number;
+  /**
    * While someone listens through `onAppended`, the head is also polled this often, in ms:
    * the fallback when a notification is lost. Default 1000.
    */
@@ -302,6 +308,7 @@ export class PostgresEventStore implements FullEventStore {
       channel: `tidemark_appended_${schema}`,
       logger: this.#logger,
       notify: options.notify ?? true,
+      notifyIntervalMs: options.notifyIntervalMs ?? 10,
       pollIntervalMs: options.pollIntervalMs ?? 1000,
       head: () => this.headPosition(),
       wake: (position) => this.#wake(position),
@@ -316,11 +323,11 @@ export class PostgresEventStore implements FullEventStore {
   static async connect(options: PostgresEventStoreOptions): Promise<PostgresEventStore> {
     const { schema, quotedSchema, config, reconnectWindowMs } = resolveConnection(options);
     const logger = options.logger ?? silentLogger;
-    if (
-      options.pollIntervalMs !== undefined &&
-      (!Number.isSafeInteger(options.pollIntervalMs) || options.pollIntervalMs < 1)
-    ) {
-      throw new InvalidArgumentError('pollIntervalMs', 'must be a positive integer');
+    for (const key of ['pollIntervalMs', 'notifyIntervalMs'] as const) {
+      const value = options[key];
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
+        throw new InvalidArgumentError(key, 'must be a positive integer');
+      }
     }
     const pool = createPool(config, (error) =>
       logger.warn({ err: error }, 'an idle PostgreSQL connection failed; it will be replaced'),

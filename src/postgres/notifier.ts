@@ -18,9 +18,6 @@ import pg from 'pg';
 import type { Logger } from '../core/index.ts';
 import { nextBackoff, quoteIdent } from './connection.ts';
 
-/** During a burst of appends, at most one notification per this many ms. */
-export const NOTIFY_INTERVAL_MS = 5;
-
 export interface NotifierOptions {
   /** Settings of the listening connection (the pool's, without pool settings). */
   config: pg.ClientConfig;
@@ -29,6 +26,8 @@ export interface NotifierOptions {
   logger: Logger;
   /** Send NOTIFY after local appends. */
   notify: boolean;
+  /** During a burst of appends, at most one notification per this many ms. */
+  notifyIntervalMs: number;
   /** How often to poll the head while someone listens, in ms. */
   pollIntervalMs: number;
   /** The readable head, for the poll. */
@@ -94,7 +93,7 @@ export class AppendNotifier {
   /**
    * Tells other processes that the log reached `position`. Throttled: the first append after a
    * quiet spell is announced at once; during a burst, one notification every
-   * {@link NOTIFY_INTERVAL_MS} covers all the appends since the last one.
+   * `notifyIntervalMs` covers all the appends since the last one.
    */
   announce(position: number): void {
     this.seen(position);
@@ -113,7 +112,7 @@ export class AppendNotifier {
 
   #schedule(): void {
     if (this.#sending || this.#sendTimer || this.#closed || this.#pending <= this.#sent) return;
-    const wait = this.#lastSentAt + NOTIFY_INTERVAL_MS - Date.now();
+    const wait = this.#lastSentAt + this.#options.notifyIntervalMs - Date.now();
     if (wait <= 0) {
       void this.#send();
       return;
