@@ -32,6 +32,7 @@ import {
   type IdempotencyStore,
   type Logger,
 } from '../core/index.ts';
+import { SpanKind, endSpan, startSpan, traceIdOf } from '../tracing.ts';
 import { METRICS_CONTENT_TYPE, MetricsRegistry } from './metrics.ts';
 import {
   HttpProblem,
@@ -298,6 +299,56 @@ async function tidemarkHttpPlugin(
       }),
     );
 
+  /**
+   * Runs a command once per Idempotency-Key: the first answer (2xx or 4xx) is stored and
+   * replayed; 5xx answers release the key so a retry can run.
+   */
+  const idempotent = async (
+    key: string | undefined,
+    method: string,
+    url: string,
+    payload: unknown,
+    run: () => Promise<StoredResponse>,
+  ): Promise<StoredResponse & { replayed?: boolean }> => {
+    const store = options.idempotency;
+    if (key === undefined || !store) return run();
+    const print = fingerprint(method, url, payload);
+    const claim = await store.claimIdempotencyKey(key, print, leaseMs);
+    if (claim.outcome !== 'claimed' && claim.fingerprint !== print) {
+      throw new HttpProblem(
+        422,
+        'idempotency_key_reused',
+        'Idempotency key reused',
+        'this Idempotency-Key was first used with another method, path or body',
+      );
+    }
+    if (claim.outcome === 'pending') {
+      throw new HttpProblem(
+        409,
+        'idempotency_in_progress',
+        'Request in progress',
+        'the first request with this Idempotency-Key is still running; retry later',
+      );
+    }
+    if (claim.outcome === 'completed')
+      return { ...(claim.response as StoredResponse), replayed: true };
+    let response: StoredResponse;
+    try {
+      response = await run();
+    } catch (error) {
+      await store.releaseIdempotencyKey(key).catch(() => {});
+      throw error;
+    }
+    const kept = Object.fromEntries(
+      Object.entries(response.headers).filter(
+        ([name]) =>
+          (REPLAYED_HEADERS as readonly string[]).includes(name) || name === 'content-type',
+      ),
+    );
+    await store.completeIdempotencyKey(key, { ...response, headers: kept });
+    return response;
+  };
+
   for (const route of (options.commands ?? []) as CommandRoute[]) {
     const body = strictObject(route.body);
     const schema: FastifySchema = {
@@ -350,6 +401,14 @@ async function tidemarkHttpPlugin(
           headers: request.headers,
         };
 
+        const correlationId =
+          (request.headers['x-correlation-id'] as string | undefined) ?? request.id;
+        const trace = startSpan(
+          `${route.method} ${route.url}`,
+          SpanKind.SERVER,
+          { traceparent: request.headers.traceparent, tracestate: request.headers.tracestate },
+          { 'http.request.method': route.method, 'http.route': route.url },
+        );
         const run = async (): Promise<StoredResponse> => {
           try {
             const streamId = route.streamId(commandRequest);
@@ -359,9 +418,10 @@ async function tidemarkHttpPlugin(
             const result = await route.handler.handle(streamId, command, {
               expectedVersion,
               metadata: {
-                correlationId:
-                  (request.headers['x-correlation-id'] as string | undefined) ?? request.id,
+                correlationId,
                 causationId: request.id,
+                traceparent: trace.traceparent,
+                ...(trace.tracestate ? { tracestate: trace.tracestate } : {}),
               },
             });
             const headers: Record<string, string> = { etag: `"${result.nextExpectedVersion}"` };
@@ -386,50 +446,29 @@ async function tidemarkHttpPlugin(
           }
         };
 
-        let response: StoredResponse;
-        if (key !== undefined && options.idempotency) {
-          const print = fingerprint(request.method, request.url, payload);
-          const claim = await options.idempotency.claimIdempotencyKey(key, print, leaseMs);
-          if (claim.outcome !== 'claimed' && claim.fingerprint !== print) {
-            throw new HttpProblem(
-              422,
-              'idempotency_key_reused',
-              'Idempotency key reused',
-              'this Idempotency-Key was first used with another method, path or body',
-            );
-          }
-          if (claim.outcome === 'pending') {
-            throw new HttpProblem(
-              409,
-              'idempotency_in_progress',
-              'Request in progress',
-              'the first request with this Idempotency-Key is still running; retry later',
-            );
-          }
-          if (claim.outcome === 'completed') {
-            const stored = claim.response as StoredResponse;
-            reply.header('idempotent-replayed', 'true');
-            return reply.code(stored.status).headers(stored.headers).send(stored.body);
-          }
-          try {
-            response = await run();
-          } catch (error) {
-            await options.idempotency.releaseIdempotencyKey(key).catch(() => {});
-            throw error;
-          }
-          const kept = Object.fromEntries(
-            Object.entries(response.headers).filter(
-              ([name]) =>
-                (REPLAYED_HEADERS as readonly string[]).includes(name) || name === 'content-type',
-            ),
-          );
-          await options.idempotency.completeIdempotencyKey(key, { ...response, headers: kept });
-        } else {
-          response = await run();
+        let response: StoredResponse & { replayed?: boolean };
+        try {
+          response = await idempotent(key, request.method, request.url, payload, run);
+        } catch (error) {
+          endSpan(trace.span, error);
+          throw error;
         }
-        commandSeconds.observe((performance.now() - started) / 1000, {
-          route: `${route.method} ${route.url}`,
-        });
+        endSpan(trace.span);
+        if (response.replayed) reply.header('idempotent-replayed', 'true');
+        else
+          commandSeconds.observe((performance.now() - started) / 1000, {
+            route: `${route.method} ${route.url}`,
+          });
+        logger?.debug(
+          {
+            command: `${route.method} ${route.url}`,
+            status: response.status,
+            correlationId,
+            traceId: traceIdOf(trace.traceparent),
+            ms: Math.round((performance.now() - started) * 100) / 100,
+          },
+          'command handled',
+        );
         return reply.code(response.status).headers(response.headers).send(response.body);
       },
     });

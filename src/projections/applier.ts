@@ -16,6 +16,7 @@ import {
   type RecordedEvent,
   type SqlExecutor,
 } from '../core/index.ts';
+import { SpanKind, endSpan, startSpan, traceIdOf } from '../tracing.ts';
 import { ledger } from './ledger.ts';
 
 export interface RetryPolicy {
@@ -73,6 +74,13 @@ export interface ApplierOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Runs first in every transaction that applies events: a runner checks there that it may (for
+ * example that its version was not retired, or that no other runner moved its checkpoint), and
+ * throws {@link ProgressMovedError} when not, before any handler runs.
+ */
+export type ClaimBatch = (sql: SqlExecutor) => Promise<void>;
+
 /** Stores the feed's progress, in the transaction, after `events[upTo]`. */
 export type SaveProgress = (
   sql: SqlExecutor,
@@ -93,6 +101,7 @@ export class ProjectionApplier {
   /** Streams with parked events; confirmed against the ledger before use (others may unpark). */
   readonly #parkedStreams = new Set<string>();
   #parkedCount = 0;
+  #claim: ClaimBatch | undefined;
 
   constructor(options: ApplierOptions) {
     this.definition = options.definition;
@@ -140,10 +149,16 @@ export class ProjectionApplier {
    * Applies `events` in order and saves progress. Resolves when every event is applied or
    * parked; rejects only on transient database errors (retry the same batch later).
    */
-  async applyBatch(events: readonly RecordedEvent[], saveProgress: SaveProgress): Promise<void> {
+  async applyBatch(
+    events: readonly RecordedEvent[],
+    saveProgress: SaveProgress,
+    claim?: ClaimBatch,
+  ): Promise<void> {
     if (events.length === 0) return;
+    this.#claim = claim;
     try {
       await this.#sink.transaction(async (sql) => {
+        await claim?.(sql);
         // With dedupe, the batch's stream versions are read in one query and written in a few,
         // instead of a read and a write per event.
         const versions = this.#dedupe ? await this.#loadStreamVersions(sql, events) : undefined;
@@ -173,6 +188,7 @@ export class ProjectionApplier {
     for (let attempt = 1; attempt <= this.#retry.attempts; attempt++) {
       try {
         await this.#sink.transaction(async (sql) => {
+          await this.#claim?.(sql);
           await this.#applyOne(sql, event);
           await saveProgress(sql, events, index);
         });
@@ -200,6 +216,7 @@ export class ProjectionApplier {
     }
     const message = lastError instanceof Error ? lastError.message : String(lastError);
     await this.#sink.transaction(async (sql) => {
+      await this.#claim?.(sql);
       await ledger.park(
         sql,
         this.definition.name,
@@ -285,12 +302,50 @@ export class ProjectionApplier {
       }
       this.#parkedStreams.delete(event.streamId);
     }
-    if (this.#handles.has(event.type)) await this.definition.apply(event, this.context(sql));
+    if (this.#handles.has(event.type)) await this.#handle(event, sql);
     if (versions) {
       versions.applied.set(event.streamId, event.streamVersion);
       versions.changed.add(event.streamId);
     } else if (this.#dedupe) {
       await ledger.saveStreamVersion(sql, name, this.version, event.streamId, event.streamVersion);
+    }
+  }
+
+  /** Calls the projection's handler, inside a span continuing the event's trace. */
+  async #handle(event: RecordedEvent, sql: SqlExecutor): Promise<void> {
+    const { traceparent, tracestate, correlationId } = event.metadata;
+    if (traceparent === undefined) return this.definition.apply(event, this.context(sql));
+    const trace = startSpan(
+      `project ${this.definition.name}`,
+      SpanKind.CONSUMER,
+      { traceparent, tracestate },
+      {
+        'tidemark.projection': this.definition.name,
+        'tidemark.event.type': event.type,
+        'tidemark.stream.id': event.streamId,
+      },
+    );
+    try {
+      await this.definition.apply(event, this.context(sql));
+      endSpan(trace.span);
+    } catch (error) {
+      endSpan(trace.span, error);
+      throw error;
+    }
+    if (this.#logger.isLevelEnabled?.('debug')) {
+      this.#logger.debug(
+        {
+          projection: this.definition.name,
+          version: this.version,
+          eventId: event.eventId,
+          type: event.type,
+          streamId: event.streamId,
+          streamVersion: event.streamVersion,
+          traceId: traceIdOf(traceparent),
+          correlationId,
+        },
+        'event applied',
+      );
     }
   }
 

@@ -218,6 +218,25 @@ export const ledger = {
     }
   },
 
+  /**
+   * Claims a batch: true when the version is not retired and its checkpoint is still at
+   * `position`. On PostgreSQL the update also locks the row until the transaction ends, so two
+   * runners of one version take turns instead of both doing the work.
+   */
+  async claimBatch(
+    sql: SqlExecutor,
+    name: string,
+    version: number,
+    position: number,
+  ): Promise<boolean> {
+    const { rowCount } = await sql.execute(
+      `UPDATE tm_projections SET updated_at = $4
+       WHERE name = $1 AND version = $2 AND position = $3 AND state <> 'retired'`,
+      [name, version, position, Date.now()],
+    );
+    return rowCount === 1;
+  },
+
   /** Moves the checkpoint from `from` to `to`; false when it was not at `from` (another runner). */
   async advancePosition(
     sql: SqlExecutor,

@@ -200,14 +200,23 @@ export class ProjectionRunner {
           continue;
         }
         let saved = this.#position;
-        await applier.applyBatch(events, async (sql, batch, upTo) => {
-          // Another runner of the same version may have moved on: then roll back, reload, go on.
-          const position = batch[upTo]!.position;
-          if (!(await ledger.advancePosition(sql, this.name, this.version, saved, position))) {
-            throw new ProgressMovedError(this.name, this.version);
-          }
-          saved = position;
-        });
+        await applier.applyBatch(
+          events,
+          async (sql, batch, upTo) => {
+            const position = batch[upTo]!.position;
+            if (!(await ledger.advancePosition(sql, this.name, this.version, saved, position))) {
+              throw new ProgressMovedError(this.name, this.version);
+            }
+            saved = position;
+          },
+          // Before any handler runs: a version retired meanwhile (its tables may be gone) or a
+          // checkpoint another runner moved means roll back, reload, go on.
+          async (sql) => {
+            if (!(await ledger.claimBatch(sql, this.name, this.version, saved))) {
+              throw new ProgressMovedError(this.name, this.version);
+            }
+          },
+        );
         this.#position = events[events.length - 1]!.position;
         this.#head = Math.max(this.#head, this.#position);
         const seconds = (performance.now() - started) / 1000;

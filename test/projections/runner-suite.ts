@@ -245,7 +245,8 @@ export function runnerScenarios(backend: RunnerBackend): void {
       assert.equal(await v2.whenCaughtUp(), true);
       await v1.finished;
       assert.equal(v1.state, 'retired');
-      assert.deepEqual(await v2.dropRetired(), [1]);
+      // Dropped by v2's own timer (grace 1 ms) or now, whichever comes first.
+      await v2.dropRetired();
       await assert.rejects(sink.query('SELECT count(*) AS n FROM counts_v1'));
       assert.deepEqual(await counts(sink, 'counts_v2'), { a: 21 });
       assert.deepEqual(

@@ -14,6 +14,8 @@ export interface ServiceProcess {
   exited: Promise<number | string>;
   /** Log lines seen so far (parsed JSON). */
   logs: Record<string, unknown>[];
+  /** Resolves with the first log line (seen or to come) that passes `test`. */
+  waitForLog(test: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
 }
 
 export async function startServiceProcess(
@@ -30,6 +32,10 @@ export async function startServiceProcess(
     },
   );
   const logs: Record<string, unknown>[] = [];
+  const watchers: {
+    test: (line: Record<string, unknown>) => boolean;
+    resolve: (line: Record<string, unknown>) => void;
+  }[] = [];
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += String(chunk)));
   const exited = new Promise<number | string>((resolve) =>
@@ -40,6 +46,10 @@ export async function startServiceProcess(
       try {
         const entry = JSON.parse(line) as Record<string, unknown>;
         logs.push(entry);
+        for (const watcher of watchers.filter((w) => w.test(entry))) {
+          watchers.splice(watchers.indexOf(watcher), 1);
+          watcher.resolve(entry);
+        }
         if (entry.msg === 'Tidemark Orders is listening') resolve(String(entry.address));
       } catch {
         // not a log line
@@ -49,5 +59,11 @@ export async function startServiceProcess(
       reject(new Error(`service exited (${code}) before listening: ${stderr}`)),
     );
   });
-  return { child, url, exited, logs };
+  const waitForLog = (test: (line: Record<string, unknown>) => boolean) =>
+    new Promise<Record<string, unknown>>((resolve) => {
+      const seen = logs.find(test);
+      if (seen) resolve(seen);
+      else watchers.push({ test, resolve });
+    });
+  return { child, url, exited, logs, waitForLog };
 }
