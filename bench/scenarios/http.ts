@@ -1,15 +1,24 @@
 /**
  * The Orders service over HTTP, as a separate process (so the load generator does not share its
- * event loop): POST /orders throughput with autocannon, and command-to-query visibility at a
- * fixed rate (open loop): from sending a command until a GET carrying its Consistency-Token has
- * answered fresh, i.e. the read model shows the write.
+ * event loop; it does share the machine's cores), started afresh for each measurement so its
+ * peak memory (VmHWM) and its projections' backlog belong to that measurement alone:
+ *
+ * - POST /orders throughput with autocannon (32 connections);
+ * - command-to-query visibility at a fixed rate (open loop, 500 commands/s): from sending a
+ *   command until a GET carrying its Consistency-Token has answered fresh, i.e. the read model
+ *   shows the write.
+ *
+ * Variants: embedded (SQLite, the default); on PostgreSQL (a database of its own) when
+ * PostgreSQL is there; with Kafka (PostgreSQL + Kafka: relay and Kafka-fed projections) when
+ * both are there and the service has a Kafka mode.
  */
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { startServiceProcess, type ServiceProcess } from '../../test/support/process.ts';
-import { percentile, type Result } from '../lib.ts';
+import { benchDatabaseUrl, failedResult, percentile, progress, Skip, type Result } from '../lib.ts';
+import { freshDatabase } from '../pg-scratch.ts';
 import type { BenchContext } from '../run.ts';
 
 const body = JSON.stringify({
@@ -136,36 +145,136 @@ export async function visibility(base: string, rate: number, seconds: number) {
   };
 }
 
+interface Variant {
+  impl: string;
+  /** Environment of the service, or why the variant cannot run here. */
+  env: () => Promise<{ env: Record<string, string>; cleanup: () => Promise<unknown> } | Skip>;
+}
+
+function variants(ctx: BenchContext): Variant[] {
+  let n = 0;
+  const pgDatabase = async () => {
+    const url = benchDatabaseUrl();
+    if (!url) return new Skip('PostgreSQL missing: `npm run services:up`');
+    const db = await freshDatabase(url, 'http');
+    return { url: db.url, drop: db.drop };
+  };
+  const brokers = process.env.TIDEMARK_BENCH_KAFKA_BROKERS ?? process.env.KAFKA_BROKERS;
+  return [
+    {
+      impl: 'tidemark embedded (SQLite)',
+      env: async () => ({
+        env: { DATABASE_URL: join(ctx.dir, `http-${n++}.db`), KAFKA_BROKERS: '' },
+        cleanup: async () => {},
+      }),
+    },
+    {
+      impl: 'tidemark on PostgreSQL',
+      env: async () => {
+        const db = await pgDatabase();
+        if (db instanceof Skip) return db;
+        return { env: { DATABASE_URL: db.url, KAFKA_BROKERS: '' }, cleanup: db.drop };
+      },
+    },
+    {
+      impl: 'tidemark with Kafka (PostgreSQL)',
+      env: async () => {
+        if (!brokers) return new Skip('Kafka missing: `npm run services:up`');
+        const db = await pgDatabase();
+        if (db instanceof Skip) return db;
+        const id = `bench-${process.pid}-${n++}`;
+        return {
+          env: {
+            DATABASE_URL: db.url,
+            KAFKA_BROKERS: brokers,
+            KAFKA_TOPIC: `tm-${id}`,
+            KAFKA_GROUP_PREFIX: id,
+            KAFKA_RELAY_NAME: id,
+          },
+          cleanup: db.drop,
+        };
+      },
+    },
+  ];
+}
+
+/** Starts the service for one measurement; refuses a Kafka variant the service cannot run. */
+async function withService<T>(
+  variant: Variant,
+  measure: (service: ServiceProcess) => Promise<T>,
+): Promise<T> {
+  const prepared = await variant.env();
+  if (prepared instanceof Skip) throw prepared;
+  try {
+    const service = await startServiceProcess(prepared.env);
+    try {
+      const warned = service.logs.some((l) => /Kafka mode is not built/.test(String(l.msg)));
+      if (prepared.env.KAFKA_BROKERS && warned) {
+        throw new Skip('this Orders service has no Kafka mode yet');
+      }
+      return await measure(service);
+    } finally {
+      await stop(service);
+    }
+  } finally {
+    await prepared.cleanup().catch(() => {});
+  }
+}
+
 export async function httpEmbedded(ctx: BenchContext): Promise<Result[]> {
   const seconds = ctx.quick ? 5 : 20;
   const results: Result[] = [];
-  const service = await startServiceProcess({ DATABASE_URL: join(ctx.dir, 'http.db') });
-  try {
-    await throughput(service.url, 1); // warm-up
-    const t = await throughput(service.url, seconds);
-    results.push({
-      scenario: 'http POST /orders (32 connections)',
-      impl: 'tidemark embedded (SQLite)',
-      opsPerSec: t.opsPerSec,
-      p50Ms: t.p50Ms,
-      p99Ms: t.p99Ms,
-      peakRssMb: peakRssMb(service.child.pid!),
-      unit: 'commands/s',
-      ...(t.errors ? { notes: `${t.errors} errors` } : {}),
-    });
-    const v = await visibility(service.url, 500, seconds);
-    results.push({
-      scenario: 'http command-to-query visibility at 500 commands/s',
-      impl: 'tidemark embedded (SQLite)',
-      opsPerSec: Math.round(v.samples / seconds),
-      p50Ms: v.p50Ms,
-      p99Ms: v.p99Ms,
-      peakRssMb: peakRssMb(service.child.pid!),
-      unit: 'ms from POST sent to a fresh GET answered',
-      ...(v.failures ? { notes: `${v.failures} stale or failed` } : {}),
-    });
-  } finally {
-    await stop(service);
+  const throughputScenario = 'http POST /orders (32 connections)';
+  const visibilityScenario = 'http command-to-query visibility at 500 commands/s';
+  for (const variant of variants(ctx)) {
+    progress(`${throughputScenario} · ${variant.impl}`);
+    try {
+      results.push(
+        await withService(variant, async (service) => {
+          await throughput(service.url, 1); // warm-up
+          const t = await throughput(service.url, seconds);
+          return {
+            scenario: throughputScenario,
+            impl: variant.impl,
+            opsPerSec: t.opsPerSec,
+            p50Ms: t.p50Ms,
+            p99Ms: t.p99Ms,
+            peakRssMb: peakRssMb(service.child.pid!),
+            unit: 'commands/s; RSS: the service process',
+            ...(t.errors ? { notes: `${t.errors} errors` } : {}),
+          };
+        }),
+      );
+    } catch (error) {
+      progress(`  ${error instanceof Skip ? 'skipped' : 'FAILED'}: ${(error as Error).message}`);
+      results.push(failedResult(throughputScenario, variant.impl, error));
+      if (error instanceof Skip) {
+        results.push(failedResult(visibilityScenario, variant.impl, error));
+        continue;
+      }
+    }
+    progress(`${visibilityScenario} · ${variant.impl}`);
+    try {
+      results.push(
+        await withService(variant, async (service) => {
+          await visibility(service.url, 100, 1); // warm-up
+          const v = await visibility(service.url, 500, seconds);
+          return {
+            scenario: visibilityScenario,
+            impl: variant.impl,
+            opsPerSec: Math.round(v.samples / seconds),
+            p50Ms: v.p50Ms,
+            p99Ms: v.p99Ms,
+            peakRssMb: peakRssMb(service.child.pid!),
+            unit: 'ms from POST sent to a fresh GET answered; RSS: the service process',
+            ...(v.failures ? { notes: `${v.failures} stale or failed` } : {}),
+          };
+        }),
+      );
+    } catch (error) {
+      progress(`  ${error instanceof Skip ? 'skipped' : 'FAILED'}: ${(error as Error).message}`);
+      results.push(failedResult(visibilityScenario, variant.impl, error));
+    }
   }
   return results;
 }
