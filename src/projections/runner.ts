@@ -224,6 +224,9 @@ export class ProjectionRunner {
         transientDelay = 100;
         this.#settleWaiters();
         if (events.length < this.#batchSize) this.#head = await this.#store.headPosition();
+        // An embedded store answers without I/O, so a catch-up would otherwise run as one long
+        // chain of microtasks: yield between batches so requests and timers get their turn.
+        else await new Promise((resolve) => setImmediate(resolve));
       } catch (error) {
         if (signal.aborted) break;
         if (error instanceof ProgressMovedError) {
