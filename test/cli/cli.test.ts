@@ -67,6 +67,16 @@ describe('tidemark CLI', () => {
     assert.equal((await cli([])).code, 2);
   });
 
+  it('documents every command and exit code it has (docs/cli.md and --help agree)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const docs = readFileSync(join(root, 'docs/cli.md'), 'utf8');
+    const documented = [...docs.matchAll(/^\| `([a-z]+(?: [a-z]+)?)[ `]/gm)].map((m) => m[1]!);
+    const help = (await cli(['--help'])).stdout;
+    const offered = [...help.matchAll(/^ {2}([a-z]+(?: [a-z]+)?)(?= |$)/gm)].map((m) => m[1]!);
+    assert.deepEqual([...documented].sort(), [...offered].sort());
+    for (const code of [0, 1, 2, 3, 4]) assert.match(docs, new RegExp(`^\\| ${code} \\|`, 'm'));
+  });
+
   it('exits 4 when there is no database, and creates nothing', async () => {
     const missing = join(dir, 'nope', 'missing.db');
     const run = await cli(['streams', 'list', '--database', missing]);
