@@ -189,11 +189,9 @@ export class AppendNotifier {
         });
         await client.query(`LISTEN ${quoteIdent(channel)}`);
         this.#client = client;
-        if (!first) {
-          logger.info({ channel }, 'listening for appends again');
-          // Appends made while we were not listening were announced to nobody: look now.
-          void this.#poll();
-        }
+        logger.info({ channel, again: !first }, 'listening for appends');
+        // After an outage: appends made while we were not listening were announced to nobody.
+        if (!first) void this.#poll();
         first = false;
         wait = 0;
         await ended;

@@ -161,45 +161,53 @@ async function provoke(schema: string, reader: PostgresEventStore): Promise<Outc
 }
 
 describe('readAll under out-of-order commits (PostgreSQL)', () => {
-  it('sees every committed event exactly once, in position order, past rollbacks and a transaction held open for seconds', async () => {
-    const schema = source.schema('gaps');
-    const store = await openStore(schema);
-    try {
-      const { committed, rolledBack, seen, held } = await provoke(schema, store);
-      // While the held transaction was open, the reader never moved past its position.
-      assert.ok(
-        held.readerCheckpointAtCommit < held.position,
-        `reader was at ${held.readerCheckpointAtCommit}, held position ${held.position}`,
-      );
-      const seenIds = seen.map((e) => e.eventId);
-      assert.equal(new Set(seenIds).size, seenIds.length, 'no event twice');
-      for (const i of seenIds) assert.ok(!rolledBack.has(i), `rolled back ${i} was read`);
-      const expected = [...committed].sort((a, b) => a[1] - b[1]).map(([i]) => i);
-      assert.deepEqual(seenIds, expected);
-      assert.ok(rolledBack.size > 0, 'some transactions rolled back');
-      assert.ok(committed.size > 200, `only ${committed.size} events committed`);
-      assert.equal(await store.headPosition(), seen[seen.length - 1]!.position);
-    } finally {
-      await store.close();
-    }
-  });
+  it(
+    'sees every committed event exactly once, in position order, past rollbacks and a transaction held open for seconds',
+    { timeout: 120_000 },
+    async () => {
+      const schema = source.schema('gaps');
+      const store = await openStore(schema);
+      try {
+        const { committed, rolledBack, seen, held } = await provoke(schema, store);
+        // While the held transaction was open, the reader never moved past its position.
+        assert.ok(
+          held.readerCheckpointAtCommit < held.position,
+          `reader was at ${held.readerCheckpointAtCommit}, held position ${held.position}`,
+        );
+        const seenIds = seen.map((e) => e.eventId);
+        assert.equal(new Set(seenIds).size, seenIds.length, 'no event twice');
+        for (const i of seenIds) assert.ok(!rolledBack.has(i), `rolled back ${i} was read`);
+        const expected = [...committed].sort((a, b) => a[1] - b[1]).map(([i]) => i);
+        assert.deepEqual(seenIds, expected);
+        assert.ok(rolledBack.size > 0, 'some transactions rolled back');
+        assert.ok(committed.size > 200, `only ${committed.size} events committed`);
+        assert.equal(await store.headPosition(), seen[seen.length - 1]!.position);
+      } finally {
+        await store.close();
+      }
+    },
+  );
 
-  it('without the guard, a naive position reader does skip the late commit (what the guard is for)', async () => {
-    const schema = source.schema('naive');
-    const setup = await openStore(schema);
-    const naive = await openStore(schema, true);
-    try {
-      const { committed, seen, held } = await provoke(schema, naive);
-      assert.ok(held.readerCheckpointAtCommit > held.position, 'the naive reader moved past it');
-      const seenIds = new Set(seen.map((e) => e.eventId));
-      const missed = [...committed.keys()].filter((i) => !seenIds.has(i));
-      assert.ok(missed.length > 0, 'the naive reader skipped events');
-      for (const i of held.ids) assert.ok(missed.includes(i), `held event ${i} was skipped`);
-    } finally {
-      await naive.close();
-      await setup.close();
-    }
-  });
+  it(
+    'without the guard, a naive position reader does skip the late commit (what the guard is for)',
+    { timeout: 120_000 },
+    async () => {
+      const schema = source.schema('naive');
+      const setup = await openStore(schema);
+      const naive = await openStore(schema, true);
+      try {
+        const { committed, seen, held } = await provoke(schema, naive);
+        assert.ok(held.readerCheckpointAtCommit > held.position, 'the naive reader moved past it');
+        const seenIds = new Set(seen.map((e) => e.eventId));
+        const missed = [...committed.keys()].filter((i) => !seenIds.has(i));
+        assert.ok(missed.length > 0, 'the naive reader skipped events');
+        for (const i of held.ids) assert.ok(missed.includes(i), `held event ${i} was skipped`);
+      } finally {
+        await naive.close();
+        await setup.close();
+      }
+    },
+  );
 
   it('stops before an open transaction, then goes on when it rolls back; the head follows', async () => {
     const schema = source.schema('open');
