@@ -71,7 +71,9 @@ export async function findServices(): Promise<Services> {
     const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
     try {
       await client.connect();
-      const { rows } = await client.query<{ v: string }>('SHOW server_version');
+      const { rows } = await client.query<{ v: string }>(
+        "SELECT current_setting('server_version') AS v",
+      );
       services.postgres = url;
       services.postgresVersion = rows[0]?.v;
     } catch (error) {
@@ -135,19 +137,19 @@ function packageVersion(dir: string, name: string): string | undefined {
   return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
 }
 
-export function machine(services: Services) {
+export function machine(services: Services, started: { at: Date; load: number[] }) {
   const memory = new Database(':memory:');
   const sqlite = (memory.prepare('SELECT sqlite_version() AS v').get() as { v: string }).v;
   memory.close();
   const cpus = os.cpus();
   return {
-    date: new Date().toISOString(),
+    date: started.at.toISOString(),
     cpu: cpus[0]?.model ?? 'unknown',
     cores: cpus.length,
     memoryGb: Math.round((os.totalmem() / 1024 ** 3) * 10) / 10,
     os: `${os.type()} ${os.release()}`,
     node: process.version,
-    loadAverageAtStart: os.loadavg().map((l) => Math.round(l * 100) / 100),
+    loadAverageAtStart: started.load.map((l) => Math.round(l * 100) / 100),
     versions: {
       sqlite,
       'better-sqlite3': packageVersion(root, 'better-sqlite3'),

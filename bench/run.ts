@@ -87,6 +87,7 @@ if (selected.length === 0) {
 }
 
 const started = performance.now();
+const startedAt = { at: new Date(), load: loadavg() };
 const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)}s`;
 const services = await findServices();
 for (const [what, missing] of [
@@ -142,7 +143,7 @@ const outDir = new URL('./results/', import.meta.url).pathname;
 mkdirSync(outDir, { recursive: true });
 writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
 const meta = {
-  ...machine(services),
+  ...machine(services, startedAt),
   loadAverageAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),
   durationSeconds: Math.round((performance.now() - started) / 1000),
   quick: options.quick,

@@ -173,8 +173,8 @@ export async function rawPgLoad(args: LoadArgs): Promise<Workload> {
 }
 
 export async function loadAggregate(ctx: BenchContext): Promise<Result[]> {
-  const ops = ctx.quick ? 300 : 1500;
-  const slices = ctx.quick ? 3 : 8;
+  const ops = ctx.quick ? 150 : 1500;
+  const slices = ctx.quick ? 2 : 8;
   const results: Result[] = [];
   const unit = `loads/s of a ${LENGTH}-event stream`;
   const here = 'bench/scenarios/load.ts';

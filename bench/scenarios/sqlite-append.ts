@@ -102,7 +102,7 @@ export function tidemarkAppend(args: AppendArgs): Workload {
 }
 
 export async function sqliteAppend(ctx: BenchContext): Promise<Result[]> {
-  const ops = ctx.quick ? 1500 : 8000;
+  const ops = ctx.quick ? 1000 : 8000;
   const slices = ctx.quick ? 3 : 8;
   const results: Result[] = [];
   let n = 0;
