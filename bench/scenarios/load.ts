@@ -222,7 +222,11 @@ export async function loadAggregate(ctx: BenchContext): Promise<Result[]> {
       // Emmett has no snapshots: no row in the snapshot scenario.
       if (!snapshot)
         cases.push(emmett('bench/emmett/sqlite.ts', { ...base, snapshot, target: emmettFile }));
-      results.push(...(await interleave(scenario, cases, { unit, ops, slices })));
+      // A load from a snapshot takes tens of microseconds: many more of them, so that each
+      // slice lasts long enough to measure.
+      results.push(
+        ...(await interleave(scenario, cases, { unit, ops: snapshot ? ops * 20 : ops, slices })),
+      );
     }
   }
 
@@ -262,7 +266,9 @@ export async function loadAggregate(ctx: BenchContext): Promise<Result[]> {
           emmett('bench/emmett/postgres.ts', { ...base, snapshot, target: emmettDb?.url ?? '' }),
         );
       }
-      results.push(...(await interleave(scenario, cases, { unit, ops, slices })));
+      results.push(
+        ...(await interleave(scenario, cases, { unit, ops: snapshot ? ops * 10 : ops, slices })),
+      );
     }
   } finally {
     await schema.drop();
