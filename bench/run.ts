@@ -26,6 +26,7 @@ import { findServices, machine } from './machine.ts';
 import { catchUp } from './scenarios/catch-up.ts';
 import { emmettPostgresAppend } from './scenarios/emmett-postgres-append.ts';
 import { httpEmbedded } from './scenarios/http.ts';
+import { kafkaScenario } from './scenarios/kafka.ts';
 import { loadAggregate } from './scenarios/load.ts';
 import { postgresAppend } from './scenarios/postgres-append.ts';
 import { sqliteAppend } from './scenarios/sqlite-append.ts';
@@ -53,6 +54,7 @@ const scenarios: {
   { name: 'load', run: loadAggregate },
   { name: 'catch-up', run: catchUp },
   { name: 'http-embedded', run: httpEmbedded },
+  { name: 'kafka', run: kafkaScenario, requires: ['kafka'] },
 ];
 
 function parseArgs(argv: string[]) {

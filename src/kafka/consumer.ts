@@ -22,7 +22,8 @@ import {
 } from '@platformatic/kafka';
 import { ClosedError, InvalidArgumentError } from '../core/errors.ts';
 import { clientOptions, type KafkaConnection } from './connection.ts';
-import { translateKafkaError } from './errors.ts';
+import { KafkaOperationError, translateKafkaError } from './errors.ts';
+import { fetchRaw } from './fetch.ts';
 import {
   decodePartition,
   type ConsumedRecord,
@@ -165,6 +166,7 @@ export class KafkaConsumer {
   #assigned: TopicPartition[] = [];
   #generation = -1;
   readonly #positions = new Map<string, bigint>();
+  readonly #partitionCounts = new Map<string, number>();
   /** Join events not handled yet; handled in order, before the next fetch. */
   #pendingJoins: ConsumerGroupJoinPayload[] = [];
   #wakeUp: (() => void) | undefined;
@@ -232,6 +234,11 @@ export class KafkaConsumer {
   /** The member id the coordinator gave this consumer, once joined. */
   get memberId(): string | undefined {
     return this.#consumer.memberId ?? undefined;
+  }
+
+  /** A topic's partition count, as last seen in metadata (known after the first poll). */
+  partitionCount(topic: string): number | undefined {
+    return this.#partitionCounts.get(topic);
   }
 
   /** The next offset to fetch for a partition, if it is assigned and positioned. */
@@ -506,6 +513,10 @@ export class KafkaConsumer {
       { topics: Map<string, FetchRequestTopic>; offsets: Map<string, bigint> }
     >();
     const topicById = new Map<string, string>();
+    for (const name of this.#options.topics) {
+      const count = metadata.topics.get(name)?.partitionsCount;
+      if (count !== undefined) this.#partitionCounts.set(name, count);
+    }
     for (const tp of this.#assigned) {
       const position = this.#positions.get(key(tp.topic, tp.partition));
       const topic = metadata.topics.get(tp.topic);
@@ -531,16 +542,24 @@ export class KafkaConsumer {
       [...byLeader].map(async ([node, request]) => {
         let response: FetchResponse;
         try {
-          response = await this.#consumer.fetch({
-            node,
+          const broker = metadata.brokers.get(node);
+          if (!broker) {
+            throw new KafkaOperationError(
+              'fetch',
+              `broker ${node} is not in the metadata`,
+              undefined,
+              true,
+            );
+          }
+          // Not Consumer.fetch: its read_committed filter drops committed records (fetch.ts).
+          response = await fetchRaw(this.#consumer, this.#fetchPool, broker, {
             topics: [...request.topics.values()],
-            maxWaitTime: this.#options.maxWaitMs,
+            maxWaitMs: this.#options.maxWaitMs,
             minBytes: 1,
             maxBytes: this.#options.maxBytes,
             isolationLevel: this.#readCommitted
               ? FetchIsolationLevels.READ_COMMITTED
               : FetchIsolationLevels.READ_UNCOMMITTED,
-            connectionPool: this.#fetchPool,
           });
         } catch (error) {
           throw translateKafkaError(error, 'fetch');

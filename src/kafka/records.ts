@@ -55,6 +55,73 @@ export interface DecodedPartition {
   readonly nextOffset: bigint | undefined;
 }
 
+function toRecord(
+  topic: string,
+  partition: FetchResponsePartition,
+  batch: RecordsBatch,
+  record: RecordsBatch['records'][number],
+): ConsumedRecord {
+  const headers = new Map<string, Buffer>();
+  for (const [name, value] of record.headers) {
+    if (name !== null) headers.set(name.toString('utf8'), value ?? Buffer.alloc(0));
+  }
+  return {
+    topic,
+    partition: partition.partitionIndex,
+    offset: batch.firstOffset + BigInt(record.offsetDelta),
+    timestamp: batch.firstTimestamp + record.timestampDelta,
+    key: record.key,
+    value: record.value,
+    headers,
+  };
+}
+
+/** Records of transactions not yet decided, per producer id, carried from one fetch to the next. */
+export type PendingTransactions = Map<bigint, ConsumedRecord[]>;
+
+/**
+ * Decodes one partition of a **read_uncommitted** Fetch response by the transaction markers
+ * themselves: a transactional record counts once its producer's COMMIT marker is seen, and is
+ * dropped at an ABORT marker; non-transactional records count at once. Unlike
+ * {@link decodePartition}, nothing depends on the broker's list of aborted transactions, but a
+ * record whose marker lies beyond what was read stays in `pending`. Read a range whose
+ * transactions are all complete (below the last stable offset), passing the same `pending` map
+ * to consecutive fetches.
+ */
+export function decodeByMarkers(
+  topic: string,
+  partition: FetchResponsePartition,
+  fetchOffset: bigint,
+  pending: PendingTransactions,
+): DecodedPartition {
+  const batches = [...(partition.records ?? [])].sort((a, b) =>
+    a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0,
+  );
+  const records: ConsumedRecord[] = [];
+  let nextOffset: bigint | undefined;
+  for (const batch of batches) {
+    nextOffset = batch.firstOffset + BigInt(batch.lastOffsetDelta) + 1n;
+    if ((batch.attributes & CONTROL) !== 0) {
+      const decided = pending.get(batch.producerId);
+      pending.delete(batch.producerId);
+      if (decided && !isAbortMarker(batch)) records.push(...decided);
+      continue;
+    }
+    const transactional = (batch.attributes & TRANSACTIONAL) !== 0;
+    for (const record of batch.records) {
+      const consumed = toRecord(topic, partition, batch, record);
+      if (consumed.offset < fetchOffset) continue;
+      if (!transactional) records.push(consumed);
+      else {
+        const list = pending.get(batch.producerId) ?? [];
+        list.push(consumed);
+        pending.set(batch.producerId, list);
+      }
+    }
+  }
+  return { records, nextOffset };
+}
+
 /**
  * Decodes one partition of a Fetch response. `fetchOffset` is where the fetch started: a batch
  * may begin before it (the broker returns whole batches), and those earlier records are skipped.
@@ -95,21 +162,8 @@ export function decodePartition(
     }
     if (control) continue;
     for (const record of batch.records) {
-      const offset = batch.firstOffset + BigInt(record.offsetDelta);
-      if (offset < fetchOffset) continue;
-      const headers = new Map<string, Buffer>();
-      for (const [name, value] of record.headers) {
-        if (name !== null) headers.set(name.toString('utf8'), value ?? Buffer.alloc(0));
-      }
-      records.push({
-        topic,
-        partition: partition.partitionIndex,
-        offset,
-        timestamp: batch.firstTimestamp + record.timestampDelta,
-        key: record.key,
-        value: record.value,
-        headers,
-      });
+      if (batch.firstOffset + BigInt(record.offsetDelta) < fetchOffset) continue;
+      records.push(toRecord(topic, partition, batch, record));
     }
   }
   return { records, nextOffset };

@@ -22,6 +22,7 @@
 import {
   ClosedError,
   InvalidArgumentError,
+  TidemarkError,
   silentLogger,
   type EventStore,
   type Logger,
@@ -153,6 +154,8 @@ export class KafkaRelay {
   #lastPublishedAt: Date | undefined;
   #lastError: unknown;
   #wake: (() => void) | undefined;
+  /** The next batch, read while the previous transaction commits (bounded: one batch). */
+  #readAhead: { after: number; events: Promise<RecordedEvent[]> } | undefined;
   #unsubscribe: (() => void) | undefined;
   #loop: Promise<void> | undefined;
   #done: Promise<void>;
@@ -223,7 +226,27 @@ export class KafkaRelay {
         await this.#topics.ensure(this.#admin);
         for (const topic of this.#topics.listed) this.#ensured.add(topic);
       }
-      await this.#openSession();
+      // Retryable failures (the coordinator still aborting a crashed predecessor's transaction,
+      // a broker restarting) are retried for a while; anything else fails the start.
+      const deadline = Date.now() + this.#transactionTimeoutMs;
+      let delay = this.#retryDelayMs;
+      for (;;) {
+        try {
+          await this.#openSession();
+          break;
+        } catch (error) {
+          await this.#closeSession();
+          const retryable = error instanceof TidemarkError && error.retryable;
+          if (!retryable || Date.now() + delay > deadline || this.#abort.signal.aborted)
+            throw error;
+          this.#logger.warn(
+            { relay: this.name, err: error, retryInMs: delay },
+            'relay could not start yet; retrying',
+          );
+          await sleep(delay, this.#abort.signal);
+          delay = Math.min(delay * 2, this.#maxRetryDelayMs);
+        }
+      }
     } catch (error) {
       this.#state = 'stopped';
       await this.#closeSession();
@@ -318,6 +341,7 @@ export class KafkaRelay {
       const earliest = (await reader.offsets(topic, 'earliest', { partitions })).get(
         PROGRESS_PARTITION,
       )!;
+      // Grow the window backwards until it holds a record of ours; the newest one wins.
       let to = stable;
       let window = 64n;
       while (to > earliest) {
@@ -364,10 +388,10 @@ export class KafkaRelay {
     while (!signal.aborted) {
       try {
         if (!this.#producer) await this.#openSession();
-        const events = await this.#store.readAll({
-          after: this.#position,
-          maxCount: this.#batchSize,
-        });
+        const ahead = this.#readAhead;
+        this.#readAhead = undefined;
+        const events =
+          ahead && ahead.after === this.#position ? await ahead.events : await this.#read();
         if (events.length === 0) {
           this.#rate = 0;
           await this.#idle();
@@ -388,6 +412,7 @@ export class KafkaRelay {
           this.#finish(error);
           return;
         }
+        this.#readAhead = undefined;
         if (signal.aborted) break;
         this.#state = 'retrying';
         this.#lastError = error;
@@ -459,6 +484,10 @@ export class KafkaRelay {
       }
       chunk.push(progress);
       await tx.send(chunk);
+      // Read the next batch while the commit runs. Used only if the commit succeeds (the
+      // loop checks it starts where this transaction ends); a failure discards it.
+      if (events.length === this.#batchSize)
+        this.#readAhead = { after: last, events: this.#read(last) };
       this.#logger.debug(
         { relay: this.name, position: last, events: records.length },
         'relay transaction sent; committing',
@@ -475,6 +504,12 @@ export class KafkaRelay {
       'relay transaction committed',
     );
     this.#settleWaiters();
+  }
+
+  #read(after = this.#position): Promise<RecordedEvent[]> {
+    const read = this.#store.readAll({ after, maxCount: this.#batchSize });
+    read.catch(() => {}); // a read-ahead may be dropped unawaited; its error resurfaces if used
+    return read;
   }
 
   /** Waits for an append notification, the poll interval, or stop. */

@@ -4,6 +4,7 @@
  * the partitions, replication and configs given here; event topics keep data forever
  * (`retention.ms=-1`) unless told otherwise.
  */
+import { murmur2 } from '@platformatic/kafka';
 import { InvalidArgumentError } from '../core/errors.ts';
 import type { KafkaAdmin } from './admin.ts';
 
@@ -11,6 +12,15 @@ import type { KafkaAdmin } from './admin.ts';
 export function categoryOf(streamId: string): string {
   const dash = streamId.indexOf('-');
   return dash === -1 ? streamId : streamId.slice(0, dash);
+}
+
+/**
+ * The partition Kafka's default (Java) partitioner picks for a key:
+ * `toPositive(murmur2(key)) % partitions`. The relay's producer uses the same, so this says
+ * where a stream's events are.
+ */
+export function partitionFor(key: string | Buffer, partitions: number): number {
+  return (murmur2(Buffer.isBuffer(key) ? key : Buffer.from(key, 'utf8')) & 0x7fffffff) % partitions;
 }
 
 // Kafka's own rule for topic names (Topic.java): at most 249 of these characters.

@@ -8,7 +8,7 @@ export {
   type SaveProgress,
 } from './applier.ts';
 export { ledger, ledgerMigrations, type ParkedEvent, type ProjectionRow } from './ledger.ts';
-export { ReadModels, type ReadModelsOptions } from './read-models.ts';
+export { ReadModels, type ReadModelsOptions, type StreamSignal } from './read-models.ts';
 export {
   dropRetired,
   physicalTables,

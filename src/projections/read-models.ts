@@ -13,6 +13,25 @@ import { abortableDelay } from './applier.ts';
 import { ledger } from './ledger.ts';
 import type { ProjectionRunner } from './runner.ts';
 
+/**
+ * A runner that can say when this process has applied a stream up to a version (Kafka-fed
+ * runners, whose consistency tokens are compared per stream).
+ */
+export interface StreamSignal {
+  readonly name: string;
+  readonly version: number;
+  /**
+   * Resolves `true` once this process has applied `streamId` up to `version`, `false` after
+   * `timeoutMs`, or `undefined` at once when another process applies that stream (then the
+   * ledger is polled).
+   */
+  whenStreamApplied(
+    streamId: string,
+    version: number,
+    timeoutMs: number,
+  ): Promise<boolean | undefined>;
+}
+
 export interface ReadModelsOptions {
   sink: ProjectionSink;
   projections: readonly ProjectionDefinition[];
@@ -30,6 +49,11 @@ export interface ReadModelsOptions {
    * global order): the projection has applied the token's stream up to its version.
    */
   tokenMode?: 'position' | 'stream';
+  /**
+   * Kafka-fed runners in this process (`tokenMode: 'stream'`): a wait on a stream they apply
+   * is signalled by their commits instead of polling the ledger.
+   */
+  streamRunners?: readonly StreamSignal[] | (() => readonly StreamSignal[]);
   pollIntervalMs?: number;
 }
 
@@ -37,6 +61,7 @@ export class ReadModels {
   readonly sink: ProjectionSink;
   readonly #definitions: Map<string, ProjectionDefinition>;
   readonly #runners: () => readonly ProjectionRunner[];
+  readonly #streamRunners: () => readonly StreamSignal[];
   readonly #tokenMode: 'position' | 'stream';
   readonly #pollIntervalMs: number;
   readonly #activeCacheMs: number;
@@ -47,6 +72,8 @@ export class ReadModels {
     this.#definitions = new Map(options.projections.map((p) => [p.name, p]));
     const runners = options.runners ?? [];
     this.#runners = typeof runners === 'function' ? runners : () => runners;
+    const streamRunners = options.streamRunners ?? [];
+    this.#streamRunners = typeof streamRunners === 'function' ? streamRunners : () => streamRunners;
     this.#activeCacheMs = options.activeCacheMs ?? 250;
     this.#tokenMode = options.tokenMode ?? 'position';
     this.#pollIntervalMs = options.pollIntervalMs ?? 10;
@@ -118,6 +145,17 @@ export class ReadModels {
       if (await this.#reached(token, name)) return true;
       const left = deadline - Date.now();
       if (left <= 0) return false;
+      if (this.#tokenMode === 'stream') {
+        const version = await this.activeVersion(name).catch(() => undefined);
+        const local = this.#streamRunners().find((r) => r.name === name && r.version === version);
+        // Registered after the check above: a commit in between is caught by the check below.
+        const signalled = local?.whenStreamApplied(token.streamId, token.streamVersion, left);
+        if (signalled) {
+          if (await this.#reached(token, name)) return true;
+          const applied = await signalled;
+          if (applied !== undefined) return applied || this.#reached(token, name);
+        }
+      }
       await abortableDelay(Math.min(this.#pollIntervalMs, left));
     }
   }

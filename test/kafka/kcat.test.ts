@@ -7,7 +7,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { RecordedEvent } from 'tidemark';
-import { KafkaAdmin, KafkaProducer, encodeEvent } from 'tidemark/kafka';
+import { KafkaAdmin, KafkaProducer, encodeEvent, partitionFor } from 'tidemark/kafka';
 import { MemoryEventStore } from 'tidemark/memory';
 import { kafkaBrokers, kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';
 import { publishAll } from './support.ts';
@@ -174,6 +174,7 @@ describe('kafka: a plain client (kcat) reads the documented format', () => {
       assert.equal(theirs.length, partitionOf.size);
       for (const record of theirs) {
         assert.equal(record.partition, partitionOf.get(record.key!), `partition of ${record.key}`);
+        assert.equal(record.partition, partitionFor(record.key!, 3));
       }
     },
   );

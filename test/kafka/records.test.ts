@@ -2,7 +2,7 @@
 // test/infra/kafka.test.ts checks the same against a real one).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodePartition } from 'tidemark/kafka';
+import { decodeByMarkers, decodePartition } from 'tidemark/kafka';
 
 type Partition = Parameters<typeof decodePartition>[1];
 type Batch = NonNullable<Partition['records']>[number];
@@ -159,5 +159,46 @@ describe('kafka: decodePartition', () => {
 
   it('an empty answer leaves the position alone', () => {
     assert.equal(decodePartition('t', partition([], []), 5n, true).nextOffset, undefined);
+  });
+});
+
+describe('kafka: decodeByMarkers', () => {
+  const P = 7n;
+  // A restarted producer: an aborted transaction with data, two commits, then an ABORT marker
+  // with no data before it (the producer died right after AddPartitionsToTxn), then a commit.
+  const restarts = partition(
+    [
+      dataBatch(P, 0n, ['t1']),
+      marker(P, 1n, true),
+      dataBatch(P, 2n, ['t2-aborted']),
+      marker(P, 3n, false),
+      dataBatch(P, 4n, ['t3']),
+      marker(P, 5n, true),
+      dataBatch(P, 6n, ['t4']),
+      marker(P, 7n, true),
+      marker(P, 8n, false),
+      dataBatch(P, 9n, ['t5']),
+      marker(P, 10n, true),
+      dataBatch(P, 11n, ['open']),
+    ],
+    [{ producerId: P, firstOffset: 2n }],
+  );
+
+  it('keeps exactly the committed records, judged by the markers alone', () => {
+    const pending = new Map();
+    const decoded = decodeByMarkers('t', restarts, 0n, pending);
+    assert.deepEqual(values(decoded), ['t1', 't3', 't4', 't5']);
+    assert.deepEqual(
+      [...pending.get(P)].map((r: { value: Buffer }) => r.value.toString()),
+      ['open'],
+      'undecided until its marker comes',
+    );
+    // read_committed decoding agrees (the broker lists only the aborted transaction with data).
+    assert.deepEqual(values(decodePartition('t', restarts, 0n, true)).slice(0, 4), [
+      't1',
+      't3',
+      't4',
+      't5',
+    ]);
   });
 });

@@ -36,8 +36,12 @@ describe(`kafka: relay crash (${TOTAL} events, ${KILLS} x kill -9)`, () => {
   after(async () => {
     await store.close();
     await db.drop();
-    await admin.deleteTopic(topic, { ifExists: true });
-    await admin.deleteTopic(progressTopic, { ifExists: true });
+    if (process.env.TIDEMARK_KEEP_TOPICS === '1') {
+      process.stderr.write(`kept topics ${topic} ${progressTopic}\n`);
+    } else {
+      await admin.deleteTopic(topic, { ifExists: true });
+      await admin.deleteTopic(progressTopic, { ifExists: true });
+    }
     await admin.close();
   });
 
@@ -81,7 +85,13 @@ describe(`kafka: relay crash (${TOTAL} events, ${KILLS} x kill -9)`, () => {
     const commitsAfter = (relay: FixtureProcess, position: number) =>
       logged(relay, 'relay transaction committed', position);
 
-    let relay = startFixture('relay', env);
+    const children: FixtureProcess[] = [];
+    const start = () => {
+      const child = startFixture('relay', env);
+      children.push(child);
+      return child;
+    };
+    let relay = start();
     await relay.waitFor((l) => l.msg === 'relay started', 60_000);
     const chunk = Math.ceil(TOTAL / KILLS);
     for (let kill = 0; kill < KILLS; kill++) {
@@ -97,7 +107,7 @@ describe(`kafka: relay crash (${TOTAL} events, ${KILLS} x kill -9)`, () => {
       );
       await relay.kill9();
       await writing;
-      relay = startFixture('relay', env);
+      relay = start();
       await relay.waitFor((l) => l.msg === 'relay started', 60_000);
     }
     const head = await store.headPosition();
@@ -105,6 +115,13 @@ describe(`kafka: relay crash (${TOTAL} events, ${KILLS} x kill -9)`, () => {
     await relay.kill9();
     assert.equal(appended, TOTAL);
 
+    for (const [i, child] of children.entries()) {
+      for (const line of child.lines.filter((l) => Number(l.level) >= 50)) {
+        process.stderr.write(
+          `relay #${i} logged an error: ${JSON.stringify(line).slice(0, 3000)}\n`,
+        );
+      }
+    }
     const stored = await store.readAll({ maxCount: TOTAL + 1 });
     assert.equal(stored.length, TOTAL);
     const reader = new KafkaReader(kafkaConnection());
@@ -113,6 +130,30 @@ describe(`kafka: relay crash (${TOTAL} events, ${KILLS} x kill -9)`, () => {
       const records = await reader.readAll(topic);
       const events = records.map((r) => decodeEvent(r));
       const ids = events.map((e) => e.eventId);
+      if (new Set(ids).size !== ids.length) {
+        // What each process did, to tell how a duplicate came about.
+        const seen = new Map<string, number>();
+        const twice = events.filter(
+          (e) => seen.set(e.eventId, (seen.get(e.eventId) ?? 0) + 1).get(e.eventId)! > 1,
+        );
+        process.stderr.write(
+          `duplicates: ${twice.length}, positions ${twice[0]?.position}..${twice[twice.length - 1]?.position}\n` +
+            children
+              .map((c, i) => {
+                const lines = c.lines.filter((l) => typeof l.msg === 'string');
+                const resumed = lines.find((l) => String(l.msg).startsWith('relay resumes'));
+                const commits = lines.filter((l) => l.msg === 'relay transaction committed');
+                const other = lines.filter(
+                  (l) =>
+                    String(l.msg).startsWith('relay progress') ||
+                    (!String(l.msg).startsWith('relay transaction') && l.level !== 30),
+                );
+                return `#${i}: resumed after ${resumed?.position}; commits ${commits[0]?.position}..${commits[commits.length - 1]?.position} (${commits.length}); ${JSON.stringify(other).slice(0, 2000)}`;
+              })
+              .join('\n') +
+            '\n',
+        );
+      }
       assert.equal(new Set(ids).size, ids.length, 'no event twice');
       assert.equal(ids.length, TOTAL, 'every event');
       const byId = new Map(stored.map((e) => [e.eventId, e]));
@@ -125,6 +166,16 @@ describe(`kafka: relay crash (${TOTAL} events, ${KILLS} x kill -9)`, () => {
         const partition = records[i]!.partition;
         assert.equal(partitionOf.get(event.streamId) ?? partition, partition, 'one partition');
         partitionOf.set(event.streamId, partition);
+      }
+      // An independent judge: what the transaction markers in the log say is committed.
+      const ends = await reader.offsets(topic, 'latest');
+      for (const [partition, end] of ends) {
+        const byMarkers = await uncommitted.readCommittedByMarkers(topic, partition, 0n, end);
+        assert.deepEqual(
+          byMarkers.map((r) => r.offset),
+          records.filter((r) => r.partition === partition).map((r) => r.offset),
+          `partition ${partition}: read_committed and the markers agree`,
+        );
       }
       const everything = await uncommitted.readAll(topic);
       process.stderr.write(

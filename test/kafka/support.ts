@@ -12,6 +12,7 @@ import {
 } from 'tidemark';
 import {
   EventTopics,
+  KafkaProducer,
   KafkaReader,
   KafkaRelay,
   type KafkaConnection,
@@ -238,4 +239,35 @@ export function startFixture(name: string, env: Record<string, string>): Fixture
       await exited;
     },
   };
+}
+
+/**
+ * Leaves what a crashed relay leaves in a topic, under the relay's own transactional id (the next
+ * relay start aborts it): a transaction with records (`records`), or one that only joined the
+ * partitions (AddPartitionsToTxn) before dying (`empty`), whose ABORT markers then have no
+ * records before them.
+ */
+export async function leaveOpenTransaction(
+  connection: KafkaConnection,
+  transactionalId: string,
+  topic: string,
+  partitions: number,
+  kind: 'records' | 'empty',
+): Promise<void> {
+  const keys = Array.from({ length: partitions * 4 }, (_, i) => `order-junk-${i}`);
+  const producer = new KafkaProducer(connection, { transactionalId, retries: 1 });
+  const open = await producer.beginTransaction();
+  if (kind === 'records') {
+    await open.send(keys.map((key) => ({ topic, key, value: '{"aborted":true}' })));
+  } else {
+    // Refused by the broker (too large) after the partitions joined the transaction.
+    const sent = await open
+      .send(keys.map((key) => ({ topic, key, value: Buffer.alloc(2 * 1024 * 1024) })))
+      .then(
+        () => true,
+        () => false,
+      );
+    if (sent) throw new Error('a 2 MiB record was accepted; the empty abort needs it refused');
+  }
+  await producer.close();
 }

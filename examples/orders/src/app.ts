@@ -16,6 +16,13 @@ import {
   type Storage,
 } from 'tidemark';
 import { MetricsRegistry, tidemarkHttp } from 'tidemark/http';
+import {
+  EventTopics,
+  KafkaAdmin,
+  KafkaProjectionRunner,
+  KafkaRelay,
+  type KafkaConnection,
+} from 'tidemark/kafka';
 import { orderDecider } from './domain.ts';
 import { orderProjections } from './projections.ts';
 import { mapOrderErrors, orderCommandRoutes, orderQueryRoutes } from './routes.ts';
@@ -35,6 +42,30 @@ export interface OrdersServiceOptions {
   logger?: Logger;
   /** A Fastify logger (pino) for request logs. Default: none. */
   httpLogger?: object;
+  /**
+   * Kafka mode: the relay publishes the store to Kafka, and projectors are fed from Kafka
+   * (consumer groups) instead of the store's log. Unset: embedded, no Kafka.
+   */
+  kafka?: OrdersKafkaOptions;
+}
+
+/** Kafka settings of the Orders service (main.ts reads them from KAFKA_* variables). */
+export interface OrdersKafkaOptions {
+  connection: KafkaConnection;
+  /** The topic of the `order` category. Default `order-events`. */
+  topic?: string;
+  /** Partitions of topics Tidemark creates. Default 6. */
+  partitions?: number;
+  /** Replication factor of topics Tidemark creates. Default: the broker's. */
+  replicationFactor?: number;
+  /** `ce_source` of published events. Default `tidemark://orders`. */
+  source?: string;
+  /** The relay's name: its transactional id is `tidemark-relay-<name>`. Default `orders`. */
+  relayName?: string;
+  /** Prefix of the projectors' consumer groups. Default `tidemark-orders`. */
+  groupPrefix?: string;
+  /** Static group membership: a stable id per projector process (a pod name). */
+  instanceId?: string;
 }
 
 export interface OrdersService {
@@ -45,6 +76,9 @@ export interface OrdersService {
   projections: ProjectionHost | undefined;
   /** The projection runners now running in this process. */
   runners(): readonly ProjectionRunner[];
+  /** Kafka mode: the relay (role relay) and the Kafka-fed runners (role projector). */
+  relay: KafkaRelay | undefined;
+  kafkaRunners: readonly KafkaProjectionRunner[];
   readModels: ReadModels;
   metrics: MetricsRegistry;
   /** Starts the runners (the caller listens on the app). */
@@ -65,13 +99,66 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     snapshots: { store, every: 100, stateVersion: 1 },
     logger,
   });
-  const projections = roles.has('projector')
-    ? new ProjectionHost({ projections: orderProjections, store, sink, logger })
+  const kafka = options.kafka;
+  const topics = kafka
+    ? new EventTopics({
+        categories: { order: kafka.topic ?? 'order-events' },
+        settings: {
+          partitions: kafka.partitions ?? 6,
+          ...(kafka.replicationFactor !== undefined
+            ? { replicationFactor: kafka.replicationFactor }
+            : {}),
+        },
+      })
     : undefined;
+  // Orders has no upcasters, so its store reads events as stored, which is what the relay
+  // must publish. (An application with upcasters gives the relay a store opened without them.)
+  const relay =
+    kafka && topics && roles.has('relay')
+      ? new KafkaRelay({
+          connection: kafka.connection,
+          store,
+          topics,
+          source: kafka.source ?? 'tidemark://orders',
+          name: kafka.relayName ?? 'orders',
+          logger,
+        })
+      : undefined;
+  const kafkaRunners =
+    kafka && topics && roles.has('projector')
+      ? orderProjections.map(
+          (projection) =>
+            new KafkaProjectionRunner({
+              projection,
+              sink,
+              connection: kafka.connection,
+              topics: topics.listed,
+              groupPrefix: kafka.groupPrefix ?? 'tidemark-orders',
+              ...(kafka.instanceId !== undefined
+                ? { groupInstanceId: `${kafka.instanceId}-${projection.name}` }
+                : {}),
+              logger,
+            }),
+        )
+      : [];
+  const projections =
+    roles.has('projector') && !kafka
+      ? new ProjectionHost({ projections: orderProjections, store, sink, logger })
+      : undefined;
   const runners = () => projections?.runners ?? [];
-  const readModels = new ReadModels({ sink, projections: orderProjections, runners });
+  const readModels = new ReadModels({
+    sink,
+    projections: orderProjections,
+    runners,
+    // Kafka-fed runners see each stream in order, not the global order: tokens by stream.
+    tokenMode: kafka ? 'stream' : 'position',
+    streamRunners: kafkaRunners,
+  });
   const metrics = new MetricsRegistry();
-  registerProjectionMetrics(metrics, runners);
+  const statusSources = () => [...runners(), ...kafkaRunners];
+  registerProjectionMetrics(metrics, statusSources);
+  if (relay) registerRelayMetrics(metrics, relay);
+  if (kafkaRunners.length > 0) registerPartitionMetrics(metrics, kafkaRunners);
 
   const app = Fastify({
     ...(options.httpLogger ? { loggerInstance: options.httpLogger as never } : {}),
@@ -105,17 +192,28 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     },
     readiness: async () => {
       const head = await store.headPosition();
-      const statuses = await Promise.all(runners().map((r) => r.status()));
+      const statuses = await Promise.all(statusSources().map((r) => r.status()));
+      const relayStatus = await relay?.status();
       const lagging = statuses.filter(
         (p) =>
           p.state === 'stopped' ||
           (options.maxReadyLagEvents !== undefined && p.lagEvents > options.maxReadyLagEvents),
       );
       return {
-        ready: lagging.length === 0,
+        ready:
+          lagging.length === 0 && (relayStatus === undefined || relayStatus.state === 'running'),
         details: {
           head,
           roles: [...roles],
+          ...(relayStatus
+            ? {
+                relay: {
+                  state: relayStatus.state,
+                  position: relayStatus.position,
+                  backlog: relayStatus.backlog,
+                },
+              }
+            : {}),
           projections: statuses.map(({ name, version, state, lagEvents }) => ({
             name,
             version,
@@ -134,27 +232,52 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     handler: handler as unknown as CommandHandler<unknown, never, never>,
     projections,
     runners,
+    relay,
+    kafkaRunners,
     readModels,
     metrics,
     async start() {
+      if (topics && kafkaRunners.length > 0 && !relay) {
+        // A projector may start before any relay: create the topic it subscribes to.
+        const admin = new KafkaAdmin(kafka!.connection);
+        try {
+          await topics.ensure(admin);
+        } finally {
+          await admin.close();
+        }
+      }
+      await relay?.start();
+      for (const runner of kafkaRunners) await runner.start();
       await projections?.start();
     },
     async stop() {
       if (stopped) return;
       stopped = true;
       await app.close();
+      await relay?.stop();
+      await Promise.all(kafkaRunners.map((r) => r.stop()));
       await projections?.stop();
       await storage.close();
     },
   };
 }
 
+/** What the projection gauges read, from store-fed and Kafka-fed runners alike. */
+interface RunnerStatus {
+  name: string;
+  version: number;
+  position: number;
+  lagEvents: number;
+  lagSeconds: number;
+  parked: number;
+}
+
 function registerProjectionMetrics(
   metrics: MetricsRegistry,
-  runners: () => readonly ProjectionRunner[],
+  runners: () => readonly { status(): Promise<RunnerStatus> }[],
 ): void {
   const statuses = () => Promise.all(runners().map((r) => r.status()));
-  const per = (pick: (s: Awaited<ReturnType<ProjectionRunner['status']>>) => number) => async () =>
+  const per = (pick: (s: RunnerStatus) => number) => async () =>
     (await statuses()).map((s) => ({
       labels: { projection: s.name, version: s.version },
       value: pick(s),
@@ -178,5 +301,44 @@ function registerProjectionMetrics(
     'tidemark_projection_parked_events',
     'Events parked (dead letters) per projection.',
     per((s) => s.parked),
+  );
+}
+
+function registerRelayMetrics(metrics: MetricsRegistry, relay: KafkaRelay): void {
+  const gauge = (pick: (s: Awaited<ReturnType<KafkaRelay['status']>>) => number) => async () => {
+    const status = await relay.status();
+    return [{ labels: { relay: status.name }, value: pick(status) }];
+  };
+  metrics.gauge(
+    'tidemark_relay_position',
+    'Last global log position published to Kafka (committed).',
+    gauge((s) => s.position),
+  );
+  metrics.gauge(
+    'tidemark_relay_backlog_events',
+    'Positions between the store head and what the relay has published.',
+    gauge((s) => s.backlog),
+  );
+  metrics.gauge(
+    'tidemark_relay_up',
+    '1 while the relay runs, 0 when retrying, stopped or fenced.',
+    gauge((s) => (s.state === 'running' ? 1 : 0)),
+  );
+}
+
+function registerPartitionMetrics(
+  metrics: MetricsRegistry,
+  runners: readonly KafkaProjectionRunner[],
+): void {
+  metrics.gauge(
+    'tidemark_projection_partition_lag_events',
+    'Offsets between the stored position and the end of each Kafka partition.',
+    async () =>
+      (await Promise.all(runners.map((r) => r.status()))).flatMap((s) =>
+        s.partitions.map((p) => ({
+          labels: { projection: s.name, topic: p.topic, partition: p.partition },
+          value: p.lag,
+        })),
+      ),
   );
 }

@@ -3,10 +3,15 @@
  *
  * Environment (read here and nowhere else): PORT (3000), DATABASE_URL (./data/tidemark.db),
  * KAFKA_BROKERS (unset: embedded, no Kafka), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000).
+ * Kafka mode also reads the connection variables of docs/kafka-clusters.md (KAFKA_SSL,
+ * KAFKA_SASL_*, ...) and KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6),
+ * KAFKA_REPLICATION_FACTOR (the broker's), KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX
+ * (tidemark-orders), KAFKA_GROUP_INSTANCE_ID (unset: dynamic membership).
  */
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { ALL_ROLES, createOrdersService, type Role } from './app.ts';
+import { kafkaConnectionFromEnv } from 'tidemark/kafka';
+import { ALL_ROLES, createOrdersService, type OrdersKafkaOptions, type Role } from './app.ts';
 
 const { values } = parseArgs({
   options: {
@@ -23,6 +28,9 @@ if (values.help) {
 
 Environment: PORT (3000), DATABASE_URL (./data/tidemark.db; or postgres://...),
 KAFKA_BROKERS (unset: embedded mode), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000)
+Kafka mode: KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6), KAFKA_REPLICATION_FACTOR,
+KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX (tidemark-orders), KAFKA_GROUP_INSTANCE_ID,
+and KAFKA_SSL / KAFKA_SASL_* (docs/kafka-clusters.md)
 `);
   process.exit(0);
 }
@@ -46,11 +54,40 @@ const consistencyTimeoutMs = process.env.CONSISTENCY_TIMEOUT_MS
   ? Number(process.env.CONSISTENCY_TIMEOUT_MS)
   : undefined;
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
-if (process.env.KAFKA_BROKERS) {
-  logger.warn(
-    { brokers: process.env.KAFKA_BROKERS },
-    'KAFKA_BROKERS is set, but Kafka mode is not built yet: running embedded',
-  );
+
+function kafkaFromEnv(env: NodeJS.ProcessEnv): OrdersKafkaOptions | undefined {
+  const connection = kafkaConnectionFromEnv(env);
+  if (!connection) return undefined;
+  const text = (name: string) => env[name] || undefined;
+  const count = (name: string): number | undefined => {
+    const value = text(name);
+    if (value === undefined) return undefined;
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer`);
+    return n;
+  };
+  const options: OrdersKafkaOptions = { connection };
+  const topic = text('KAFKA_TOPIC');
+  const partitions = count('KAFKA_PARTITIONS');
+  const replicationFactor = count('KAFKA_REPLICATION_FACTOR');
+  const relayName = text('KAFKA_RELAY_NAME');
+  const groupPrefix = text('KAFKA_GROUP_PREFIX');
+  const instanceId = text('KAFKA_GROUP_INSTANCE_ID');
+  if (topic) options.topic = topic;
+  if (partitions) options.partitions = partitions;
+  if (replicationFactor) options.replicationFactor = replicationFactor;
+  if (relayName) options.relayName = relayName;
+  if (groupPrefix) options.groupPrefix = groupPrefix;
+  if (instanceId) options.instanceId = instanceId;
+  return options;
+}
+
+let kafka: OrdersKafkaOptions | undefined;
+try {
+  kafka = kafkaFromEnv(process.env);
+} catch (error) {
+  process.stderr.write(`invalid Kafka settings: ${(error as Error).message}\n`);
+  process.exit(2);
 }
 
 const service = await createOrdersService({
@@ -58,20 +95,24 @@ const service = await createOrdersService({
   roles,
   logger,
   ...(consistencyTimeoutMs !== undefined ? { consistencyTimeoutMs } : {}),
+  ...(kafka ? { kafka } : {}),
 });
 await service.start();
 const address = await service.app.listen({ port, host: process.env.HOST ?? '127.0.0.1' });
-logger.info({ address, roles, database: databaseUrl }, 'Tidemark Orders is listening');
+logger.info(
+  { address, roles, database: databaseUrl, kafka: kafka ? kafka.connection.brokers : undefined },
+  'Tidemark Orders is listening',
+);
 
 let stopping = false;
-async function shutdown(signal: string) {
+async function shutdown(signal: string, code = 0) {
   if (stopping) return;
   stopping = true;
   logger.info({ signal }, 'shutting down: finishing requests and batches');
   try {
     await service.stop();
     logger.info('stopped cleanly');
-    process.exit(0);
+    process.exit(code);
   } catch (error) {
     logger.error({ err: error }, 'shutdown failed');
     process.exit(1);
@@ -79,3 +120,5 @@ async function shutdown(signal: string) {
 }
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
+// A relay that another instance fenced must not linger: stop, and let the supervisor decide.
+service.relay?.done.catch(() => void shutdown('relay fenced', 1));

@@ -1,0 +1,341 @@
+/**
+ * Kafka: the relay and the Kafka-fed projector, each next to a baseline doing the same work
+ * without Tidemark's logic, in the same run on the same broker.
+ *
+ * - `kafka relay`: Orders events from the store to a topic. `tidemark relay` reads the store's
+ *   global log, encodes each event (CloudEvents headers) and publishes it in transactions of 500
+ *   events with its progress record. The baselines send the very same records, encoded
+ *   beforehand, with the port's producer: in transactions of 500 (`raw producer, transactional`)
+ *   and without transactions (`raw producer, idempotent`). p50/p99: per transaction (or send).
+ * - `kafka projector`: the order-details projection fed from that topic by a
+ *   KafkaProjectionRunner (offsets and stream versions in the read-model transaction), into
+ *   PostgreSQL and into SQLite, next to the store-fed ProjectionRunner applying the same events
+ *   to the same kind of database. Time from start to caught up; p50/p99 not measured (0).
+ *
+ * Needs Kafka (TIDEMARK_BENCH_KAFKA_BROKERS or KAFKA_BROKERS) and uses PostgreSQL when
+ * TIDEMARK_BENCH_DATABASE_URL or DATABASE_URL is a postgres:// URL (else SQLite only).
+ */
+import { join } from 'node:path';
+import { ProjectionRunner, type EventStore, type Logger, type ProjectionSink } from 'tidemark';
+import {
+  EventTopics,
+  KafkaAdmin,
+  KafkaProducer,
+  KafkaProjectionRunner,
+  KafkaRelay,
+  encodeEvent,
+  kafkaConnectionFromEnv,
+  type KafkaConnection,
+  type ProducerRecord,
+} from 'tidemark/kafka';
+import { PostgresEventStore, PostgresProjectionSink } from 'tidemark/postgres';
+import { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } from 'tidemark/sqlite';
+import { orderDetails } from '../../examples/orders/src/projections.ts';
+import { currentPeakRssMb, percentile, resetPeakRss, type Result } from '../lib.ts';
+import type { BenchContext } from '../run.ts';
+
+const BATCH = 500;
+const PARTITIONS = 6;
+
+function connection(): KafkaConnection | undefined {
+  const brokers = process.env.TIDEMARK_BENCH_KAFKA_BROKERS ?? process.env.KAFKA_BROKERS;
+  if (!brokers) return undefined;
+  return kafkaConnectionFromEnv({ ...process.env, KAFKA_BROKERS: brokers });
+}
+
+function postgresUrl(): string | undefined {
+  const url = process.env.TIDEMARK_BENCH_DATABASE_URL ?? process.env.DATABASE_URL;
+  return url && /^postgres(ql)?:\/\//.test(url) ? url : undefined;
+}
+
+/** Orders as the service writes them: created with a line, two items added, confirmed. */
+async function fill(store: EventStore, total: number): Promise<void> {
+  const at = new Date().toISOString();
+  const perOrder = 4;
+  const orders = Math.ceil(total / perOrder);
+  const writers = 8;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: writers }, async () => {
+      while (next < orders) {
+        const i = next++;
+        const stream = `order-${i}`;
+        const line = { sku: `SKU-${i % 97}`, quantity: 1 + (i % 5), unitPriceCents: 1299 };
+        await store.appendToStream(stream, [
+          {
+            type: 'OrderCreated',
+            data: { orderId: String(i), customerId: `c-${i % 300}`, lines: [line], at },
+            metadata: { correlationId: crypto.randomUUID() },
+          },
+        ]);
+        await store.appendToStream(stream, [
+          { type: 'ItemAdded', data: { ...line, sku: `SKU-X${i % 13}`, at } },
+          { type: 'ItemAdded', data: { ...line, sku: `SKU-Y${i % 7}`, at } },
+        ]);
+        await store.appendToStream(stream, [{ type: 'OrderConfirmed', data: { at } }]);
+      }
+    }),
+  );
+}
+
+function result(
+  scenario: string,
+  impl: string,
+  events: number,
+  ms: number,
+  latencies: number[],
+  unit: string,
+): Result {
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const round = (n: number) => Math.round(n * 1000) / 1000;
+  return {
+    scenario,
+    impl,
+    opsPerSec: Math.round((events / (ms / 1000)) * 10) / 10,
+    p50Ms: round(percentile(sorted, 50)),
+    p99Ms: round(percentile(sorted, 99)),
+    peakRssMb: currentPeakRssMb(),
+    unit,
+  };
+}
+
+/** Publishes the store with a relay; per-transaction times from its debug log. */
+async function runRelay(
+  kafka: KafkaConnection,
+  store: EventStore,
+  topic: string,
+  progressTopic: string,
+): Promise<{ ms: number; latencies: number[] }> {
+  const latencies: number[] = [];
+  let last = 0;
+  const logger: Logger = {
+    info() {},
+    warn() {},
+    error() {},
+    debug(_obj, msg) {
+      if (msg !== 'relay transaction committed') return;
+      const now = performance.now();
+      latencies.push(now - last);
+      last = now;
+    },
+  };
+  const relay = new KafkaRelay({
+    connection: kafka,
+    store,
+    topics: new EventTopics({ categories: { order: topic }, settings: { partitions: PARTITIONS } }),
+    source: 'tidemark://bench',
+    name: `bench-${process.pid}-${topic}`,
+    progressTopic,
+    batchSize: BATCH,
+    logger,
+  });
+  await relay.start(); // topics created, producer initialised: not part of the measure
+  const head = await store.headPosition();
+  resetPeakRss();
+  const started = performance.now();
+  last = started;
+  await relay.whenPublished(head);
+  const ms = performance.now() - started;
+  await relay.stop();
+  return { ms, latencies };
+}
+
+async function rawProducer(
+  kafka: KafkaConnection,
+  records: ProducerRecord[],
+  transactional: boolean,
+): Promise<{ ms: number; latencies: number[]; count: number }> {
+  const producer = new KafkaProducer(
+    kafka,
+    transactional ? { transactionalId: `bench-raw-${process.pid}-${Date.now()}` } : {},
+  );
+  if (transactional) await producer.initTransactions();
+  // Warm the connection and metadata with an empty round trip on the topic.
+  if (!transactional) await producer.send(records.slice(0, 1));
+  const latencies: number[] = [];
+  resetPeakRss();
+  const started = performance.now();
+  for (let i = transactional ? 0 : 1; i < records.length; i += BATCH) {
+    const chunk = records.slice(i, i + BATCH);
+    const t = performance.now();
+    if (transactional) await producer.transact((tx) => tx.send(chunk));
+    else await producer.send(chunk);
+    latencies.push(performance.now() - t);
+  }
+  const ms = performance.now() - started;
+  await producer.close();
+  return { ms, latencies, count: records.length - (transactional ? 0 : 1) };
+}
+
+async function timeCatchUp(run: {
+  start(): Promise<void>;
+  whenCaughtUp(timeoutMs?: number): Promise<boolean>;
+  stop(): Promise<void>;
+}): Promise<number> {
+  resetPeakRss();
+  const started = performance.now();
+  await run.start();
+  if (!(await run.whenCaughtUp(600_000))) throw new Error('did not catch up');
+  const ms = performance.now() - started;
+  await run.stop();
+  return ms;
+}
+
+export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
+  const kafka = connection();
+  if (!kafka) {
+    process.stderr.write(
+      'kafka: skipped, no broker: set TIDEMARK_BENCH_KAFKA_BROKERS (or KAFKA_BROKERS); ' +
+        '`npm run services:up` prints one\n',
+    );
+    return [];
+  }
+  const url = postgresUrl();
+  const total = ctx.quick ? 10_000 : 40_000;
+  const suffix = `${process.pid}-${Date.now()}`;
+  const topics = {
+    relay: `tm-bench-relay-${suffix}`,
+    txn: `tm-bench-raw-txn-${suffix}`,
+    idem: `tm-bench-raw-idem-${suffix}`,
+    progress: `tm-bench-progress-${suffix}`,
+  };
+  const admin = new KafkaAdmin(kafka);
+  const results: Result[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    for (const name of [topics.txn, topics.idem]) {
+      await admin.createTopic({ name, partitions: PARTITIONS, configs: { 'retention.ms': '-1' } });
+    }
+    let store: EventStore;
+    let storeKind: string;
+    if (url) {
+      const schema = `tm_bench_kafka_${process.pid}`;
+      const pgStore = await PostgresEventStore.connect({ connectionString: url, schema });
+      store = pgStore;
+      storeKind = 'PostgreSQL';
+      cleanups.push(async () => {
+        await pgStore.close();
+        const sink = await PostgresProjectionSink.connect({ connectionString: url });
+        await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+        await sink.close();
+      });
+    } else {
+      const database = new SqliteDatabase(join(ctx.dir, 'kafka-store.db'));
+      store = new SqliteEventStore(database);
+      storeKind = 'SQLite';
+      cleanups.push(async () => database.close());
+    }
+    process.stderr.write(`kafka: writing ${total} Orders events to ${storeKind}…\n`);
+    await fill(store, total);
+    const events = await store.readAll({ maxCount: total + 10 });
+
+    const scenario = `kafka relay, ${storeKind} → topic (${PARTITIONS} partitions)`;
+    const unit = `events/s, transactions of ${BATCH}`;
+    const relay = await runRelay(kafka, store, topics.relay, topics.progress);
+    results.push(
+      result(
+        scenario,
+        'tidemark',
+        events.length,
+        relay.ms,
+        relay.latencies,
+        `${unit}, read from the store, exactly once`,
+      ),
+    );
+    const encode = (topic: string) =>
+      events.map((event) => encodeEvent(event, { topic, source: 'tidemark://bench' }));
+    const txn = await rawProducer(kafka, encode(topics.txn), true);
+    results.push(
+      result(
+        scenario,
+        'raw producer, transactional',
+        txn.count,
+        txn.ms,
+        txn.latencies,
+        `${unit}, pre-encoded`,
+      ),
+    );
+    const idem = await rawProducer(kafka, encode(topics.idem), false);
+    results.push(
+      result(
+        scenario,
+        'raw producer, idempotent',
+        idem.count,
+        idem.ms,
+        idem.latencies,
+        `events/s, sends of ${BATCH}, no transaction, pre-encoded`,
+      ),
+    );
+
+    // Projector: the order-details projection from the relay's topic.
+    const sinks: {
+      kind: string;
+      open(label: string): Promise<ProjectionSink & { close?(): unknown }>;
+    }[] = [];
+    if (url) {
+      sinks.push({
+        kind: 'PostgreSQL',
+        async open(label) {
+          const schema = `tm_bench_rm_${process.pid}_${label}`;
+          const sink = await PostgresProjectionSink.connect({ connectionString: url, schema });
+          cleanups.push(async () => {
+            await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+            await sink.close();
+          });
+          return sink;
+        },
+      });
+    }
+    sinks.push({
+      kind: 'SQLite',
+      async open(label) {
+        const database = new SqliteDatabase(join(ctx.dir, `read-models-${label}.db`));
+        cleanups.push(async () => database.close());
+        return new SqliteProjectionSink(database);
+      },
+    });
+    for (const { kind, open } of sinks) {
+      const projectorScenario = `kafka projector, topic → ${kind} (order-details)`;
+      const kafkaSink = await open('kafka');
+      const ms = await timeCatchUp(
+        new KafkaProjectionRunner({
+          projection: orderDetails,
+          sink: kafkaSink,
+          connection: kafka,
+          topics: [topics.relay],
+          groupId: `tm-bench-${suffix}-${kind}`,
+          maxWaitMs: 100,
+        }),
+      );
+      results.push(
+        result(
+          projectorScenario,
+          'tidemark',
+          events.length,
+          ms,
+          [],
+          'events/s, catch-up from the earliest offset',
+        ),
+      );
+      const storeSink = await open('store');
+      const storeMs = await timeCatchUp(
+        new ProjectionRunner({ projection: orderDetails, store, sink: storeSink }),
+      );
+      results.push(
+        result(
+          projectorScenario,
+          'store-fed ProjectionRunner',
+          events.length,
+          storeMs,
+          [],
+          `events/s, catch-up from the ${storeKind} store's log (no Kafka)`,
+        ),
+      );
+    }
+  } finally {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+    for (const name of Object.values(topics)) await admin.deleteTopic(name, { ifExists: true });
+    await admin.close();
+  }
+  return results;
+}
