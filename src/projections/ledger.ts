@@ -229,6 +229,15 @@ export const ledger = {
     version: number,
     position: number,
   ): Promise<boolean> {
+    if (sql.dialect === 'sqlite') {
+      // A SQLite write transaction already excludes every other writer: a read is enough.
+      const rows = await sql.query(
+        `SELECT 1 AS ok FROM tm_projections
+         WHERE name = $1 AND version = $2 AND position = $3 AND state <> 'retired'`,
+        [name, version, position],
+      );
+      return rows.length === 1;
+    }
     const { rowCount } = await sql.execute(
       `UPDATE tm_projections SET updated_at = $4
        WHERE name = $1 AND version = $2 AND position = $3 AND state <> 'retired'`,

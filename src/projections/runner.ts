@@ -223,10 +223,10 @@ export class ProjectionRunner {
         this.#rate = seconds > 0 ? events.length / seconds : 0;
         transientDelay = 100;
         this.#settleWaiters();
-        if (events.length < this.#batchSize) this.#head = await this.#store.headPosition();
         // An embedded store answers without I/O, so a catch-up would otherwise run as one long
-        // chain of microtasks: yield between batches so requests and timers get their turn.
-        else await new Promise((resolve) => setImmediate(resolve));
+        // chain of microtasks: yield between full batches so requests and timers get their turn.
+        if (events.length === this.#batchSize)
+          await new Promise((resolve) => setImmediate(resolve));
       } catch (error) {
         if (signal.aborted) break;
         if (error instanceof ProgressMovedError) {

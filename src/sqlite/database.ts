@@ -48,6 +48,9 @@ export class SqliteDatabase {
   #closed = false;
   readonly #afterCommit = new Set<() => void>();
   readonly #synchronous: SqliteSynchronous;
+  /** Prepared once: `pragma()` would prepare a statement per call, twice per transaction. */
+  readonly #relaxSync: Database.Statement;
+  readonly #restoreSync: Database.Statement;
 
   constructor(path: string, options: SqliteDatabaseOptions = {}) {
     if (typeof path !== 'string' || path === '') {
@@ -67,6 +70,8 @@ export class SqliteDatabase {
     if (path !== ':memory:') this.writer.pragma('journal_mode = WAL');
     this.writer.pragma(`synchronous = ${synchronous}`);
     this.#synchronous = synchronous;
+    this.#relaxSync = this.writer.prepare('PRAGMA synchronous = NORMAL');
+    this.#restoreSync = this.writer.prepare(`PRAGMA synchronous = ${synchronous}`);
     this.writer.pragma('foreign_keys = ON');
     this.writer.exec(`CREATE TABLE IF NOT EXISTS tm_migrations (
       component TEXT NOT NULL,
@@ -201,7 +206,7 @@ export class SqliteDatabase {
     const relax =
       options.relaxed === true && (this.#synchronous === 'FULL' || this.#synchronous === 'EXTRA');
     try {
-      if (relax) this.writer.pragma('synchronous = NORMAL');
+      if (relax) this.#relaxSync.run();
       this.writer.exec('BEGIN IMMEDIATE');
       try {
         const result = await work(this.writer);
@@ -213,7 +218,7 @@ export class SqliteDatabase {
         throw error;
       }
     } finally {
-      if (relax) this.writer.pragma(`synchronous = ${this.#synchronous}`);
+      if (relax) this.#restoreSync.run();
       this.#locked = undefined;
       release();
       if (this.#queue.length > 0) this.#schedule();
