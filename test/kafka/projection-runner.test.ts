@@ -307,6 +307,69 @@ describe('kafka: projection runner', () => {
   );
 
   it(
+    'builds a new version from the earliest offset beside the active one, then switches over',
+    TEST,
+    async () => {
+      const streams = Array.from({ length: 5 }, (_, i) => `order-${i}`);
+      const { store, topic, progressTopic, name } = await published(streams, 8, 2);
+      const { sink, close } = openSink();
+      const v1 = runner({
+        sink,
+        topics: [topic],
+        groupId: undefined,
+        groupPrefix: uniqueName('bg'),
+      });
+      const v2 = runner({
+        sink,
+        topics: [topic],
+        groupId: undefined,
+        groupPrefix: uniqueName('bg'),
+        projection: trackingProjection({ version: 2 }),
+        dropGraceMs: 50,
+      });
+      const until = async (what: string, check: () => Promise<boolean> | boolean) => {
+        const deadline = Date.now() + 30_000;
+        while (!(await check())) {
+          assert.ok(Date.now() < deadline, what);
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      };
+      try {
+        await v1.start();
+        assert.equal(await v1.whenCaughtUp(30_000), true);
+        await v2.start();
+        assert.equal(v2.state, 'building');
+        assert.notEqual(v2.groupId, v1.groupId, 'a version reads in a group of its own');
+        assert.equal(await v2.whenCaughtUp(30_000), true, 'caught up and switched over');
+        assert.equal(v2.state, 'active');
+        assert.deepEqual(
+          await trackedRows(sink, v2.version),
+          expectedRows(await store.readAll({ maxCount: 1000 })),
+        );
+        // The old version notices at its next transaction and stops; its tables go.
+        await appendCounted(store, streams, 1);
+        await publishAll(kafkaConnection(), store, topic, { progressTopic, name });
+        await until('v1 stops', () => v1.state === 'retired');
+        assert.equal(await v2.whenCaughtUp(30_000), true);
+        await until('v1 tables dropped', async () => {
+          const rows = await sink.query<{ name: string }>(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'streams_v1'",
+          );
+          return rows.length === 0;
+        });
+        assert.deepEqual(
+          await trackedRows(sink, v2.version),
+          expectedRows(await store.readAll({ maxCount: 1000 })),
+        );
+      } finally {
+        await v1.stop();
+        await v2.stop();
+        close();
+      }
+    },
+  );
+
+  it(
     'two members share the partitions; when one leaves, the other takes over without double effects',
     TEST,
     async () => {
