@@ -35,54 +35,60 @@ interface Meta {
 const escapeXml = (s: string) =>
   s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 
-/** A horizontal bar per (scenario, baseline): log2 of Tidemark's ratio, from the 1x line. */
+/**
+ * A horizontal bar per (scenario, baseline): Tidemark's ratio on a log2 scale, from the 1x line;
+ * each scenario's name on a line of its own above its bars.
+ */
 export function ratioChart(results: readonly Result[], title: string): string {
-  const rows = ratioRows(results).flatMap((row) =>
-    row.ratios.map((r) => ({ label: row.scenario, impl: r.impl, ratio: r.ratio })),
-  );
-  const width = 980;
-  const left = 430;
+  const groups = ratioRows(results);
+  const lines: ({ kind: 'title'; text: string } | { kind: 'bar'; impl: string; ratio: number })[] =
+    groups.flatMap((g) => [
+      { kind: 'title' as const, text: g.scenario },
+      ...g.ratios.map((r) => ({ kind: 'bar' as const, impl: r.impl, ratio: r.ratio })),
+    ]);
+  const width = 900;
+  const left = 250;
   const right = 70;
-  const top = 56;
-  const rowHeight = 20;
-  const height = top + rows.length * rowHeight + 40;
-  const ratios = rows.map((r) => r.ratio);
-  const lo = Math.min(0.25, ...ratios);
-  const hi = Math.max(4, ...ratios);
-  const minExp = Math.floor(Math.log2(lo));
-  const maxExp = Math.ceil(Math.log2(hi));
+  const top = 60;
+  const rowHeight = 19;
+  const height = top + lines.length * rowHeight + 40;
+  const ratios = groups.flatMap((g) => g.ratios.map((r) => r.ratio));
+  const minExp = Math.floor(Math.log2(Math.min(0.25, ...ratios)));
+  const maxExp = Math.ceil(Math.log2(Math.max(4, ...ratios)));
   const x = (ratio: number) =>
     left + ((Math.log2(ratio) - minExp) / (maxExp - minExp)) * (width - left - right);
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12">`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
     `<text x="12" y="22" font-size="15" font-weight="600">${escapeXml(title)}</text>`,
-    `<text x="12" y="40" fill="#555">Tidemark's throughput as a multiple of each baseline's, same scenario, same run (log scale; right of 1x: Tidemark faster)</text>`,
+    `<text x="12" y="40" fill="#555">Tidemark's throughput as a multiple of each baseline's, same scenario, same run. Log scale; right of 1x: Tidemark is faster.</text>`,
   ];
+  const bottom = height - 30;
   for (let e = minExp; e <= maxExp; e++) {
     const ratio = 2 ** e;
     const px = x(ratio).toFixed(1);
     parts.push(
-      `<line x1="${px}" y1="${top - 6}" x2="${px}" y2="${height - 30}" stroke="${e === 0 ? '#333' : '#ddd'}" stroke-width="${e === 0 ? 1.5 : 1}"/>`,
-      `<text x="${px}" y="${height - 14}" text-anchor="middle" fill="#555">${ratio >= 1 ? ratio : `1/${1 / ratio}`}x</text>`,
+      `<line x1="${px}" y1="${top - 6}" x2="${px}" y2="${bottom}" stroke="${e === 0 ? '#333' : '#e2e2e2'}" stroke-width="${e === 0 ? 1.5 : 1}"/>`,
+      `<text x="${px}" y="${bottom + 16}" text-anchor="middle" fill="#555">${ratio >= 1 ? ratio : `1/${1 / ratio}`}x</text>`,
     );
   }
-  rows.forEach((row, i) => {
+  lines.forEach((line, i) => {
     const y = top + i * rowHeight;
+    if (line.kind === 'title') {
+      parts.push(`<text x="12" y="${y + 14}" font-weight="600">${escapeXml(line.text)}</text>`);
+      return;
+    }
     const x0 = x(1);
-    const x1 = x(row.ratio);
-    const color = row.impl.startsWith('emmett')
+    const x1 = x(line.ratio);
+    const color = line.impl.startsWith('emmett')
       ? '#6a51a3'
-      : row.ratio >= 1
+      : line.ratio >= 1
         ? '#2b8a3e'
         : '#e8590c';
-    const previous = rows[i - 1];
-    const label = previous?.label === row.label ? '' : row.label;
     parts.push(
-      `<text x="${left - 150}" y="${y + 14}" text-anchor="end">${escapeXml(label)}</text>`,
-      `<text x="${left - 8}" y="${y + 14}" text-anchor="end" fill="#555">vs ${escapeXml(row.impl)}</text>`,
+      `<text x="${left - 8}" y="${y + 14}" text-anchor="end" fill="#444">vs ${escapeXml(line.impl)}</text>`,
       `<rect x="${Math.min(x0, x1).toFixed(1)}" y="${y + 4}" width="${Math.max(1, Math.abs(x1 - x0)).toFixed(1)}" height="${rowHeight - 7}" fill="${color}" opacity="0.85"/>`,
-      `<text x="${(Math.max(x0, x1) + 4).toFixed(1)}" y="${y + 14}">${row.ratio.toFixed(2)}x</text>`,
+      `<text x="${(Math.max(x0, x1) + 4).toFixed(1)}" y="${y + 14}">${line.ratio.toFixed(2)}x</text>`,
     );
   });
   parts.push('</svg>');
