@@ -12,8 +12,9 @@
  *   PostgreSQL and into SQLite, next to the store-fed ProjectionRunner applying the same events
  *   to the same kind of database. Time from start to caught up; p50/p99 not measured (0).
  *
- * Needs Kafka (TIDEMARK_BENCH_KAFKA_BROKERS or KAFKA_BROKERS) and uses PostgreSQL when
- * TIDEMARK_BENCH_DATABASE_URL or DATABASE_URL is a postgres:// URL (else SQLite only).
+ * Implementations take turns over `--rounds` (median kept), each run on a topic and a database
+ * of its own. Needs Kafka (TIDEMARK_BENCH_KAFKA_BROKERS or KAFKA_BROKERS) and uses PostgreSQL
+ * when TIDEMARK_BENCH_DATABASE_URL or DATABASE_URL is a postgres:// URL (else SQLite only).
  */
 import { join } from 'node:path';
 import { ProjectionRunner, type EventStore, type Logger, type ProjectionSink } from 'tidemark';
@@ -31,7 +32,15 @@ import {
 import { PostgresEventStore, PostgresProjectionSink } from 'tidemark/postgres';
 import { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } from 'tidemark/sqlite';
 import { orderDetails } from '../../examples/orders/src/projections.ts';
-import { currentPeakRssMb, percentile, resetPeakRss, type Result } from '../lib.ts';
+import {
+  Skip,
+  alternate,
+  currentPeakRssMb,
+  percentile,
+  progress,
+  resetPeakRss,
+  type Result,
+} from '../lib.ts';
 import type { BenchContext } from '../run.ts';
 
 const BATCH = 500;
@@ -184,40 +193,44 @@ async function timeCatchUp(run: {
 export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
   const kafka = connection();
   if (!kafka) {
-    process.stderr.write(
-      'kafka: skipped, no broker: set TIDEMARK_BENCH_KAFKA_BROKERS (or KAFKA_BROKERS); ' +
-        '`npm run services:up` prints one\n',
+    throw new Skip(
+      'no broker: set TIDEMARK_BENCH_KAFKA_BROKERS (or KAFKA_BROKERS); `npm run services:up` prints one',
     );
-    return [];
   }
   const url = postgresUrl();
-  const total = ctx.quick ? 10_000 : 40_000;
+  const total = ctx.quick ? 10_000 : 20_000;
   const suffix = `${process.pid}-${Date.now()}`;
-  const topics = {
-    relay: `tm-bench-relay-${suffix}`,
-    txn: `tm-bench-raw-txn-${suffix}`,
-    idem: `tm-bench-raw-idem-${suffix}`,
-    progress: `tm-bench-progress-${suffix}`,
+  let runs = 0;
+  const topicsMade: string[] = [];
+  const newTopic = (label: string) => {
+    const name = `tm-bench-${label}-${suffix}-${++runs}`;
+    topicsMade.push(name);
+    return name;
   };
+  const progressTopic = newTopic('progress');
   const admin = new KafkaAdmin(kafka);
   const results: Result[] = [];
   const cleanups: (() => Promise<void>)[] = [];
   try {
-    for (const name of [topics.txn, topics.idem]) {
-      await admin.createTopic({ name, partitions: PARTITIONS, configs: { 'retention.ms': '-1' } });
-    }
     let store: EventStore;
     let storeKind: string;
     if (url) {
       const schema = `tm_bench_kafka_${process.pid}`;
       const pgStore = await PostgresEventStore.connect({ connectionString: url, schema });
+      // One listener for the whole scenario: the store's LISTEN connection leaks when the last
+      // onAppended listener leaves and another comes (each run's relay and runner subscribe).
+      const keepListening = pgStore.onAppended(() => {});
       store = pgStore;
       storeKind = 'PostgreSQL';
       cleanups.push(async () => {
+        keepListening();
         await pgStore.close();
         const sink = await PostgresProjectionSink.connect({ connectionString: url });
-        await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-        await sink.close();
+        try {
+          await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+        } finally {
+          await sink.close();
+        }
       });
     } else {
       const database = new SqliteDatabase(join(ctx.dir, 'kafka-store.db'));
@@ -225,62 +238,86 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
       storeKind = 'SQLite';
       cleanups.push(async () => database.close());
     }
-    process.stderr.write(`kafka: writing ${total} Orders events to ${storeKind}…\n`);
+    progress(`kafka: writing ${total} Orders events to ${storeKind}`);
     await fill(store, total);
     const events = await store.readAll({ maxCount: total + 10 });
-
-    const scenario = `kafka relay, ${storeKind} → topic (${PARTITIONS} partitions)`;
-    const unit = `events/s, transactions of ${BATCH}`;
-    const relay = await runRelay(kafka, store, topics.relay, topics.progress);
-    results.push(
-      result(
-        scenario,
-        'tidemark',
-        events.length,
-        relay.ms,
-        relay.latencies,
-        `${unit}, read from the store, exactly once`,
-      ),
-    );
     const encode = (topic: string) =>
       events.map((event) => encodeEvent(event, { topic, source: 'tidemark://bench' }));
-    const txn = await rawProducer(kafka, encode(topics.txn), true);
-    results.push(
-      result(
-        scenario,
-        'raw producer, transactional',
-        txn.count,
-        txn.ms,
-        txn.latencies,
-        `${unit}, pre-encoded`,
-      ),
-    );
-    const idem = await rawProducer(kafka, encode(topics.idem), false);
-    results.push(
-      result(
-        scenario,
-        'raw producer, idempotent',
-        idem.count,
-        idem.ms,
-        idem.latencies,
-        `events/s, sends of ${BATCH}, no transaction, pre-encoded`,
-      ),
-    );
 
-    // Projector: the order-details projection from the relay's topic.
-    const sinks: {
-      kind: string;
-      open(label: string): Promise<ProjectionSink & { close?(): unknown }>;
-    }[] = [];
+    // The relay and the same records from a bare producer, alternating over rounds.
+    const scenario = `kafka relay, ${storeKind} → topic (${PARTITIONS} partitions)`;
+    const unit = `events/s, transactions of ${BATCH}`;
+    let sourceTopic: string | undefined;
+    const rawTopic = async (label: string) => {
+      const name = newTopic(label);
+      await admin.createTopic({ name, partitions: PARTITIONS, configs: { 'retention.ms': '-1' } });
+      return name;
+    };
+    results.push(
+      ...(await alternate(scenario, ctx.rounds, [
+        {
+          impl: 'tidemark',
+          run: async () => {
+            const topic = newTopic('relay');
+            sourceTopic ??= topic;
+            const run = await runRelay(kafka, store, topic, progressTopic);
+            return result(
+              scenario,
+              'tidemark',
+              events.length,
+              run.ms,
+              run.latencies,
+              `${unit}, read from the store, exactly once`,
+            );
+          },
+        },
+        {
+          impl: 'raw producer, transactional',
+          run: async () => {
+            const run = await rawProducer(kafka, encode(await rawTopic('raw-txn')), true);
+            return result(
+              scenario,
+              'raw producer, transactional',
+              run.count,
+              run.ms,
+              run.latencies,
+              `${unit}, pre-encoded`,
+            );
+          },
+        },
+        {
+          impl: 'raw producer, idempotent',
+          run: async () => {
+            const run = await rawProducer(kafka, encode(await rawTopic('raw-idem')), false);
+            return result(
+              scenario,
+              'raw producer, idempotent',
+              run.count,
+              run.ms,
+              run.latencies,
+              `events/s, sends of ${BATCH}, no transaction, pre-encoded`,
+            );
+          },
+        },
+      ])),
+    );
+    if (!sourceTopic) return results; // the relay failed: nothing to project from
+
+    // The order-details projection, from that topic and from the store, into a fresh database
+    // each run.
+    const sinks: { kind: string; open(): Promise<ProjectionSink> }[] = [];
     if (url) {
       sinks.push({
         kind: 'PostgreSQL',
-        async open(label) {
-          const schema = `tm_bench_rm_${process.pid}_${label}`;
+        async open() {
+          const schema = `tm_bench_rm_${process.pid}_${++runs}`;
           const sink = await PostgresProjectionSink.connect({ connectionString: url, schema });
           cleanups.push(async () => {
-            await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-            await sink.close();
+            try {
+              await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+            } finally {
+              await sink.close();
+            }
           });
           return sink;
         },
@@ -288,53 +325,66 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
     }
     sinks.push({
       kind: 'SQLite',
-      async open(label) {
-        const database = new SqliteDatabase(join(ctx.dir, `read-models-${label}.db`));
+      async open() {
+        const database = new SqliteDatabase(join(ctx.dir, `read-models-${++runs}.db`));
         cleanups.push(async () => database.close());
         return new SqliteProjectionSink(database);
       },
     });
+    const topic = sourceTopic;
     for (const { kind, open } of sinks) {
       const projectorScenario = `kafka projector, topic → ${kind} (order-details)`;
-      const kafkaSink = await open('kafka');
-      const ms = await timeCatchUp(
-        new KafkaProjectionRunner({
-          projection: orderDetails,
-          sink: kafkaSink,
-          connection: kafka,
-          topics: [topics.relay],
-          groupId: `tm-bench-${suffix}-${kind}`,
-          maxWaitMs: 100,
-        }),
-      );
       results.push(
-        result(
-          projectorScenario,
-          'tidemark',
-          events.length,
-          ms,
-          [],
-          'events/s, catch-up from the earliest offset',
-        ),
-      );
-      const storeSink = await open('store');
-      const storeMs = await timeCatchUp(
-        new ProjectionRunner({ projection: orderDetails, store, sink: storeSink }),
-      );
-      results.push(
-        result(
-          projectorScenario,
-          'store-fed ProjectionRunner',
-          events.length,
-          storeMs,
-          [],
-          `events/s, catch-up from the ${storeKind} store's log (no Kafka)`,
-        ),
+        ...(await alternate(projectorScenario, ctx.rounds, [
+          {
+            impl: 'tidemark',
+            run: async () => {
+              const ms = await timeCatchUp(
+                new KafkaProjectionRunner({
+                  projection: orderDetails,
+                  sink: await open(),
+                  connection: kafka,
+                  topics: [topic],
+                  groupId: `tm-bench-${suffix}-${++runs}`,
+                  maxWaitMs: 100,
+                }),
+              );
+              return result(
+                projectorScenario,
+                'tidemark',
+                events.length,
+                ms,
+                [],
+                'events/s, catch-up from the earliest offset',
+              );
+            },
+          },
+          {
+            impl: 'store-fed ProjectionRunner',
+            run: async () => {
+              const ms = await timeCatchUp(
+                new ProjectionRunner({ projection: orderDetails, store, sink: await open() }),
+              );
+              return result(
+                projectorScenario,
+                'store-fed ProjectionRunner',
+                events.length,
+                ms,
+                [],
+                `events/s, catch-up from the ${storeKind} store's log (no Kafka)`,
+              );
+            },
+          },
+        ])),
       );
     }
   } finally {
-    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-    for (const name of Object.values(topics)) await admin.deleteTopic(name, { ifExists: true });
+    for (const cleanup of cleanups.reverse()) {
+      await cleanup().catch((error: unknown) =>
+        progress(`kafka: cleanup failed: ${String(error)}`),
+      );
+    }
+    for (const name of topicsMade) await admin.deleteTopic(name, { ifExists: true });
     await admin.close();
   }
   return results;
