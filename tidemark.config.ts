@@ -1,8 +1,8 @@
 /**
  * What the `tidemark` CLI needs to know of this repository's application (the Orders reference
- * service): its projections, for rebuilds and dead-letter retries.
+ * service): its projections, for rebuilds and dead-letter retries, and its Kafka relay's name.
  */
 import { defineConfig } from 'tidemark';
 import { orderProjections } from './examples/orders/src/projections.ts';
 
-export default defineConfig({ projections: orderProjections });
+export default defineConfig({ projections: orderProjections, relay: { name: 'orders' } });

@@ -8,6 +8,8 @@ import type { ProjectionDefinition, Upcasters } from './core/index.ts';
 export interface TidemarkConfig {
   projections?: readonly ProjectionDefinition[];
   upcasters?: Upcasters;
+  /** The Kafka relay, for `tidemark relay status`: its name (transactional id `tidemark-relay-<name>`). */
+  relay?: { name?: string; progressTopic?: string };
 }
 
 /** Types a config object. */

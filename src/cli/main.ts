@@ -59,6 +59,8 @@ Commands:
                                                        parked (dead-letter) events
   dlq retry <projection> <streamId>                    apply a stream's parked events, in order
   dlq skip <projection> <eventId>                      drop one parked event
+  relay status [--name NAME]                           what the Kafka relay has published, and
+                                                       its backlog (needs KAFKA_BROKERS)
   migrate                                              create or upgrade the schema
 
 Options:
@@ -438,6 +440,33 @@ const commands: Record<string, (ctx: Context) => Promise<number>> = {
       return EXIT.ok;
     }),
 
+  'relay status': async (ctx) => {
+    const { kafkaConnectionFromEnv, readRelayProgress } = await import('../kafka/index.ts');
+    const connection = kafkaConnectionFromEnv(process.env);
+    if (!connection) throw new CliError('relay status needs KAFKA_BROKERS', EXIT.usage);
+    const config = await loadConfig(ctx);
+    const name = (ctx.options.name as string | undefined) ?? config.relay?.name ?? 'default';
+    const transactionalId = `tidemark-relay-${name}`;
+    return withStorage(ctx, async ({ store }) => {
+      const head = await store.headPosition();
+      const position = await readRelayProgress(connection, {
+        transactionalId,
+        ...(config.relay?.progressTopic ? { progressTopic: config.relay.progressTopic } : {}),
+        timeoutMs: 15_000,
+      });
+      const status = {
+        name,
+        transactionalId,
+        published: position,
+        head,
+        backlog: Math.max(0, head - position),
+      };
+      if (ctx.json) printJson(status);
+      else print(table([status]));
+      return EXIT.ok;
+    });
+  },
+
   migrate: (ctx) =>
     withStorage(
       ctx,
@@ -491,6 +520,7 @@ export async function main(argv: string[]): Promise<number> {
         stream: { type: 'string' },
         yes: { type: 'boolean', default: false },
         'drop-after': { type: 'string' },
+        name: { type: 'string' },
       },
     });
   } catch (error) {

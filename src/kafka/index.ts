@@ -78,6 +78,7 @@ export {
 export {
   DEFAULT_PROGRESS_TOPIC,
   KafkaRelay,
+  readRelayProgress,
   type KafkaRelayOptions,
   type RelayState,
   type RelayStatus,

@@ -316,70 +316,12 @@ export class KafkaRelay {
    * record with our key is the answer, and compaction keeps it.
    */
   async #readProgress(): Promise<number> {
-    const reader = new KafkaReader(this.#connection, { isolation: 'read_committed' });
-    try {
-      const topic = this.progressTopic;
-      const partitions = [PROGRESS_PARTITION];
-      const high = (
-        await reader.offsets(topic, 'latest', { partitions, isolation: 'read_uncommitted' })
-      ).get(PROGRESS_PARTITION)!;
-      const deadline = Date.now() + this.#transactionTimeoutMs + 10_000;
-      let stable = -1n;
-      for (;;) {
-        stable = (await reader.offsets(topic, 'latest', { partitions })).get(PROGRESS_PARTITION)!;
-        if (stable >= high) break;
-        if (Date.now() > deadline || this.#abort.signal.aborted) {
-          throw new KafkaOperationError(
-            'readProgress',
-            `the last stable offset of ${topic}[${PROGRESS_PARTITION}] did not reach ${high}`,
-            undefined,
-            true,
-          );
-        }
-        await sleep(50, this.#abort.signal);
-      }
-      const earliest = (await reader.offsets(topic, 'earliest', { partitions })).get(
-        PROGRESS_PARTITION,
-      )!;
-      // Grow the window backwards until it holds a record of ours; the newest one wins.
-      let to = stable;
-      let window = 64n;
-      while (to > earliest) {
-        const from = to - window > earliest ? to - window : earliest;
-        const records = await reader.readRange(topic, PROGRESS_PARTITION, from, to);
-        for (let i = records.length - 1; i >= 0; i--) {
-          const record = records[i]!;
-          if (record.key?.toString('utf8') !== this.transactionalId) continue;
-          return this.#parseProgress(record.value, record.offset);
-        }
-        to = from;
-        window *= 4n;
-      }
-      return 0;
-    } finally {
-      await reader.close();
-    }
-  }
-
-  #parseProgress(value: Buffer | null, offset: bigint): number {
-    const location = { topic: this.progressTopic, partition: PROGRESS_PARTITION, offset };
-    let parsed: Partial<ProgressValue> | undefined;
-    try {
-      parsed = value === null ? undefined : (JSON.parse(value.toString('utf8')) as ProgressValue);
-    } catch (error) {
-      throw new KafkaWireFormatError('value', 'progress record is not JSON', location, {
-        cause: error,
-      });
-    }
-    const position = parsed?.position;
-    if (parsed?.v !== 1 || typeof position !== 'number' || !Number.isSafeInteger(position)) {
-      throw new KafkaWireFormatError(
-        'value',
-        'progress record is not {"v":1,"position":<integer>}',
-        location,
-      );
-    }
-    return position;
+    return readRelayProgress(this.#connection, {
+      transactionalId: this.transactionalId,
+      progressTopic: this.progressTopic,
+      timeoutMs: this.#transactionTimeoutMs + 10_000,
+      signal: this.#abort.signal,
+    });
   }
 
   async #run(): Promise<void> {
@@ -601,15 +543,101 @@ function recordSize(record: ProducerRecord): number {
   return size;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
+    if (signal?.aborted) return resolve();
     const timer = setTimeout(done, ms);
     function done() {
       clearTimeout(timer);
-      signal.removeEventListener('abort', done);
+      signal?.removeEventListener('abort', done);
       resolve();
     }
-    signal.addEventListener('abort', done, { once: true });
+    signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/**
+ * The position in the last committed progress record of a relay (0 when it has published
+ * nothing): what it has published, exactly. For `tidemark relay status` and monitoring; the
+ * relay itself reads it at every (re)start.
+ *
+ * Other relays may share the progress partition and have a transaction open, which holds the
+ * last stable offset back; so first wait until it passes the high watermark seen now (every
+ * transaction of ours started below it), then read backwards from it in growing windows: the
+ * newest record with our key is the answer, and compaction keeps it.
+ */
+export async function readRelayProgress(
+  connection: KafkaConnection,
+  options: {
+    transactionalId: string;
+    progressTopic?: string;
+    /** How long to wait for open transactions on the progress partition. Default 70 s. */
+    timeoutMs?: number;
+    signal?: AbortSignal;
+  },
+): Promise<number> {
+  const topic = options.progressTopic ?? DEFAULT_PROGRESS_TOPIC;
+  const reader = new KafkaReader(connection, { isolation: 'read_committed' });
+  try {
+    const partitions = [PROGRESS_PARTITION];
+    const high = (
+      await reader.offsets(topic, 'latest', { partitions, isolation: 'read_uncommitted' })
+    ).get(PROGRESS_PARTITION)!;
+    const deadline = Date.now() + (options.timeoutMs ?? 70_000);
+    let stable = -1n;
+    for (;;) {
+      stable = (await reader.offsets(topic, 'latest', { partitions })).get(PROGRESS_PARTITION)!;
+      if (stable >= high) break;
+      if (Date.now() > deadline || options.signal?.aborted) {
+        throw new KafkaOperationError(
+          'readProgress',
+          `the last stable offset of ${topic}[${PROGRESS_PARTITION}] did not reach ${high}`,
+          undefined,
+          true,
+        );
+      }
+      await sleep(50, options.signal);
+    }
+    const earliest = (await reader.offsets(topic, 'earliest', { partitions })).get(
+      PROGRESS_PARTITION,
+    )!;
+    // Grow the window backwards until it holds a record of ours; the newest one wins.
+    let to = stable;
+    let window = 64n;
+    while (to > earliest) {
+      const from = to - window > earliest ? to - window : earliest;
+      const records = await reader.readRange(topic, PROGRESS_PARTITION, from, to);
+      for (let i = records.length - 1; i >= 0; i--) {
+        const record = records[i]!;
+        if (record.key?.toString('utf8') !== options.transactionalId) continue;
+        return parseProgress(topic, record.value, record.offset);
+      }
+      to = from;
+      window *= 4n;
+    }
+    return 0;
+  } finally {
+    await reader.close();
+  }
+}
+
+function parseProgress(topic: string, value: Buffer | null, offset: bigint): number {
+  const location = { topic, partition: PROGRESS_PARTITION, offset };
+  let parsed: Partial<ProgressValue> | undefined;
+  try {
+    parsed = value === null ? undefined : (JSON.parse(value.toString('utf8')) as ProgressValue);
+  } catch (error) {
+    throw new KafkaWireFormatError('value', 'progress record is not JSON', location, {
+      cause: error,
+    });
+  }
+  const position = parsed?.position;
+  if (parsed?.v !== 1 || typeof position !== 'number' || !Number.isSafeInteger(position)) {
+    throw new KafkaWireFormatError(
+      'value',
+      'progress record is not {"v":1,"position":<integer>}',
+      location,
+    );
+  }
+  return position;
 }
