@@ -44,6 +44,8 @@ export class AppendNotifier {
   #listening = false;
   #closed = false;
   #client: pg.Client | undefined;
+  /** Bumped by every listen() and unlisten(): a loop of an older generation ends. */
+  #generation = 0;
   #loop: Promise<void> | undefined;
   #interrupt: (() => void) | undefined;
   #pollTimer: NodeJS.Timeout | undefined;
@@ -74,7 +76,11 @@ export class AppendNotifier {
   listen(): void {
     if (this.#listening || this.#closed) return;
     this.#listening = true;
-    this.#loop = this.#listenLoop();
+    // One listen loop at a time: a new one starts only after the one an unlisten() stopped has
+    // closed its connection (otherwise a quick unlisten/listen would leave two, one leaking).
+    const generation = ++this.#generation;
+    const previous = this.#loop ?? Promise.resolve();
+    this.#loop = previous.then(() => this.#listenLoop(generation));
     this.#pollTimer = setInterval(() => void this.#poll(), this.#options.pollIntervalMs);
     this.#pollTimer.unref();
   }
@@ -83,11 +89,13 @@ export class AppendNotifier {
   async unlisten(): Promise<void> {
     if (!this.#listening) return;
     this.#listening = false;
+    this.#generation++;
     if (this.#pollTimer) clearInterval(this.#pollTimer);
     this.#pollTimer = undefined;
     this.#interrupt?.();
-    await this.#loop;
-    this.#loop = undefined;
+    const loop = this.#loop;
+    await loop;
+    if (this.#loop === loop) this.#loop = undefined;
   }
 
   /**
@@ -161,11 +169,12 @@ export class AppendNotifier {
   }
 
   /** Keeps one LISTEN connection open while listening, reconnecting with backoff. */
-  async #listenLoop(): Promise<void> {
+  async #listenLoop(generation: number): Promise<void> {
     const { config, channel, logger } = this.#options;
     let wait = 0;
     let first = true;
-    while (this.#listening && !this.#closed) {
+    const current = () => this.#listening && !this.#closed && this.#generation === generation;
+    while (current()) {
       const client = new pg.Client(config);
       let failure: unknown;
       const ended = new Promise<void>((resolve) => {
@@ -201,7 +210,7 @@ export class AppendNotifier {
       this.#client = undefined;
       this.#interrupt = undefined;
       await client.end().catch(() => {});
-      if (!this.#listening || this.#closed) break;
+      if (!current()) break;
       // Loud once per outage; the attempts that follow are debug noise.
       if (wait === 0)
         logger.warn({ channel, err: failure }, 'append notifications lost; reconnecting');

@@ -47,6 +47,59 @@ function recordingLogger() {
 }
 
 describe('PostgresEventStore', () => {
+  it('closes its LISTEN connection when listeners come and go, and on close', async () => {
+    const applicationName = `tm-listen-${Date.now()}`;
+    const recorder = recordingLogger();
+    const store = await open(source.schema('listen'), {
+      applicationName,
+      logger: recorder.logger,
+      poolSize: 1,
+    });
+    const admin = new pg.Client({ connectionString: source.db.url });
+    await admin.connect();
+    const backends = async () =>
+      Number(
+        (
+          await admin.query(
+            'SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1',
+            [applicationName],
+          )
+        ).rows[0].n,
+      );
+    try {
+      // Unsubscribing and subscribing again before the old listen loop has ended once left the
+      // old loop running beside the new one, each with a LISTEN connection.
+      for (let i = 0; i < 3; i++) {
+        const listening = recorder.next('listening for appends');
+        const stop = store.onAppended(() => {});
+        await listening;
+        stop();
+      }
+      const again = store.onAppended(() => {});
+      for (let tries = 0; (await backends()) > 1 && tries < 200; tries++) {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.equal(await backends(), 1, 'one LISTEN connection');
+      again();
+      const heard = new Promise<void>((resolve) => {
+        const stop = store.onAppended(() => {
+          stop();
+          resolve();
+        });
+      });
+      await store.appendToStream('s', [{ type: 'E', data: {} }]);
+      await heard;
+    } finally {
+      await store.close();
+    }
+    // The server lets a backend go a moment after its client leaves: wait on the count itself.
+    for (let tries = 0; (await backends()) > 0 && tries < 200; tries++) {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    assert.equal(await backends(), 0);
+    await admin.end();
+  });
+
   it('migrates once when many stores start at once, and records the version', async () => {
     const schema = source.schema('migrate');
     const stores = await Promise.all(Array.from({ length: 8 }, () => open(schema)));
