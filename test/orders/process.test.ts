@@ -83,6 +83,11 @@ describe('the Orders service as a process', () => {
       assert.equal(((await got.json()) as { orderId: string }).orderId, orderId);
       const ready = await fetch(`${service.url}/ready`);
       assert.equal(ready.status, 200);
+      const report = (await ready.json()) as {
+        ready: boolean;
+        details: { projections: { lagEvents: number }[] };
+      };
+      assert.equal(report.details.projections.length, 3);
     } finally {
       service.child.kill('SIGTERM');
     }

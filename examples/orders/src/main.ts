@@ -2,7 +2,8 @@
  * Entry point: `npm start -- [--role all|api|projector|relay] [--port N]`.
  *
  * Environment (read here and nowhere else): PORT (3000), DATABASE_URL (./data/tidemark.db),
- * KAFKA_BROKERS (unset: embedded, no Kafka), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000).
+ * KAFKA_BROKERS (unset: embedded, no Kafka), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000),
+ * READY_MAX_LAG_EVENTS (unset: /ready ignores lag).
  * Kafka mode also reads the connection variables of docs/kafka-clusters.md (KAFKA_SSL,
  * KAFKA_SASL_*, ...) and KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6),
  * KAFKA_REPLICATION_FACTOR (the broker's), KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX
@@ -27,7 +28,8 @@ if (values.help) {
   npm start -- [--role all|api|projector|relay] [--port N]
 
 Environment: PORT (3000), DATABASE_URL (./data/tidemark.db; or postgres://...),
-KAFKA_BROKERS (unset: embedded mode), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000)
+KAFKA_BROKERS (unset: embedded mode), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000),
+READY_MAX_LAG_EVENTS (unset: /ready ignores projection lag)
 Kafka mode: KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6), KAFKA_REPLICATION_FACTOR,
 KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX (tidemark-orders), KAFKA_GROUP_INSTANCE_ID,
 and KAFKA_SSL / KAFKA_SASL_* (docs/kafka-clusters.md)
@@ -53,6 +55,16 @@ const databaseUrl = process.env.DATABASE_URL || './data/tidemark.db';
 const consistencyTimeoutMs = process.env.CONSISTENCY_TIMEOUT_MS
   ? Number(process.env.CONSISTENCY_TIMEOUT_MS)
   : undefined;
+const maxReadyLagEvents = process.env.READY_MAX_LAG_EVENTS
+  ? Number(process.env.READY_MAX_LAG_EVENTS)
+  : undefined;
+if (
+  maxReadyLagEvents !== undefined &&
+  !(Number.isSafeInteger(maxReadyLagEvents) && maxReadyLagEvents >= 0)
+) {
+  process.stderr.write(`READY_MAX_LAG_EVENTS must be a non-negative integer\n`);
+  process.exit(2);
+}
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
 
 function kafkaFromEnv(env: NodeJS.ProcessEnv): OrdersKafkaOptions | undefined {
@@ -95,6 +107,7 @@ const service = await createOrdersService({
   roles,
   logger,
   ...(consistencyTimeoutMs !== undefined ? { consistencyTimeoutMs } : {}),
+  ...(maxReadyLagEvents !== undefined ? { maxReadyLagEvents } : {}),
   ...(kafka ? { kafka } : {}),
 });
 await service.start();
