@@ -44,6 +44,16 @@ export interface ProjectionDefinition<E extends Event = Event> {
   init(context: ProjectionContext): Promise<void> | void;
   /** Applies one event, in the transaction that also stores the projection's checkpoint. */
   apply(event: RecordedEvent<E>, context: ProjectionContext): Promise<void> | void;
+  /**
+   * Optional fast path: applies several events of the handled types at once, in log order, in
+   * the batch's transaction (a few statements per batch instead of a few per event). It must
+   * have exactly the effect of calling `apply` on each event in order: runners use it for whole
+   * batches, and fall back to `apply`, one event at a time, to find and park a failing event.
+   */
+  applyBatch?(
+    events: readonly RecordedEvent<E>[],
+    context: ProjectionContext,
+  ): Promise<void> | void;
 }
 
 const TABLE_NAME = /^[a-z_][a-z0-9_]{0,50}$/;
@@ -78,6 +88,9 @@ export function defineProjection<E extends Event>(
   }
   if (typeof definition.init !== 'function' || typeof definition.apply !== 'function') {
     throw new InvalidArgumentError('projection', 'needs init and apply functions');
+  }
+  if (definition.applyBatch !== undefined && typeof definition.applyBatch !== 'function') {
+    throw new InvalidArgumentError('projection.applyBatch', 'must be a function when given');
   }
   return definition;
 }

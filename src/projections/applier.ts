@@ -162,7 +162,15 @@ export class ProjectionApplier {
         // With dedupe, the batch's stream versions are read in one query and written in a few,
         // instead of a read and a write per event.
         const versions = this.#dedupe ? await this.#loadStreamVersions(sql, events) : undefined;
-        for (const event of events) await this.#applyOne(sql, event, versions);
+        if (this.definition.applyBatch) {
+          const admitted: RecordedEvent[] = [];
+          for (const event of events) {
+            if (await this.#admit(sql, event, versions)) admitted.push(event);
+          }
+          if (admitted.length > 0) await this.#handleBatch(admitted, sql);
+        } else {
+          for (const event of events) await this.#applyOne(sql, event, versions);
+        }
         if (versions) await this.#saveStreamVersions(sql, versions);
         await saveProgress(sql, events, events.length - 1);
       });
@@ -275,17 +283,22 @@ export class ProjectionApplier {
     }
   }
 
-  async #applyOne(
+  /**
+   * Everything but the handler, for one event of a batch: skips what was applied before, parks
+   * what waits behind a parked event, records the stream's version. True when the handler must
+   * run for it.
+   */
+  async #admit(
     sql: SqlExecutor,
     event: RecordedEvent,
     versions?: StreamVersions,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const { name } = this.definition;
     if (this.#dedupe) {
       const applied = versions
         ? (versions.applied.get(event.streamId) ?? 0)
         : await ledger.streamVersion(sql, name, this.version, event.streamId);
-      if (event.streamVersion <= applied) return;
+      if (event.streamVersion <= applied) return false;
     }
     if (this.#parkedStreams.has(event.streamId)) {
       if (await ledger.isStreamParked(sql, name, this.version, event.streamId)) {
@@ -298,22 +311,78 @@ export class ProjectionApplier {
           0,
         );
         this.#parkedCount++;
-        return;
+        return false;
       }
       this.#parkedStreams.delete(event.streamId);
     }
-    if (this.#handles.has(event.type)) await this.#handle(event, sql);
     if (versions) {
       versions.applied.set(event.streamId, event.streamVersion);
       versions.changed.add(event.streamId);
     } else if (this.#dedupe) {
       await ledger.saveStreamVersion(sql, name, this.version, event.streamId, event.streamVersion);
     }
+    return this.#handles.has(event.type);
+  }
+
+  /** The projection's batch handler, with a span per traced event continuing its trace. */
+  async #handleBatch(events: readonly RecordedEvent[], sql: SqlExecutor): Promise<void> {
+    const traces = [];
+    for (const event of events) {
+      const { traceparent, tracestate } = event.metadata;
+      if (traceparent === undefined) continue;
+      traces.push(
+        startSpan(
+          `project ${this.definition.name}`,
+          SpanKind.CONSUMER,
+          { traceparent, tracestate },
+          {
+            'tidemark.projection': this.definition.name,
+            'tidemark.event.type': event.type,
+            'tidemark.stream.id': event.streamId,
+            'tidemark.batch.size': events.length,
+          },
+        ),
+      );
+    }
+    try {
+      await this.definition.applyBatch!(events, this.context(sql));
+    } catch (error) {
+      for (const trace of traces) endSpan(trace.span, error);
+      throw error;
+    }
+    for (const trace of traces) endSpan(trace.span);
+    if (this.#logger.isLevelEnabled?.('debug')) {
+      for (const event of events) this.#logApplied(event);
+    }
+  }
+
+  #logApplied(event: RecordedEvent): void {
+    this.#logger.debug(
+      {
+        projection: this.definition.name,
+        version: this.version,
+        eventId: event.eventId,
+        type: event.type,
+        streamId: event.streamId,
+        streamVersion: event.streamVersion,
+        traceId: traceIdOf(event.metadata.traceparent),
+        correlationId: event.metadata.correlationId,
+      },
+      'event applied',
+    );
+  }
+
+  async #applyOne(
+    sql: SqlExecutor,
+    event: RecordedEvent,
+    versions?: StreamVersions,
+  ): Promise<void> {
+    if (await this.#admit(sql, event, versions)) await this.#handle(event, sql);
   }
 
   /** Calls the projection's handler, inside a span continuing the event's trace. */
   async #handle(event: RecordedEvent, sql: SqlExecutor): Promise<void> {
-    const { traceparent, tracestate, correlationId } = event.metadata;
+    const { traceparent, tracestate } = event.metadata;
     if (traceparent === undefined) return this.definition.apply(event, this.context(sql));
     const trace = startSpan(
       `project ${this.definition.name}`,
@@ -332,21 +401,7 @@ export class ProjectionApplier {
       endSpan(trace.span, error);
       throw error;
     }
-    if (this.#logger.isLevelEnabled?.('debug')) {
-      this.#logger.debug(
-        {
-          projection: this.definition.name,
-          version: this.version,
-          eventId: event.eventId,
-          type: event.type,
-          streamId: event.streamId,
-          streamVersion: event.streamVersion,
-          traceId: traceIdOf(traceparent),
-          correlationId,
-        },
-        'event applied',
-      );
-    }
+    if (this.#logger.isLevelEnabled?.('debug')) this.#logApplied(event);
   }
 
   /**

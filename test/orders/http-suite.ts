@@ -80,6 +80,16 @@ export function ordersHttpSuite(backend: HttpBackend): void {
 
   const store = (): EventStore => service.storage.store;
 
+  /**
+   * How many events the store holds: the sum of every stream's version. Read from the streams
+   * themselves, not from the global log's head (on PostgreSQL the gap-safe head may trail a
+   * commit for a moment, or step back while some transaction might still be an append).
+   */
+  async function storedEvents(): Promise<number> {
+    const streams = await store().listStreams({ limit: 1_000_000 });
+    return streams.reduce((sum, s) => sum + s.version, 0);
+  }
+
   describe(`Orders HTTP API (${backend.name})`, () => {
     describe('commands', () => {
       it('POST /orders: 201 with version 1, Location, ETag and a consistency token; GET reads it back fresh', async () => {
@@ -597,7 +607,7 @@ export function ordersHttpSuite(backend: HttpBackend): void {
       for (const c of cases) {
         it(c.name, async () => {
           const { orderId } = await createOrder();
-          const head = await store().headPosition();
+          const before = await storedEvents();
           const response = await service.app.inject({
             method: c.method as 'POST',
             url: c.url(orderId),
@@ -615,7 +625,7 @@ export function ordersHttpSuite(backend: HttpBackend): void {
           assert.equal(problem.code, c.code);
           assert.equal(problem.status, c.status);
           assert.ok(problem.type && problem.title);
-          assert.equal(await store().headPosition(), head, 'nothing was stored');
+          assert.equal(await storedEvents(), before, 'nothing was stored');
         });
       }
     });
