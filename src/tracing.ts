@@ -27,6 +27,21 @@ const ZERO_SPAN = '0'.repeat(16);
 
 export const tracer = () => trace.getTracer('tidemark');
 
+// Random ids come from a pool refilled 4 KiB at a time: one randomBytes call per id would cost a
+// system call per request.
+let pool = Buffer.alloc(0);
+let used = 0;
+function randomHex(length: number): string {
+  const bytes = length / 2;
+  if (used + bytes > pool.length) {
+    pool = randomBytes(4096);
+    used = 0;
+  }
+  const hex = pool.toString('hex', used, used + bytes);
+  used += bytes;
+  return hex === '0'.repeat(length) ? randomHex(length) : hex;
+}
+
 /** The span context a traceparent names, or undefined when it is missing or invalid. */
 export function parseTraceparent(header: unknown): SpanContext | undefined {
   if (typeof header !== 'string') return undefined;
@@ -79,7 +94,7 @@ export function startSpan(
     ? formatTraceparent(own)
     : remote
       ? formatTraceparent(remote)
-      : `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-00`;
+      : `00-${randomHex(32)}-${randomHex(16)}-00`;
   const tracestate =
     typeof parent.tracestate === 'string' && parent.tracestate !== ''
       ? parent.tracestate

@@ -48,6 +48,11 @@ export class SqliteDatabase {
   #closed = false;
   readonly #afterCommit = new Set<() => void>();
   readonly #synchronous: SqliteSynchronous;
+  /** Transaction control, prepared once (exec() parses its SQL at every call). */
+  readonly #tx: Record<
+    'begin' | 'commit' | 'rollback' | 'savepoint' | 'release' | 'rollbackTo',
+    Database.Statement
+  >;
   /** Prepared once: `pragma()` would prepare a statement per call, twice per transaction. */
   readonly #relaxSync: Database.Statement;
   readonly #restoreSync: Database.Statement;
@@ -70,6 +75,14 @@ export class SqliteDatabase {
     if (path !== ':memory:') this.writer.pragma('journal_mode = WAL');
     this.writer.pragma(`synchronous = ${synchronous}`);
     this.#synchronous = synchronous;
+    this.#tx = {
+      begin: this.writer.prepare('BEGIN IMMEDIATE'),
+      commit: this.writer.prepare('COMMIT'),
+      rollback: this.writer.prepare('ROLLBACK'),
+      savepoint: this.writer.prepare('SAVEPOINT tm_write'),
+      release: this.writer.prepare('RELEASE tm_write'),
+      rollbackTo: this.writer.prepare('ROLLBACK TO tm_write'),
+    };
     this.#relaxSync = this.writer.prepare('PRAGMA synchronous = NORMAL');
     this.#restoreSync = this.writer.prepare(`PRAGMA synchronous = ${synchronous}`);
     this.writer.pragma('foreign_keys = ON');
@@ -207,14 +220,14 @@ export class SqliteDatabase {
       options.relaxed === true && (this.#synchronous === 'FULL' || this.#synchronous === 'EXTRA');
     try {
       if (relax) this.#relaxSync.run();
-      this.writer.exec('BEGIN IMMEDIATE');
+      this.#tx.begin.run();
       try {
         const result = await work(this.writer);
-        this.writer.exec('COMMIT');
+        this.#tx.commit.run();
         this.#committed();
         return result;
       } catch (error) {
-        if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+        if (this.writer.inTransaction) this.#tx.rollback.run();
         throw error;
       }
     } finally {
@@ -266,7 +279,7 @@ export class SqliteDatabase {
     const db = this.writer;
     const outcomes: { ok: boolean; value: unknown }[] = new Array(batch.length);
     try {
-      db.exec('BEGIN IMMEDIATE');
+      this.#tx.begin.run();
     } catch (error) {
       for (const task of batch) task.reject(error);
       if (this.#queue.length > 0) this.#schedule();
@@ -275,20 +288,23 @@ export class SqliteDatabase {
     const single = batch.length === 1;
     for (let i = 0; i < batch.length; i++) {
       const task = batch[i]!;
-      if (!single) db.exec('SAVEPOINT tm_write');
+      if (!single) this.#tx.savepoint.run();
       try {
         outcomes[i] = { ok: true, value: task.run() };
-        if (!single) db.exec('RELEASE tm_write');
+        if (!single) this.#tx.release.run();
       } catch (error) {
         outcomes[i] = { ok: false, value: error };
-        if (!single) db.exec('ROLLBACK TO tm_write; RELEASE tm_write');
+        if (!single) {
+          this.#tx.rollbackTo.run();
+          this.#tx.release.run();
+        }
       }
     }
     try {
-      if (single && !outcomes[0]!.ok) db.exec('ROLLBACK');
-      else db.exec('COMMIT');
+      if (single && !outcomes[0]!.ok) this.#tx.rollback.run();
+      else this.#tx.commit.run();
     } catch (error) {
-      if (db.inTransaction) db.exec('ROLLBACK');
+      if (db.inTransaction) this.#tx.rollback.run();
       for (const task of batch) task.reject(error);
       if (this.#queue.length > 0) this.#schedule();
       return;
