@@ -87,13 +87,17 @@ export class AppendNotifier {
 
   /** Stops listening (no listener left). */
   async unlisten(): Promise<void> {
-    if (!this.#listening) return;
-    this.#listening = false;
-    this.#generation++;
-    if (this.#pollTimer) clearInterval(this.#pollTimer);
-    this.#pollTimer = undefined;
-    this.#interrupt?.();
+    if (this.#listening) {
+      this.#listening = false;
+      this.#generation++;
+      if (this.#pollTimer) clearInterval(this.#pollTimer);
+      this.#pollTimer = undefined;
+      this.#interrupt?.();
+    }
+    // Even when an earlier unlisten() already stopped it: the caller (close() above all) must not
+    // go on before the loop has closed its connection.
     const loop = this.#loop;
+    if (!loop) return;
     await loop;
     if (this.#loop === loop) this.#loop = undefined;
   }
