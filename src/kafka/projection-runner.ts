@@ -555,6 +555,10 @@ export class KafkaProjectionRunner {
     if (retired === undefined) {
       const row = await ledger.projection(this.#sink, this.name, this.version);
       this.#state = row?.state ?? 'retired';
+      // Another member (or another builder of this version) switched first: active all the same.
+      if (this.#state === 'active') {
+        for (const listener of this.#switchListeners) listener(this.version);
+      }
       return;
     }
     this.#state = 'active';

@@ -89,6 +89,8 @@ export class ProjectionRunner {
   #unsubscribe: (() => void) | undefined;
   #dropTimer: NodeJS.Timeout | undefined;
   readonly #switchListeners = new Set<(version: number) => void>();
+  /** Told of every state change (whenCaughtUp waits on these while a version is built). */
+  readonly #stateListeners = new Set<() => void>();
   #failure: unknown;
 
   constructor(options: ProjectionRunnerOptions) {
@@ -238,7 +240,7 @@ export class ProjectionRunner {
               { projection: this.name, version: this.version },
               'version retired; runner stops',
             );
-            this.#state = 'retired';
+            this.#setState('retired');
             break;
           }
           this.#position = row.position;
@@ -282,10 +284,15 @@ export class ProjectionRunner {
     if (retired === undefined) {
       // Someone else switched (or retired) this version meanwhile.
       const row = await ledger.projection(this.#sink, this.name, this.version);
-      this.#state = row?.state ?? 'retired';
+      this.#setState(row?.state ?? 'retired');
+      // Another runner (in this process or another) built the same version and switched first:
+      // it is active all the same.
+      if (this.#state === 'active') {
+        for (const listener of this.#switchListeners) listener(this.version);
+      }
       return;
     }
-    this.#state = 'active';
+    this.#setState('active');
     this.#logger.info(
       { projection: this.name, version: this.version, retired: retired.map((r) => r.version) },
       'switched over',
@@ -308,6 +315,12 @@ export class ProjectionRunner {
       this.#logger.warn({ projection: this.name, err: error }, 'could not drop retired versions');
       return [];
     }
+  }
+
+  #setState(state: ProjectionState | 'stopped'): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    for (const listener of this.#stateListeners) listener();
   }
 
   /** Calls `listener` when this runner's version becomes the active one. */
@@ -345,18 +358,27 @@ export class ProjectionRunner {
     const head = await this.#store.headPosition();
     const reached = await this.whenProcessed(head, timeoutMs);
     if (!reached || this.#state !== 'building') return reached;
+    // Built: now the switch-over, by this runner or by another building the same version (the
+    // version may also be retired meanwhile, or this runner stopped).
     return new Promise<boolean>((resolve) => {
-      const finish = (value: boolean) => {
-        stop();
+      const settle = () => {
+        if (this.#state === 'building') return;
+        this.#stateListeners.delete(settle);
         if (timer) clearTimeout(timer);
-        resolve(value);
+        resolve(this.#state === 'active');
       };
-      const stop = this.onSwitchOver(() => finish(true));
+      this.#stateListeners.add(settle);
       const timer =
         deadline === undefined
           ? undefined
-          : setTimeout(() => finish(false), Math.max(0, deadline - Date.now()));
-      if (this.#state !== 'building') finish(this.#state === 'active');
+          : setTimeout(
+              () => {
+                this.#stateListeners.delete(settle);
+                resolve(false);
+              },
+              Math.max(0, deadline - Date.now()),
+            );
+      settle();
       this.#wake?.();
     });
   }
@@ -415,7 +437,7 @@ export class ProjectionRunner {
     if (this.#dropTimer) clearTimeout(this.#dropTimer);
     await this.#loop;
     this.#loop = undefined;
-    if (this.#state !== 'retired') this.#state = 'stopped';
+    if (this.#state !== 'retired') this.#setState('stopped');
     for (const waiter of this.#waiters) {
       if (waiter.timer) clearTimeout(waiter.timer);
       waiter.resolve(this.#position >= waiter.position);

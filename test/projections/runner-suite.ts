@@ -299,6 +299,57 @@ export function runnerScenarios(backend: RunnerBackend): void {
       await close();
     });
 
+    it('a rebuild another builder switched over first counts as caught up (no wait forever)', async () => {
+      const { store, sink, close } = await backend.setup();
+      await store.appendToStream('a', counted(10));
+      const { definition } = counting();
+      const v1 = new ProjectionRunner({ projection: definition, store, sink });
+      await v1.start();
+      assert.equal(await v1.whenCaughtUp(), true);
+      const rebuild = await registerRebuild(sink, definition);
+      // The runner's read past the end is held until the other builder (played by the ledger
+      // call below, as the service's host does it beside the CLI) has switched the version over.
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let reachedEnd!: () => void;
+      const atEnd = new Promise<void>((resolve) => (reachedEnd = resolve));
+      const gated = new Proxy(store, {
+        get(target, key) {
+          if (key === 'readAll') {
+            return async (options: Parameters<EventStore['readAll']>[0]) => {
+              const events = await target.readAll(options);
+              if (events.length === 0) {
+                reachedEnd();
+                await held;
+              }
+              return events;
+            };
+          }
+          const value: unknown = Reflect.get(target, key, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const builder = new ProjectionRunner({
+        projection: definition,
+        store: gated,
+        sink,
+        version: rebuild.version,
+      });
+      const switched = new Promise<number>((resolve) => builder.onSwitchOver(resolve));
+      await builder.start();
+      const caughtUp = builder.whenCaughtUp();
+      await atEnd;
+      await sink.transaction((sql) => ledger.activate(sql, 'counts', rebuild.version));
+      release();
+      assert.equal(await caughtUp, true);
+      assert.equal(await switched, rebuild.version);
+      assert.equal(builder.state, 'active');
+      assert.deepEqual(await counts(sink, `counts_v${rebuild.version}`), { a: 10 });
+      await builder.stop();
+      await v1.stop();
+      await close();
+    });
+
     it('two runners of one version never apply an event twice', async () => {
       const { store, sink, close } = await backend.setup();
       const one = counting();
