@@ -5,4 +5,8 @@
 import { defineConfig } from 'tidemark';
 import { orderProjections } from './examples/orders/src/projections.ts';
 
-export default defineConfig({ projections: orderProjections, relay: { name: 'orders' } });
+export default defineConfig({
+  projections: orderProjections,
+  relay: { name: 'orders' },
+  kafka: { topics: ['order-events'], groupPrefix: 'tidemark-orders' },
+});

@@ -10,6 +10,13 @@ export interface TidemarkConfig {
   upcasters?: Upcasters;
   /** The Kafka relay, for `tidemark relay status`: its name (transactional id `tidemark-relay-<name>`). */
   relay?: { name?: string; progressTopic?: string };
+  /** Kafka-fed projections, for `tidemark projections rebuild --from kafka`. */
+  kafka?: {
+    /** The event topics the projections read. */
+    topics?: readonly string[];
+    /** Prefix of the projections' consumer groups (`<prefix>-projection-<name>-v<version>`). */
+    groupPrefix?: string;
+  };
 }
 
 /** Types a config object. */

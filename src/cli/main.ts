@@ -20,6 +20,7 @@ import {
   ledger,
   ledgerMigrations,
   openStorage,
+  dropRetired,
   registerRebuild,
   resetProjection,
   sqlitePath,
@@ -51,8 +52,10 @@ Commands:
   events tail [--after POSITION] [--limit N] [--follow]
                                                        the global log (--follow: wait for more)
   projections status                                   versions, positions, lag, parked events
-  projections rebuild <name> [--drop-after MS]         build a new version beside the active one
-                                                       from the store, switch over, drop the old
+  projections rebuild <name> [--from store|kafka] [--drop-after MS]
+                                                       build a new version beside the active one
+                                                       (from the store, or from Kafka's earliest
+                                                       offsets), switch over, drop the old
   projections reset <name> --yes                       drop every version (rebuilt from scratch
                                                        at the next start)
   dlq list [--projection NAME] [--stream ID] [--limit N]
@@ -154,6 +157,72 @@ async function withStorage<T>(
   } finally {
     await storage.close();
   }
+}
+
+/** A rebuild in progress, whatever feeds it. */
+interface Rebuild {
+  start(): Promise<void>;
+  whenCaughtUp(): Promise<boolean>;
+  /** Events (or records) applied so far, and how many there are to apply. */
+  progress(): Promise<{ done: number; total: number }>;
+  stop(): Promise<void>;
+}
+
+function storeRebuild(runner: ProjectionRunner, store: Storage['store']): Rebuild {
+  return {
+    start: () => runner.start(),
+    whenCaughtUp: () => runner.whenCaughtUp(),
+    stop: () => runner.stop(),
+    async progress() {
+      return {
+        done: runner.position,
+        total: Math.max(runner.position, await store.headPosition()),
+      };
+    },
+  };
+}
+
+/** A rebuild from Kafka's earliest offsets, through a consumer group of its own. */
+async function kafkaRebuilder(config: TidemarkConfig) {
+  const { KafkaProjectionRunner, kafkaConnectionFromEnv } = await import('../kafka/index.ts');
+  const connection = kafkaConnectionFromEnv(process.env);
+  if (!connection) throw new CliError('a rebuild from Kafka needs KAFKA_BROKERS', EXIT.usage);
+  const topics = config.kafka?.topics;
+  if (!topics || topics.length === 0) {
+    throw new CliError('a rebuild from Kafka needs kafka.topics in the config', EXIT.usage);
+  }
+  return async (
+    definition: ProjectionDefinition,
+    sink: Storage['sink'],
+    version: number,
+    dropGraceMs: number,
+  ): Promise<Rebuild> => {
+    const runner = new KafkaProjectionRunner({
+      projection: definition,
+      sink,
+      connection,
+      topics,
+      version,
+      dropGraceMs,
+      ...(config.kafka?.groupPrefix ? { groupPrefix: config.kafka.groupPrefix } : {}),
+      ...(config.upcasters ? { upcasters: config.upcasters } : {}),
+    });
+    let total = 0;
+    return {
+      start: () => runner.start(),
+      whenCaughtUp: () => runner.whenCaughtUp(),
+      stop: () => runner.stop(),
+      async progress() {
+        const status = await runner.status();
+        const applied = status.partitions.reduce((sum, p) => sum + p.offset, 0);
+        total = Math.max(
+          total,
+          status.partitions.reduce((sum, p) => sum + p.end, 0),
+        );
+        return { done: applied, total };
+      },
+    };
+  };
 }
 
 const commands: Record<string, (ctx: Context) => Promise<number>> = {
@@ -270,30 +339,43 @@ const commands: Record<string, (ctx: Context) => Promise<number>> = {
   'projections rebuild': async (ctx) => {
     const definition = await projectionNamed(ctx, arg(ctx, 2, 'name'));
     const dropAfterMs = intOption(ctx, 'drop-after', 10_000)!;
+    const from = (ctx.options.from as string | undefined) ?? 'store';
+    if (from !== 'store' && from !== 'kafka') {
+      throw new CliError(`--from takes store or kafka, not '${from}'`, EXIT.usage);
+    }
+    const config = await loadConfig(ctx);
     return withStorage(ctx, async ({ store, sink }) => {
       await sink.migrate('projections', ledgerMigrations);
+      const runner = from === 'kafka' ? await kafkaRebuilder(config) : undefined;
+      // The versions there before: after the switch-over and the grace period, those retired
+      // are dropped (by this process, or by the runner's own timer).
+      const earlier = (await ledger.projections(sink, definition.name)).map((r) => r.version);
       const row = await registerRebuild(sink, definition);
-      const runner = new ProjectionRunner({
-        projection: definition,
-        store,
-        sink,
-        version: row.version,
-        dropGraceMs: dropAfterMs,
-      });
+      const rebuild: Rebuild = runner
+        ? await runner(definition, sink, row.version, dropAfterMs)
+        : storeRebuild(
+            new ProjectionRunner({
+              projection: definition,
+              store,
+              sink,
+              version: row.version,
+              dropGraceMs: dropAfterMs,
+            }),
+            store,
+          );
       const tty = process.stderr.isTTY === true;
       process.stderr.write(
-        `rebuilding ${definition.name} as version ${row.version} from the store\n`,
+        `rebuilding ${definition.name} as version ${row.version} from ${from === 'kafka' ? "Kafka's earliest offsets" : 'the store'}\n`,
       );
       const started = Date.now();
       let last = 0;
       const report = async (final = false) => {
-        const status = await runner.status();
+        const { done, total } = await rebuild.progress();
         const elapsed = (Date.now() - started) / 1000;
-        const perSecond = elapsed > 0 ? status.position / elapsed : 0;
         const line = progressLine({
-          done: status.position,
-          total: Math.max(status.head, status.position),
-          perSecond,
+          done,
+          total: Math.max(total, done),
+          perSecond: elapsed > 0 ? done / elapsed : 0,
         });
         if (tty) process.stderr.write(`\r${line}${final ? '\n' : ''}`);
         else if (final || Date.now() - last >= 2000) {
@@ -301,13 +383,13 @@ const commands: Record<string, (ctx: Context) => Promise<number>> = {
           last = Date.now();
         }
       };
-      await runner.start();
+      await rebuild.start();
       const ticker = setInterval(() => void report(), tty ? 200 : 2000);
-      const caughtUp = await runner.whenCaughtUp();
+      const caughtUp = await rebuild.whenCaughtUp();
       clearInterval(ticker);
       await report(true);
       if (!caughtUp) {
-        await runner.stop();
+        await rebuild.stop();
         throw new CliError('the rebuild stopped before it caught up', EXIT.failed);
       }
       const buildSeconds = (Date.now() - started) / 1000;
@@ -315,19 +397,17 @@ const commands: Record<string, (ctx: Context) => Promise<number>> = {
       process.stderr.write(`switched over: queries now read version ${active}\n`);
       // Queries that started on the old version get the grace period to finish.
       if (dropAfterMs > 0) process.stderr.write(`dropping the old version in ${dropAfterMs} ms\n`);
-      const retired = (await ledger.projections(sink, definition.name)).filter(
-        (r) => r.state === 'retired',
-      );
       await new Promise((done) => setTimeout(done, dropAfterMs));
-      await runner.dropRetired();
-      await runner.stop();
+      await dropRetired(sink, definition.name, dropAfterMs);
+      const { done: events } = await rebuild.progress();
+      await rebuild.stop();
       const left = new Set((await ledger.projections(sink, definition.name)).map((r) => r.version));
-      const dropped = retired.map((r) => r.version).filter((v) => !left.has(v));
-      const status = await runner.status();
+      const dropped = earlier.filter((v) => !left.has(v));
       const result = {
         projection: definition.name,
         version: row.version,
-        events: status.position,
+        from,
+        events,
         /** From the start to the switch-over (the drop's grace period not counted). */
         seconds: buildSeconds,
         dropped,
