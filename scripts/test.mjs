@@ -119,9 +119,20 @@ if (wanted.length > 0 && !noServices) {
   }
 }
 
+// A test that hangs fails after this long (TIDEMARK_TEST_TIMEOUT_MS) instead of holding CI to its
+// limit; the slowest tests (full-size crash runs) take a few minutes.
+const timeoutMs = Number(process.env.TIDEMARK_TEST_TIMEOUT_MS ?? 600_000);
 const result = spawnSync(
   process.execPath,
-  ['--conditions=tidemark-source', '--import', 'tsx', '--test', '--test-reporter=spec', ...files],
+  [
+    '--conditions=tidemark-source',
+    '--import',
+    'tsx',
+    '--test',
+    '--test-reporter=spec',
+    `--test-timeout=${timeoutMs}`,
+    ...files,
+  ],
   { cwd: root, stdio: 'inherit', env },
 );
 process.exit(result.status ?? 1);
