@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // The `tidemark` command. An installed package runs its compiled CLI; a source checkout (no
-// dist/) runs the TypeScript sources through tsx, with the export condition that maps the
-// package's own subpaths to src/, in a child process that gets our signals.
+// dist/, or TIDEMARK_CLI_SOURCE=1 as the test runner sets it) runs the TypeScript sources through
+// tsx, with the export condition that maps the package's own subpaths to src/, in a child process
+// that gets our signals.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const compiled = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
-if (existsSync(compiled)) {
+if (existsSync(compiled) && process.env.TIDEMARK_CLI_SOURCE !== '1') {
   await import(compiled);
 } else {
   const source = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));

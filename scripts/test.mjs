@@ -71,7 +71,8 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-const env = { ...process.env };
+// The tests exercise the sources: bin/tidemark.js must not run a dist/ left by an earlier build.
+const env = { ...process.env, TIDEMARK_CLI_SOURCE: '1' };
 const wanted = [...new Set(files.flatMap((f) => needs.get(f)))];
 if (wanted.length > 0 && !noServices) {
   // services.mjs honours DATABASE_URL / KAFKA_BROKERS as "use this one"; for tests that role is

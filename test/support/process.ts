@@ -21,16 +21,18 @@ export interface ServiceProcess {
 export async function startServiceProcess(
   env: Record<string, string>,
   args: string[] = [],
+  options: { compiled?: boolean } = {},
 ): Promise<ServiceProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=tidemark-source', '--import', 'tsx', 'examples/orders/src/main.ts', ...args],
-    {
-      cwd: root,
-      env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  // compiled: the JavaScript of `npm run build` (dist/ and dist-examples/), as a production
+  // deployment runs it; otherwise the TypeScript sources through tsx, as `npm start` does.
+  const entry = options.compiled
+    ? ['dist-examples/orders/src/main.js']
+    : ['--conditions=tidemark-source', '--import', 'tsx', 'examples/orders/src/main.ts'];
+  const child = spawn(process.execPath, [...entry, ...args], {
+    cwd: root,
+    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const logs: Record<string, unknown>[] = [];
   const watchers: {
     test: (line: Record<string, unknown>) => boolean;
