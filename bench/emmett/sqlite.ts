@@ -78,8 +78,13 @@ export async function emmettSeedStreams(args: {
   }
 }
 
-export function emmettLoad(args: LoadArgs): Workload {
+export async function emmettLoad(args: LoadArgs): Promise<Workload> {
   const { store, connection } = open(args.target);
+  // Emmett's connection sends `PRAGMA journal_mode = WAL` when it opens, without waiting for it;
+  // a read transaction started before that pragma has run fails it ("cannot change into wal mode
+  // from within a transaction", thrown as an unhandled 'error' event), as it did in one full run.
+  // One query first, awaited, lets the pragma through; the measured loads come after.
+  await synchronousMode(connection);
   return {
     async op(i) {
       const { state, currentStreamVersion } = await store.aggregateStream<
