@@ -150,6 +150,40 @@ export class CommandHandler<State, C extends Command, E extends Event> {
     return { state, version, position, fromSnapshot };
   }
 
+  /**
+   * The outcome of an earlier execution, rebuilt from its recorded events: those of `streamId`
+   * whose metadata has `metadataKey` equal to `value` (an idempotency key, say). For a caller
+   * that never heard back from that execution (its process died after the append). `undefined`
+   * when no event matches; otherwise `nextExpectedVersion`, `position` and `state` are as they
+   * were right after the last matching event. Reads the whole stream.
+   */
+  async findExecution(
+    streamId: string,
+    metadataKey: string,
+    value: string,
+  ): Promise<CommandResult<State, E> | undefined> {
+    validateStreamId(streamId);
+    const decider = this.#decider;
+    let state = decider.initialState();
+    let matched: RecordedEvent<E>[] = [];
+    let after: { state: State; version: number; position: number } | undefined;
+    for (const event of await this.#store.readStream<E>(streamId)) {
+      state = decider.evolve(state, event as unknown as E);
+      if (event.metadata?.[metadataKey] === value) {
+        matched = [...matched, event];
+        after = { state, version: event.streamVersion, position: event.position };
+      }
+    }
+    if (!after) return undefined;
+    return {
+      streamId,
+      events: matched,
+      nextExpectedVersion: after.version,
+      position: after.position,
+      state: after.state,
+    };
+  }
+
   /** Decides `command` on the stream's state and appends what it causes. */
   async handle(
     streamId: string,

@@ -115,7 +115,15 @@ export interface SnapshotStore {
 
 /** The stored outcome of the first execution under an idempotency key. */
 export type IdempotencyClaim =
-  | { outcome: 'claimed' }
+  | {
+      outcome: 'claimed';
+      /**
+       * The key was claimed before by an execution that never completed nor released it (it
+       * crashed, say) and whose lease ran out. That execution may have appended its events before
+       * it died: look for them before running the command again.
+       */
+      takenOver?: true;
+    }
   | { outcome: 'pending'; fingerprint: string }
   | { outcome: 'completed'; fingerprint: string; response: unknown };
 
@@ -123,8 +131,8 @@ export interface IdempotencyStore {
   /**
    * Claims `key` for a request with the given fingerprint, atomically. `claimed`: run it, then
    * `completeIdempotencyKey` or `releaseIdempotencyKey`. `pending`: another execution holds it
-   * (a claim older than `leaseMs` counts as abandoned and is taken over). `completed`: the
-   * stored response of the first execution.
+   * (a claim older than `leaseMs` counts as abandoned and is taken over: `claimed` with
+   * `takenOver`). `completed`: the stored response of the first execution.
    */
   claimIdempotencyKey(key: string, fingerprint: string, leaseMs: number): Promise<IdempotencyClaim>;
   completeIdempotencyKey(key: string, response: unknown): Promise<void>;

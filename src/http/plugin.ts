@@ -9,7 +9,8 @@
  *   `ETag: "<version>"` and a `Consistency-Token`;
  * - `Idempotency-Key`: the first answer (2xx or 4xx) is stored and replayed to repeats;
  *   a repeat while the first runs gets 409 and never executes; another request under the same
- *   key gets 422;
+ *   key gets 422; the events carry the key in their metadata, so a repeat after an execution
+ *   that died before storing its answer answers from those events instead of running again;
  * - queries that send a `Consistency-Token` wait (bounded) for their read models and answer
  *   `Consistency: fresh` or `stale`;
  * - /health, /ready, /metrics and /openapi.json.
@@ -301,7 +302,10 @@ async function tidemarkHttpPlugin(
 
   /**
    * Runs a command once per Idempotency-Key: the first answer (2xx or 4xx) is stored and
-   * replayed; 5xx answers release the key so a retry can run.
+   * replayed; 5xx answers release the key so a retry can run. A claim taken over from an
+   * execution that died (its lease ran out) first asks `recover` for the answer that execution
+   * would have given, rebuilt from the events it appended, and runs the command only if there
+   * are none.
    */
   const idempotent = async (
     key: string | undefined,
@@ -309,6 +313,7 @@ async function tidemarkHttpPlugin(
     url: string,
     payload: unknown,
     run: () => Promise<StoredResponse>,
+    recover: () => Promise<StoredResponse | undefined>,
   ): Promise<StoredResponse & { replayed?: boolean }> => {
     const store = options.idempotency;
     if (key === undefined || !store) return run();
@@ -333,8 +338,11 @@ async function tidemarkHttpPlugin(
     if (claim.outcome === 'completed')
       return { ...(claim.response as StoredResponse), replayed: true };
     let response: StoredResponse;
+    let recovered = false;
     try {
-      response = await run();
+      const earlier = claim.takenOver ? await recover() : undefined;
+      recovered = earlier !== undefined;
+      response = earlier ?? (await run());
     } catch (error) {
       await store.releaseIdempotencyKey(key).catch(() => {});
       throw error;
@@ -346,7 +354,7 @@ async function tidemarkHttpPlugin(
       ),
     );
     await store.completeIdempotencyKey(key, { ...response, headers: kept });
-    return response;
+    return recovered ? { ...response, replayed: true } : response;
   };
 
   for (const route of (options.commands ?? []) as CommandRoute[]) {
@@ -409,6 +417,21 @@ async function tidemarkHttpPlugin(
           { traceparent: request.headers.traceparent, tracestate: request.headers.tracestate },
           { 'http.request.method': route.method, 'http.route': route.url },
         );
+        const success = (
+          result: CommandResult<unknown, Event>,
+          streamId: string,
+        ): StoredResponse => {
+          const headers: Record<string, string> = { etag: `"${result.nextExpectedVersion}"` };
+          if (result.position !== undefined) {
+            headers['consistency-token'] = encodeConsistencyToken({
+              position: result.position,
+              streamId,
+              streamVersion: result.nextExpectedVersion,
+            });
+          }
+          if (route.location) headers.location = route.location(result, commandRequest);
+          return { status: successStatus, headers, body: route.response(result, commandRequest) };
+        };
         const run = async (): Promise<StoredResponse> => {
           try {
             const streamId = route.streamId(commandRequest);
@@ -422,18 +445,11 @@ async function tidemarkHttpPlugin(
                 causationId: request.id,
                 traceparent: trace.traceparent,
                 ...(trace.tracestate ? { tracestate: trace.tracestate } : {}),
+                // Lets a retry find these events if this process dies before the answer is stored.
+                ...(key !== undefined && options.idempotency ? { idempotencyKey: key } : {}),
               },
             });
-            const headers: Record<string, string> = { etag: `"${result.nextExpectedVersion}"` };
-            if (result.position !== undefined) {
-              headers['consistency-token'] = encodeConsistencyToken({
-                position: result.position,
-                streamId,
-                streamVersion: result.nextExpectedVersion,
-              });
-            }
-            if (route.location) headers.location = route.location(result, commandRequest);
-            return { status: successStatus, headers, body: route.response(result, commandRequest) };
+            return success(result, streamId);
           } catch (error) {
             const answer = toProblem(error, pinned !== undefined);
             if (answer.code === 'wrong_expected_version') conflicts.inc({ route: route.url });
@@ -448,7 +464,11 @@ async function tidemarkHttpPlugin(
 
         let response: StoredResponse & { replayed?: boolean };
         try {
-          response = await idempotent(key, request.method, request.url, payload, run);
+          response = await idempotent(key, request.method, request.url, payload, run, async () => {
+            const streamId = route.streamId(commandRequest);
+            const earlier = await route.handler.findExecution(streamId, 'idempotencyKey', key!);
+            return earlier ? success(earlier, streamId) : undefined;
+          });
         } catch (error) {
           endSpan(trace.span, error);
           throw error;

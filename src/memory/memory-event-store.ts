@@ -250,7 +250,7 @@ export class MemoryEventStore implements FullEventStore {
     if (row && now - row.claimedAt < leaseMs)
       return { outcome: 'pending', fingerprint: row.fingerprint };
     this.#idempotency.set(key, { fingerprint, claimedAt: now });
-    return { outcome: 'claimed' };
+    return row ? { outcome: 'claimed', takenOver: true } : { outcome: 'claimed' };
   }
 
   async completeIdempotencyKey(key: string, response: unknown): Promise<void> {

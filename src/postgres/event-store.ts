@@ -290,7 +290,8 @@ export class PostgresEventStore implements FullEventStore {
            claimed_at = CASE WHEN t.response IS NULL AND t.token <> excluded.token
                                   AND t.claimed_at <= excluded.claimed_at - $5
                              THEN excluded.claimed_at ELSE t.claimed_at END
-         RETURNING token, fingerprint, response, response IS NOT NULL AS completed`,
+         RETURNING token, fingerprint, response, response IS NOT NULL AS completed,
+                   xmax::text <> '0' AS existed`,
       ),
       complete: named(
         'complete',
@@ -681,6 +682,8 @@ export class PostgresEventStore implements FullEventStore {
       fingerprint: string;
       response: unknown;
       completed: boolean;
+      /** The row was there before (an upsert's updated row has a non-zero xmax). */
+      existed: boolean;
     }>(this.#q.claim, [
       key,
       fingerprint,
@@ -692,7 +695,9 @@ export class PostgresEventStore implements FullEventStore {
     if (row.completed) {
       return { outcome: 'completed', fingerprint: row.fingerprint, response: row.response };
     }
-    if (row.token === token) return { outcome: 'claimed' };
+    if (row.token === token) {
+      return row.existed ? { outcome: 'claimed', takenOver: true } : { outcome: 'claimed' };
+    }
     return { outcome: 'pending', fingerprint: row.fingerprint };
   }
 

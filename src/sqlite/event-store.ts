@@ -419,7 +419,7 @@ export class SqliteEventStore implements FullEventStore {
       if (row && now - row.claimed_at < leaseMs)
         return { outcome: 'pending', fingerprint: row.fingerprint };
       this.#stmt.insertClaim.run(key, fingerprint, now);
-      return { outcome: 'claimed' };
+      return row ? { outcome: 'claimed', takenOver: true } : { outcome: 'claimed' };
     });
   }
 

@@ -389,6 +389,116 @@ export function ordersHttpSuite(backend: HttpBackend): void {
         }
       });
 
+      it('a retry after the first execution died between its append and its stored answer answers from its events, and runs nothing again', async () => {
+        // Fault: the answer is never stored (as if the process died right after the append) and
+        // the retry comes after the claim's lease (lease 0). The store's own methods, shadowed
+        // on the instance for this test only.
+        const real = store() as EventStore & {
+          completeIdempotencyKey(key: string, response: unknown): Promise<void>;
+          claimIdempotencyKey(key: string, fingerprint: string, leaseMs: number): Promise<unknown>;
+        };
+        const claim = real.claimIdempotencyKey.bind(real);
+        let crash = true;
+        Object.assign(real, {
+          completeIdempotencyKey: async () => {
+            if (crash) throw new Error('the process died here');
+          },
+          claimIdempotencyKey: (key: string, fingerprint: string) => claim(key, fingerprint, 0),
+        });
+        const complete = async (key: string, response: unknown) => {
+          await Object.getPrototypeOf(real).completeIdempotencyKey.call(real, key, response);
+        };
+        try {
+          // A create without an orderId: the id follows from the key, so the retry finds it.
+          const createKey = `key-${newId()}`;
+          const body = { customerId: 'c-crash', lines: [line('A')] };
+          const before = await storedEvents();
+          crash = true;
+          const died = await call('POST', '/orders', body, { 'idempotency-key': createKey });
+          assert.equal(died.status, 500);
+          assert.equal(await storedEvents(), before + 1, 'the first execution appended');
+          crash = false;
+          Object.assign(real, { completeIdempotencyKey: complete });
+          const retried = await call('POST', '/orders', body, { 'idempotency-key': createKey });
+          assert.equal(retried.status, 201, JSON.stringify(retried.body));
+          assert.equal(retried.headers['idempotent-replayed'], 'true');
+          const orderId = (retried.body as { orderId: string }).orderId;
+          assert.equal(retried.headers.location, `/orders/${orderId}`);
+          assert.equal(retried.headers.etag, '"1"');
+          assert.equal(await storedEvents(), before + 1, 'nothing ran twice');
+          // The answer is stored now: a third try replays it from the record.
+          const third = await call('POST', '/orders', body, { 'idempotency-key': createKey });
+          assert.deepEqual(third.body, retried.body);
+
+          // A command on an existing order.
+          const { orderId: existing } = await createOrder();
+          const itemKey = `key-${newId()}`;
+          Object.assign(real, {
+            completeIdempotencyKey: async () => {
+              throw new Error('the process died here');
+            },
+          });
+          const lost = await call('POST', `/orders/${existing}/items`, line('B', 3), {
+            'idempotency-key': itemKey,
+          });
+          assert.equal(lost.status, 500);
+          Object.assign(real, { completeIdempotencyKey: complete });
+          const again = await call('POST', `/orders/${existing}/items`, line('B', 3), {
+            'idempotency-key': itemKey,
+          });
+          assert.equal(again.status, 200, JSON.stringify(again.body));
+          assert.equal(again.headers['idempotent-replayed'], 'true');
+          assert.equal(again.headers.etag, '"2"');
+          assert.equal(await store().streamVersion(`order-${existing}`), 2, 'one AddItem, not two');
+          const fresh = await read(
+            `/orders/${existing}`,
+            again.headers['consistency-token'] as string,
+          );
+          assert.equal(fresh.headers.consistency, 'fresh');
+          const lines = (fresh.body as { lines: { sku: string; quantity: number }[] }).lines;
+          assert.deepEqual(
+            lines.map((l) => [l.sku, l.quantity]),
+            [
+              ['A', 2],
+              ['B', 3],
+            ],
+          );
+
+          // Died before its append: the retry finds nothing and runs the command.
+          const { orderId: third2 } = await createOrder();
+          const noEventsKey = `key-${newId()}`;
+          const handler = service.handler;
+          Object.assign(real, {
+            releaseIdempotencyKey: async () => {},
+          });
+          Object.assign(handler, {
+            handle: async () => {
+              throw new Error('the process died before appending');
+            },
+          });
+          const failed = await call('POST', `/orders/${third2}/confirm`, undefined, {
+            'idempotency-key': noEventsKey,
+          });
+          assert.equal(failed.status, 500);
+          delete (handler as unknown as Record<string, unknown>).handle;
+          delete (real as unknown as Record<string, unknown>).releaseIdempotencyKey;
+          const ran = await call('POST', `/orders/${third2}/confirm`, undefined, {
+            'idempotency-key': noEventsKey,
+          });
+          assert.equal(ran.status, 200, JSON.stringify(ran.body));
+          assert.equal(ran.headers['idempotent-replayed'], undefined);
+          assert.equal(await store().streamVersion(`order-${third2}`), 2);
+        } finally {
+          for (const name of [
+            'completeIdempotencyKey',
+            'claimIdempotencyKey',
+            'releaseIdempotencyKey',
+          ])
+            delete (real as unknown as Record<string, unknown>)[name];
+          delete (service.handler as unknown as Record<string, unknown>).handle;
+        }
+      });
+
       it('refuses a malformed key', async () => {
         const response = await call(
           'POST',

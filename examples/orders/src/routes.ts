@@ -2,6 +2,7 @@
  * The Orders HTTP contract (see the README): command and query routes declared for the
  * `tidemark/http` plugin. Nothing here knows about storage beyond the ports.
  */
+import { createHash } from 'node:crypto';
 import {
   fold,
   type CommandHandler,
@@ -49,6 +50,13 @@ const statuses: OrderStatus[] = ['open', 'confirmed', 'cancelled', 'shipped'];
 
 export const streamIdOf = (orderId: string) => `order-${orderId}`;
 
+/** A UUID-shaped order id derived from an Idempotency-Key (SHA-256, version nibble 8). */
+export function idFromKey(key: string): string {
+  const hex = createHash('sha256').update(`orders:create:${key}`).digest('hex');
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
 type Params = { orderId: string };
 type Result = { nextExpectedVersion: number };
 
@@ -90,11 +98,15 @@ export function orderCommandRoutes(
     location: (_result, r) => `/orders/${idFor(r)}`,
   };
   const ids = new WeakMap<object, string>();
-  function idFor(r: { body: { orderId?: string } }): string {
+  function idFor(r: { body: { orderId?: string }; headers: Record<string, unknown> }): string {
     if (r.body.orderId) return r.body.orderId;
     let id = ids.get(r.body);
     if (!id) {
-      id = newId();
+      // With an Idempotency-Key the id follows from the key, so that a retry of a create whose
+      // first attempt died after appending finds that order (and answers from it) instead of
+      // creating another.
+      const key = r.headers['idempotency-key'];
+      id = typeof key === 'string' ? idFromKey(key) : newId();
       ids.set(r.body, id);
     }
     return id;
