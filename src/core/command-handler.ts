@@ -130,8 +130,13 @@ export class CommandHandler<State, C extends Command, E extends Event> {
     let version = 0;
     let fromSnapshot: number | undefined;
     const policy = this.#snapshots;
+    // One read for snapshot and tail when the store offers it and keeps the snapshots itself.
+    const together =
+      policy && (policy.store as unknown) === this.#store && this.#store.readFromSnapshot
+        ? await this.#store.readFromSnapshot<E>(streamId, policy.stateVersion)
+        : undefined;
     if (policy) {
-      const snapshot = await policy.store.readSnapshot(streamId);
+      const snapshot = together ? together.snapshot : await policy.store.readSnapshot(streamId);
       if (snapshot && snapshot.stateVersion === policy.stateVersion) {
         state = policy.fromSnapshot
           ? policy.fromSnapshot(snapshot.state)
@@ -140,7 +145,8 @@ export class CommandHandler<State, C extends Command, E extends Event> {
         fromSnapshot = version;
       }
     }
-    const tail = await this.#store.readStream<E>(streamId, { fromVersion: version + 1 });
+    const tail =
+      together?.events ?? (await this.#store.readStream<E>(streamId, { fromVersion: version + 1 }));
     let position: number | undefined;
     for (const event of tail) {
       state = decider.evolve(state, event as unknown as E);

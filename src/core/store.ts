@@ -73,6 +73,18 @@ export interface EventStore {
   ): Promise<RecordedEvent<E>[]>;
 
   /**
+   * Optional, for stores that keep snapshots too and where a read costs a round trip: the
+   * stream's snapshot (whatever its state version, as `readSnapshot` gives it) and, in the same
+   * read, the events after it when its state version is `stateVersion`, or all of the stream's
+   * events when it is not (or there is none). The command handler uses it when its snapshot
+   * store is this store.
+   */
+  readFromSnapshot?<E extends Event = Event>(
+    streamId: string,
+    stateVersion: number,
+  ): Promise<{ snapshot: Snapshot | undefined; events: RecordedEvent<E>[] }>;
+
+  /**
    * Reads the global log in position order. Gap-safe: it never returns an event while an event
    * with a lower position may still commit, so a reader that resumes after the last position it
    * saw misses nothing.

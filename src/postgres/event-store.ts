@@ -173,6 +173,7 @@ export class PostgresEventStore implements FullEventStore {
     | 'streamVersion'
     | 'listStreams'
     | 'readSnapshot'
+    | 'readFromSnapshot'
     | 'writeSnapshot'
     | 'claim'
     | 'complete'
@@ -256,6 +257,21 @@ export class PostgresEventStore implements FullEventStore {
         `SELECT stream_id, version, position, updated_at FROM ${s}.tm_streams
          WHERE stream_id >= $1 AND starts_with(stream_id, $1) AND stream_id > $2
          ORDER BY stream_id LIMIT $3`,
+      ),
+      // Snapshot and tail in one round trip: one row per event after the snapshot (all events when
+      // the snapshot is of another state version, or missing), or one row of NULL event columns.
+      readFromSnapshot: named(
+        'read-from-snapshot',
+        `SELECT sn.stream_version AS snap_stream_version, sn.state_version AS snap_state_version,
+                sn.state AS snap_state, sn.taken_at AS snap_taken_at, e.*
+         FROM (SELECT 1) AS one
+         LEFT JOIN ${s}.tm_snapshots sn ON sn.stream_id = $1
+         LEFT JOIN LATERAL (
+           SELECT ${EVENT_COLUMNS} FROM ${s}.tm_events
+           WHERE stream_id = $1
+             AND stream_version > CASE WHEN sn.state_version = $2 THEN sn.stream_version ELSE 0 END
+           ORDER BY stream_version ASC
+         ) e ON true`,
       ),
       readSnapshot: named(
         'read-snapshot',
@@ -626,6 +642,41 @@ export class PostgresEventStore implements FullEventStore {
       this.#listeners.delete(listener);
       if (this.#listeners.size === 0) void this.#notifier.unlisten();
     };
+  }
+
+  async readFromSnapshot<E extends Event = Event>(
+    streamId: string,
+    stateVersion: number,
+  ): Promise<{ snapshot: Snapshot | undefined; events: RecordedEvent<E>[] }> {
+    this.#assertOpen();
+    validateStreamId(streamId);
+    assertPgText(streamId, 'streamId');
+    if (!Number.isSafeInteger(stateVersion) || stateVersion < 1) {
+      throw new InvalidArgumentError('stateVersion', 'must be a positive integer');
+    }
+    const rows = await this.#run<
+      EventRow & {
+        snap_stream_version: number | null;
+        snap_state_version: number | null;
+        snap_state: unknown;
+        snap_taken_at: Date | null;
+      }
+    >(this.#q.readFromSnapshot, [streamId, stateVersion]);
+    const first = rows[0];
+    const snapshot: Snapshot | undefined =
+      first && first.snap_stream_version !== null
+        ? {
+            streamId,
+            streamVersion: first.snap_stream_version,
+            stateVersion: first.snap_state_version!,
+            state: first.snap_state,
+            takenAt: first.snap_taken_at!,
+          }
+        : undefined;
+    const events = rows
+      .filter((row) => row.position !== null)
+      .map((row) => this.#toRecorded(row) as RecordedEvent<E>);
+    return { snapshot, events };
   }
 
   async readSnapshot(streamId: string): Promise<Snapshot | undefined> {

@@ -463,6 +463,60 @@ export function eventStoreContract(test: TestApi, options: EventStoreContractOpt
           assert.deepEqual(replaced?.state, { m: 3 });
         }),
       );
+
+      it(
+        'reads snapshot and tail together (when the store offers it) as the two reads would',
+        withStore(async (store) => {
+          const together = store.readFromSnapshot?.bind(store);
+          if (!together) return; // optional: the command handler then reads them one by one
+          const separately = async (streamId: string, stateVersion: number) => {
+            const snapshot = await store.readSnapshot(streamId);
+            const from = snapshot?.stateVersion === stateVersion ? snapshot.streamVersion + 1 : 1;
+            return { snapshot, events: await store.readStream(streamId, { fromVersion: from }) };
+          };
+          const same = async (streamId: string, stateVersion: number) => {
+            const got = await together(streamId, stateVersion);
+            const want = await separately(streamId, stateVersion);
+            assert.deepEqual(
+              { ...got, snapshot: got.snapshot && { ...got.snapshot, takenAt: undefined } },
+              { ...want, snapshot: want.snapshot && { ...want.snapshot, takenAt: undefined } },
+            );
+            assert.equal(got.snapshot?.takenAt.getTime(), want.snapshot?.takenAt.getTime());
+            return got;
+          };
+          // No stream at all; a stream without a snapshot.
+          assert.deepEqual(await same('s-none', 1), { snapshot: undefined, events: [] });
+          await store.appendToStream('s-1', [
+            { type: 'E', data: { n: 1 } },
+            { type: 'E', data: { n: 2 } },
+            { type: 'E', data: { n: 3 } },
+          ]);
+          assert.equal((await same('s-1', 1)).events.length, 3);
+          // A snapshot of this state version: the events after it.
+          await store.writeSnapshot({
+            streamId: 's-1',
+            streamVersion: 2,
+            stateVersion: 1,
+            state: {},
+          });
+          assert.deepEqual(
+            (await same('s-1', 1)).events.map((e) => e.streamVersion),
+            [3],
+          );
+          // At the head: the snapshot and no events.
+          await store.writeSnapshot({
+            streamId: 's-1',
+            streamVersion: 3,
+            stateVersion: 1,
+            state: {},
+          });
+          const atHead = await same('s-1', 1);
+          assert.equal(atHead.snapshot?.streamVersion, 3);
+          assert.deepEqual(atHead.events, []);
+          // A snapshot of another state version: given back, but every event comes with it.
+          assert.equal((await same('s-1', 2)).events.length, 3);
+        }),
+      );
     });
 
     describe('idempotency records', () => {

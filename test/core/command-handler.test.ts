@@ -7,6 +7,7 @@ import {
   STREAM_EXISTS,
   isTidemarkError,
   type Decider,
+  type Event,
   type EventStore,
 } from 'tidemark';
 import { MemoryEventStore } from 'tidemark/memory';
@@ -247,6 +248,47 @@ describe('CommandHandler', () => {
       const loaded = await v2.load('c');
       assert.equal(loaded.fromSnapshot, undefined);
       assert.deepEqual(loaded.state, { opened: true, limit: 1000, value: 5 });
+    });
+
+    it('reads snapshot and tail in one call when the store offers it and keeps the snapshots', async () => {
+      const calls: string[] = [];
+      class Combined extends MemoryEventStore {
+        override async readSnapshot(streamId: string) {
+          calls.push('readSnapshot');
+          return super.readSnapshot(streamId);
+        }
+        async readFromSnapshot<E extends Event = Event>(streamId: string, stateVersion: number) {
+          calls.push('readFromSnapshot');
+          const snapshot = await super.readSnapshot(streamId);
+          const from = snapshot?.stateVersion === stateVersion ? snapshot.streamVersion + 1 : 1;
+          return { snapshot, events: await this.readStream<E>(streamId, { fromVersion: from }) };
+        }
+      }
+      const store = new Combined();
+      const handler = new CommandHandler({
+        decider: counter,
+        store,
+        snapshots: { store, every: 2, stateVersion: 1 },
+      });
+      await handler.handle('c', open());
+      await handler.handle('c', inc(2));
+      await handler.handle('c', inc(3));
+      calls.length = 0;
+      const loaded = await handler.load('c');
+      assert.deepEqual(calls, ['readFromSnapshot']);
+      assert.equal(loaded.fromSnapshot, 2);
+      assert.deepEqual(loaded.state, { opened: true, limit: 1000, value: 5 });
+      assert.equal(loaded.version, 3);
+      // A snapshot store other than the event store: two reads, as before.
+      const other = new MemoryEventStore();
+      const apart = new CommandHandler({
+        decider: counter,
+        store,
+        snapshots: { store: other, every: 2, stateVersion: 1 },
+      });
+      calls.length = 0;
+      assert.deepEqual((await apart.load('c')).state, { opened: true, limit: 1000, value: 5 });
+      assert.deepEqual(calls, []);
     });
 
     it('uses toSnapshot and fromSnapshot, and a failed snapshot write does not fail the command', async () => {
