@@ -454,10 +454,19 @@ export class KafkaProjectionRunner {
       await this.#checkNotRetired(sql);
       if (upTo === undefined) {
         // The whole poll: every partition moves to where its batch ended. Sorted, so that two
-        // members writing the same rows take their locks in the same order.
+        // members writing the same rows take their locks in the same order. The plain moves (a
+        // stored row, nothing to park) go in one statement; the rest one by one.
+        const plain: { key: string; to: bigint; expected: bigint }[] = [];
         for (const k of [...ends.keys()].sort()) {
-          await this.#saveOffset(sql, k, ends.get(k)!, invalid.get(k));
+          const expected = this.#stored.get(k);
+          const to = ends.get(k)!;
+          if (expected === undefined || expected === null || invalid.has(k)) {
+            await this.#saveOffset(sql, k, to, invalid.get(k));
+          } else if (to > expected) {
+            plain.push({ key: k, to, expected });
+          }
         }
+        await this.#moveOffsets(sql, plain);
       } else {
         const origin = origins[upTo]!;
         await this.#saveOffset(sql, origin.key, origin.offset + 1n, invalid.get(origin.key));
@@ -540,6 +549,41 @@ export class KafkaProjectionRunner {
     // Optimistic: if the transaction then fails to commit, the next compare-and-set fails and
     // the runner re-reads what is stored.
     this.#stored.set(k, to);
+  }
+
+  /**
+   * Compare-and-set of several stored offsets in one statement (the common case of a poll):
+   * every row must still hold its expected offset, or none moves (the transaction fails).
+   */
+  async #moveOffsets(
+    sql: SqlExecutor,
+    moves: readonly { key: string; to: bigint; expected: bigint }[],
+  ): Promise<void> {
+    if (moves.length === 0) return;
+    if (moves.length === 1) {
+      const [move] = moves;
+      await this.#saveOffset(sql, move!.key, move!.to, undefined);
+      return;
+    }
+    const values: unknown[] = [this.name, this.version];
+    const rows = moves.map(({ key, to, expected }) => {
+      const [topic, partition] = key.split('\u0000') as [string, string];
+      const n = values.length;
+      values.push(topic, Number(partition), to, expected);
+      return `(CAST($${n + 1} AS TEXT), CAST($${n + 2} AS INTEGER), CAST($${n + 3} AS BIGINT), CAST($${n + 4} AS BIGINT))`;
+    });
+    // VALUES columns are column1..column4 in both PostgreSQL and SQLite.
+    const { rowCount } = await sql.execute(
+      `UPDATE tm_projection_offsets SET next_offset = m.column3
+       FROM (VALUES ${rows.join(', ')}) AS m
+       WHERE tm_projection_offsets.name = $1 AND tm_projection_offsets.version = $2
+         AND tm_projection_offsets.topic = m.column1
+         AND tm_projection_offsets.kafka_partition = m.column2
+         AND tm_projection_offsets.next_offset = m.column4`,
+      values,
+    );
+    if (rowCount !== moves.length) throw new ProgressMovedError(this.name, this.version);
+    for (const { key, to } of moves) this.#stored.set(key, to);
   }
 
   /** Switches a building version over once the whole group has caught up (checked at most every second). */
