@@ -153,6 +153,8 @@ export class KafkaProjectionRunner {
   #loop: Promise<void> | undefined;
   #streamWaiters = new Set<StreamWaiter>();
   #commitListeners = new Set<() => void>();
+  /** Told of every change a watcher may wait for (see {@link onChange}). */
+  readonly #changeListeners = new Set<() => void>();
   #switchListeners = new Set<(version: number) => void>();
   #lastSwitchCheck = 0;
   #dropTimer: NodeJS.Timeout | undefined;
@@ -330,6 +332,8 @@ export class KafkaProjectionRunner {
       },
       'partitions assigned; resuming from the offsets stored with the read models',
     );
+    // The consumer's assignment is already the new one: watchers may look now.
+    this.#changed();
     return starts;
   }
 
@@ -400,6 +404,7 @@ export class KafkaProjectionRunner {
               'version retired; runner stops',
             );
             this.#state = 'retired';
+            this.#changed();
             break;
           }
           this.#logger.warn(
@@ -599,6 +604,7 @@ export class KafkaProjectionRunner {
     if (retired === undefined) {
       const row = await ledger.projection(this.#sink, this.name, this.version);
       this.#state = row?.state ?? 'retired';
+      this.#changed();
       // Another member (or another builder of this version) switched first: active all the same.
       if (this.#state === 'active') {
         for (const listener of this.#switchListeners) listener(this.version);
@@ -606,6 +612,7 @@ export class KafkaProjectionRunner {
       return;
     }
     this.#state = 'active';
+    this.#changed();
     this.#logger.info(
       { projection: this.name, version: this.version, retired: retired.map((r) => r.version) },
       'switched over',
@@ -614,12 +621,14 @@ export class KafkaProjectionRunner {
     if (retired.length > 0) {
       const grace = this.#options.dropGraceMs ?? 10_000;
       this.#dropTimer = setTimeout(() => {
-        dropRetired(this.#sink, this.name, grace).catch((error: unknown) =>
-          this.#logger.warn(
-            { projection: this.name, err: error },
-            'could not drop retired versions',
-          ),
-        );
+        dropRetired(this.#sink, this.name, grace)
+          .catch((error: unknown) =>
+            this.#logger.warn(
+              { projection: this.name, err: error },
+              'could not drop retired versions',
+            ),
+          )
+          .finally(() => this.#changed());
       }, grace);
       this.#dropTimer.unref();
     }
@@ -723,6 +732,7 @@ export class KafkaProjectionRunner {
 
   #notifyApplied(events: readonly RecordedEvent[]): void {
     for (const listener of [...this.#commitListeners]) listener();
+    this.#changed();
     if (this.#streamWaiters.size === 0) return;
     const latest = new Map<string, number>();
     for (const event of events) latest.set(event.streamId, event.streamVersion);
@@ -803,6 +813,21 @@ export class KafkaProjectionRunner {
     }
     this.#streamWaiters.clear();
     for (const listener of [...this.#commitListeners]) listener();
+    this.#changed();
+  }
+
+  /**
+   * Calls `listener` after each change someone may wait for: a new assignment, a commit, a
+   * change of state (switched over, retired, stopped), a drop of retired versions by this
+   * runner's timer. The listener looks at what it waits for itself (`assignment`, `state`, …).
+   */
+  onChange(listener: () => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
+  #changed(): void {
+    for (const listener of [...this.#changeListeners]) listener();
   }
 }
 

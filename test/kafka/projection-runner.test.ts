@@ -24,6 +24,7 @@ import {
   publishAll,
   trackedRows,
   trackingProjection,
+  whenRunners,
 } from './support.ts';
 
 const TEST = { timeout: 120_000 };
@@ -327,13 +328,8 @@ describe('kafka: projection runner', () => {
         projection: trackingProjection({ version: 2 }),
         dropGraceMs: 50,
       });
-      const until = async (what: string, check: () => Promise<boolean> | boolean) => {
-        const deadline = Date.now() + 30_000;
-        while (!(await check())) {
-          assert.ok(Date.now() < deadline, what);
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
-      };
+      const until = (what: string, check: () => Promise<boolean> | boolean) =>
+        whenRunners([v1, v2], what, check);
       try {
         await v1.start();
         assert.equal(await v1.whenCaughtUp(30_000), true);
@@ -383,11 +379,11 @@ describe('kafka: projection runner', () => {
         await a.start();
         await b.start();
         // Both in the group: once b has joined, each owns some partitions.
-        const deadline = Date.now() + 30_000;
-        while (a.assignment.length + b.assignment.length !== 4 || b.assignment.length === 0) {
-          assert.ok(Date.now() < deadline, 'the group settles');
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
+        await whenRunners(
+          [a, b],
+          'the group settles',
+          () => a.assignment.length + b.assignment.length === 4 && b.assignment.length > 0,
+        );
         assert.equal(await a.whenCaughtUp(30_000), true);
         await b.stop(); // leaves the group: a takes over b's partitions at once
         await appendCounted(store, streams, 5);

@@ -271,3 +271,49 @@ export async function leaveOpenTransaction(
   }
   await producer.close();
 }
+
+/**
+ * Resolves once `check` holds, testing it now and again after each change a runner reports
+ * (`onChange`: assignment, commit, state, drop). Rejects with `what` after `timeoutMs`: a bound
+ * for a test that would otherwise hang, not a wait.
+ */
+export function whenRunners(
+  runners: readonly { onChange(listener: () => void): () => void }[],
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let settled = false;
+    let running = false;
+    let again = false;
+    const finish = (error?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      for (const stop of stops) stop();
+      if (error === undefined) resolve();
+      else reject(error instanceof Error ? error : new Error(String(error)));
+    };
+    const test = async () => {
+      if (running) {
+        again = true;
+        return;
+      }
+      running = true;
+      try {
+        do {
+          again = false;
+          if (await check()) return finish();
+        } while (again && !settled);
+      } catch (error) {
+        finish(error);
+      } finally {
+        running = false;
+      }
+    };
+    const timer = setTimeout(() => finish(new Error(`timed out waiting: ${what}`)), timeoutMs);
+    const stops = runners.map((r) => r.onChange(() => void test()));
+    void test();
+  });
+}
