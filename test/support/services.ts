@@ -103,9 +103,22 @@ export async function createTestDatabase(label = 'test'): Promise<TestDatabase> 
     async drop() {
       if (dropped) return;
       dropped = true;
-      await withAdminClient((client) =>
-        client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`),
-      );
+      await withAdminClient(async (client) => {
+        try {
+          await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+        } catch (error) {
+          // FORCE refuses when a backend of another role is in the database: an autovacuum worker
+          // after a test's heavy writes. Plain DROP stops autovacuum itself; our own role's
+          // sessions (a killed test process's, say) we end first, waiting for each to go.
+          if ((error as { code?: string }).code !== '42501') throw error;
+          await client.query(
+            `SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid() AND usename = current_user`,
+            [name],
+          );
+          await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)}`);
+        }
+      });
     },
   };
 }
