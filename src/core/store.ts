@@ -5,6 +5,7 @@
  */
 import type { ExpectedVersion } from './expected-version.ts';
 import type { Event, NewEvent, RecordedEvent } from './messages.ts';
+import type { Upcasters } from './upcasting.ts';
 
 export interface AppendOptions {
   /** What the stream must look like for the append to go ahead. Default: `ANY`. */
@@ -36,6 +37,12 @@ export interface ReadAllOptions {
   after?: number;
   /** At most this many events. Default 1000. */
   maxCount?: number;
+  /**
+   * `false`: events exactly as stored, in their stored schema, without the store's upcasters
+   * (what a relay publishes, and what projection engines read: they upcast at consumption).
+   * Default `true`.
+   */
+  upcast?: boolean;
 }
 
 export interface StreamInfo {
@@ -107,6 +114,9 @@ export interface EventStore {
   onAppended(listener: (position: number) => void): () => void;
 
   close(): Promise<void>;
+
+  /** The upcasters this store reads with (projection engines use them for raw reads). */
+  readonly upcasters?: Upcasters;
 }
 
 /** A snapshot: a stream's folded state at a version, tagged with the state's schema version. */

@@ -83,10 +83,4 @@ export {
   type RelayState,
   type RelayStatus,
 } from './relay.ts';
-export {
-  INVALID_RECORD_TYPE,
-  KafkaProjectionRunner,
-  type KafkaProjectionRunnerOptions,
-  type KafkaProjectionStatus,
-  type PartitionStatus,
-} from './projection-runner.ts';
+export { INVALID_RECORD_TYPE, kafkaFeed, type KafkaFeedOptions } from './kafka-feed.ts';

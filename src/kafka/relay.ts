@@ -46,8 +46,9 @@ const PROGRESS_PARTITION = 0;
 export interface KafkaRelayOptions {
   readonly connection: KafkaConnection;
   /**
-   * The store to publish. Open it **without upcasters**: the relay publishes events as stored,
-   * with the schema version they were stored with, and consumers upcast.
+   * The store to publish. The relay reads it raw (`readAll({ upcast: false })`), so events are
+   * published as stored, with the schema version they were stored with, whatever upcasters the
+   * store has; consumers upcast.
    */
   readonly store: EventStore;
   /** Which events go to which topic, and how topics are created. */
@@ -449,7 +450,7 @@ export class KafkaRelay {
   }
 
   #read(after = this.#position): Promise<RecordedEvent[]> {
-    const read = this.#store.readAll({ after, maxCount: this.#batchSize });
+    const read = this.#store.readAll({ after, maxCount: this.#batchSize, upcast: false });
     read.catch(() => {}); // a read-ahead may be dropped unawaited; its error resurfaces if used
     return read;
   }

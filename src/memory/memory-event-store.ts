@@ -108,6 +108,11 @@ export class MemoryEventStore implements FullEventStore {
     return new MemoryEventStore(options, this.#data);
   }
 
+  /** The upcasters reads apply (projection engines use them for their raw reads). */
+  get upcasters(): Upcasters {
+    return this.#upcasters;
+  }
+
   async appendToStream<E extends Event>(
     streamId: string,
     events: readonly NewEvent<E>[],
@@ -166,9 +171,10 @@ export class MemoryEventStore implements FullEventStore {
   async readAll<E extends Event = Event>(options?: ReadAllOptions): Promise<RecordedEvent<E>[]> {
     this.#open();
     const { after, maxCount } = allReadRange(options);
+    const upcast = options?.upcast !== false;
     return this.#log
       .slice(after, after + maxCount)
-      .map((row) => this.#toRecorded(row) as RecordedEvent<E>);
+      .map((row) => this.#toRecorded(row, upcast) as RecordedEvent<E>);
   }
 
   async streamVersion(streamId: string): Promise<number> {
@@ -272,7 +278,7 @@ export class MemoryEventStore implements FullEventStore {
     for (const listener of this.#listeners) listener(position);
   }
 
-  #toRecorded(row: Row): RecordedEvent {
+  #toRecorded(row: Row, upcast = true): RecordedEvent {
     const stored: StoredEvent = {
       eventId: row.eventId,
       streamId: row.streamId,
@@ -284,7 +290,7 @@ export class MemoryEventStore implements FullEventStore {
       metadata: JSON.parse(row.metadata),
       recordedAt: new Date(row.recordedAt),
     };
-    return this.#upcasters.upcast(stored) as RecordedEvent;
+    return (upcast ? this.#upcasters.upcast(stored) : stored) as RecordedEvent;
   }
 
   #open(): void {

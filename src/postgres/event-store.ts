@@ -380,6 +380,11 @@ export class PostgresEventStore implements FullEventStore {
     return this.#withClient((client) => appliedMigrations(client, this.schema));
   }
 
+  /** The upcasters reads apply (projection engines use them for their raw reads). */
+  get upcasters(): Upcasters {
+    return this.#upcasters;
+  }
+
   async appendToStream<E extends Event>(
     streamId: string,
     events: readonly NewEvent<E>[],
@@ -592,7 +597,8 @@ export class PostgresEventStore implements FullEventStore {
     this.#assertOpen();
     const { after, maxCount } = allReadRange(options);
     const rows = await this.#run<EventRow>(this.#q.readAll, [after, maxCount]);
-    return rows.map((row) => this.#toRecorded(row) as RecordedEvent<E>);
+    const upcast = options?.upcast !== false;
+    return rows.map((row) => this.#toRecorded(row, upcast) as RecordedEvent<E>);
   }
 
   async streamVersion(streamId: string): Promise<number> {
@@ -816,8 +822,8 @@ export class PostgresEventStore implements FullEventStore {
     }
   }
 
-  #toRecorded(row: EventRow): RecordedEvent {
-    return this.#upcasters.upcast({
+  #toRecorded(row: EventRow, upcast = true): RecordedEvent {
+    const event: RecordedEvent = {
       eventId: row.event_id,
       streamId: row.stream_id,
       streamVersion: row.stream_version,
@@ -827,7 +833,8 @@ export class PostgresEventStore implements FullEventStore {
       data: row.data,
       metadata: row.metadata,
       recordedAt: row.recorded_at,
-    }) as RecordedEvent;
+    };
+    return upcast ? this.#upcasters.upcast(event) : event;
   }
 
   #assertOpen(): void {

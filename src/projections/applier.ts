@@ -15,9 +15,10 @@ import {
   type ProjectionSink,
   type RecordedEvent,
   type SqlExecutor,
+  type Upcasters,
 } from '../core/index.ts';
 import { SpanKind, endSpan, startSpan, traceIdOf } from '../tracing.ts';
-import { ledger } from './ledger.ts';
+import { ledger, physicalTables, projectionContext } from './ledger.ts';
 
 export interface RetryPolicy {
   /** Tries per event before it is parked. Default 3. */
@@ -44,11 +45,8 @@ export class ProgressMovedError extends Error {
 /** Stream versions of one batch: as read at its start, then as applied. */
 interface StreamVersions {
   applied: Map<string, number>;
-  changed: Set<string>;
+  changed: Map<string, number>;
 }
-
-/** Streams per statement when stream versions are read or written in bulk. */
-const STREAMS_PER_STATEMENT = 200;
 
 const mustPropagate = (sink: ProjectionSink, error: unknown) =>
   error instanceof ProgressMovedError || sink.isTransientError(error);
@@ -69,24 +67,39 @@ export interface ApplierOptions {
    * feed may deliver an event twice (Kafka); the store's log feed needs only its position.
    */
   dedupeByStream?: boolean;
+  /**
+   * The application's upcasters: every event reaches `apply`, `applyBatch` and a parked retry
+   * in the current schema. Events arrive (and are parked) as stored, so an event no upcaster
+   * can handle fails like a handler would: it is retried, then parked as it came, and a retry
+   * once the upcaster is deployed applies it.
+   */
+  upcasters?: Upcasters;
   logger?: Logger;
   /** Aborted when the runner stops: backoff waits end at once. */
   signal?: AbortSignal;
 }
 
 /**
- * Runs first in every transaction that applies events: a runner checks there that it may (for
- * example that its version was not retired, or that no other runner moved its checkpoint), and
- * throws {@link ProgressMovedError} when not, before any handler runs.
+ * What one physical version must apply of a feed's batch, and how its checkpoint moves. The
+ * feed makes one per version per batch; the applier calls `claim` first in every transaction,
+ * `save` last, and `committed` after the transaction committed.
  */
-export type ClaimBatch = (sql: SqlExecutor) => Promise<void>;
-
-/** Stores the feed's progress, in the transaction, after `events[upTo]`. */
-export type SaveProgress = (
-  sql: SqlExecutor,
-  events: readonly RecordedEvent[],
-  upTo: number,
-) => Promise<void>;
+export interface SlotWork {
+  /** The events this version has not applied yet, in feed order (as stored: not upcast). */
+  readonly events: readonly RecordedEvent[];
+  /**
+   * Runs first in every transaction: throws {@link ProgressMovedError} when the version may not
+   * apply (retired meanwhile, or its checkpoint moved by another runner), before any handler.
+   */
+  claim(sql: SqlExecutor): Promise<void>;
+  /**
+   * Stores the checkpoint after `events[upTo]`; `upTo === events.length - 1` means the whole
+   * batch (which may reach past its last event: offsets of records that are not events).
+   */
+  save(sql: SqlExecutor, upTo: number): Promise<void>;
+  /** The transaction that ran `save(sql, upTo)` committed. */
+  committed(upTo: number): void;
+}
 
 export class ProjectionApplier {
   readonly definition: ProjectionDefinition;
@@ -97,11 +110,10 @@ export class ProjectionApplier {
   readonly #logger: Logger;
   readonly #signal: AbortSignal | undefined;
   readonly #handles: Set<string>;
-  readonly #tables: Map<string, string>;
+  readonly #upcasters: Upcasters | undefined;
   /** Streams with parked events; confirmed against the ledger before use (others may unpark). */
   readonly #parkedStreams = new Set<string>();
   #parkedCount = 0;
-  #claim: ClaimBatch | undefined;
 
   constructor(options: ApplierOptions) {
     this.definition = options.definition;
@@ -112,29 +124,26 @@ export class ProjectionApplier {
     this.#logger = options.logger ?? silentLogger;
     this.#signal = options.signal;
     this.#handles = new Set(options.definition.handles);
-    this.#tables = new Map(options.definition.tables.map((t) => [t, `${t}_v${options.version}`]));
+    this.#upcasters =
+      options.upcasters && !options.upcasters.isEmpty ? options.upcasters : undefined;
   }
 
   /** Physical table names of this version. */
   get tables(): string[] {
-    return [...this.#tables.values()];
+    return physicalTables(this.definition, this.version);
   }
 
   get parkedCount(): number {
     return this.#parkedCount;
   }
 
+  /** True when the stream has parked events, as far as this applier knows. */
+  isParked(streamId: string): boolean {
+    return this.#parkedStreams.has(streamId);
+  }
+
   context(sql: SqlExecutor): ProjectionContext {
-    const tables = this.#tables;
-    const name = this.definition.name;
-    return {
-      sql,
-      table(logical: string) {
-        const physical = tables.get(logical);
-        if (!physical) throw new Error(`'${logical}' is not one of ${name}'s tables`);
-        return physical;
-      },
-    };
+    return projectionContext(this.definition, this.version, sql);
   }
 
   /** Loads which streams have parked events (call once before the first batch). */
@@ -146,34 +155,40 @@ export class ProjectionApplier {
   }
 
   /**
-   * Applies `events` in order and saves progress. Resolves when every event is applied or
-   * parked; rejects only on transient database errors (retry the same batch later).
+   * Applies a whole batch inside the caller's transaction (several versions share one
+   * transaction this way). Throws on any failure; the caller rolls back and falls back to
+   * {@link applyBatch}, which isolates the failing event.
    */
-  async applyBatch(
-    events: readonly RecordedEvent[],
-    saveProgress: SaveProgress,
-    claim?: ClaimBatch,
-  ): Promise<void> {
-    if (events.length === 0) return;
-    this.#claim = claim;
+  async applyIn(sql: SqlExecutor, work: SlotWork): Promise<void> {
+    await work.claim(sql);
+    const { events } = work;
+    // With dedupe, the batch's stream versions are read in one query and written in a few,
+    // instead of a read and a write per event.
+    const versions = this.#dedupe ? await this.#loadStreamVersions(sql, events) : undefined;
+    if (this.definition.applyBatch) {
+      const admitted: RecordedEvent[] = [];
+      for (const event of events) {
+        if (await this.#admit(sql, event, versions)) admitted.push(event);
+      }
+      if (admitted.length > 0) await this.#handleBatch(admitted, sql);
+    } else {
+      for (const event of events) await this.#applyOne(sql, event, versions);
+    }
+    if (versions && versions.changed.size > 0) {
+      await ledger.saveStreamVersions(sql, this.definition.name, this.version, versions.changed);
+    }
+    await work.save(sql, events.length - 1);
+  }
+
+  /**
+   * Applies `work.events` in order and saves progress, in transactions of its own. Resolves when
+   * every event is applied or parked; rejects only on transient database errors and on
+   * {@link ProgressMovedError} (retry the same batch later, or reload).
+   */
+  async applyBatch(work: SlotWork): Promise<void> {
     try {
-      await this.#sink.transaction(async (sql) => {
-        await claim?.(sql);
-        // With dedupe, the batch's stream versions are read in one query and written in a few,
-        // instead of a read and a write per event.
-        const versions = this.#dedupe ? await this.#loadStreamVersions(sql, events) : undefined;
-        if (this.definition.applyBatch) {
-          const admitted: RecordedEvent[] = [];
-          for (const event of events) {
-            if (await this.#admit(sql, event, versions)) admitted.push(event);
-          }
-          if (admitted.length > 0) await this.#handleBatch(admitted, sql);
-        } else {
-          for (const event of events) await this.#applyOne(sql, event, versions);
-        }
-        if (versions) await this.#saveStreamVersions(sql, versions);
-        await saveProgress(sql, events, events.length - 1);
-      });
+      await this.#sink.transaction((sql) => this.applyIn(sql, work));
+      work.committed(work.events.length - 1);
       return;
     } catch (error) {
       if (mustPropagate(this.#sink, error)) throw error;
@@ -182,24 +197,21 @@ export class ProjectionApplier {
         'batch failed; applying its events one at a time',
       );
     }
-    for (let i = 0; i < events.length; i++) await this.#applyAlone(events, i, saveProgress);
+    for (let i = 0; i < work.events.length; i++) await this.#applyAlone(work, i);
   }
 
-  async #applyAlone(
-    events: readonly RecordedEvent[],
-    index: number,
-    saveProgress: SaveProgress,
-  ): Promise<void> {
-    const event = events[index]!;
+  async #applyAlone(work: SlotWork, index: number): Promise<void> {
+    const event = work.events[index]!;
     let delay = this.#retry.initialDelayMs;
     let lastError: unknown;
     for (let attempt = 1; attempt <= this.#retry.attempts; attempt++) {
       try {
         await this.#sink.transaction(async (sql) => {
-          await this.#claim?.(sql);
+          await work.claim(sql);
           await this.#applyOne(sql, event);
-          await saveProgress(sql, events, index);
+          await work.save(sql, index);
         });
+        work.committed(index);
         return;
       } catch (error) {
         if (mustPropagate(this.#sink, error)) throw error;
@@ -224,7 +236,7 @@ export class ProjectionApplier {
     }
     const message = lastError instanceof Error ? lastError.message : String(lastError);
     await this.#sink.transaction(async (sql) => {
-      await this.#claim?.(sql);
+      await work.claim(sql);
       await ledger.park(
         sql,
         this.definition.name,
@@ -233,8 +245,9 @@ export class ProjectionApplier {
         message,
         this.#retry.attempts,
       );
-      await saveProgress(sql, events, index);
+      await work.save(sql, index);
     });
+    work.committed(index);
     this.#parkedStreams.add(event.streamId);
     this.#parkedCount++;
     this.#logger.error(
@@ -252,35 +265,9 @@ export class ProjectionApplier {
     sql: SqlExecutor,
     events: readonly RecordedEvent[],
   ): Promise<StreamVersions> {
-    const versions: StreamVersions = { applied: new Map(), changed: new Set() };
     const streams = [...new Set(events.map((e) => e.streamId))];
-    for (let i = 0; i < streams.length; i += STREAMS_PER_STATEMENT) {
-      const chunk = streams.slice(i, i + STREAMS_PER_STATEMENT);
-      const rows = await sql.query<{ stream_id: string; stream_version: number | string }>(
-        `SELECT stream_id, stream_version FROM tm_projection_streams
-         WHERE name = $1 AND version = $2 AND stream_id IN (${chunk.map((_, j) => `$${j + 3}`).join(', ')})`,
-        [this.definition.name, this.version, ...chunk],
-      );
-      for (const row of rows) versions.applied.set(row.stream_id, Number(row.stream_version));
-    }
-    return versions;
-  }
-
-  async #saveStreamVersions(sql: SqlExecutor, versions: StreamVersions): Promise<void> {
-    const changed = [...versions.changed];
-    for (let i = 0; i < changed.length; i += STREAMS_PER_STATEMENT) {
-      const chunk = changed.slice(i, i + STREAMS_PER_STATEMENT);
-      const params: unknown[] = [this.definition.name, this.version];
-      const rows = chunk.map((streamId) => {
-        params.push(streamId, versions.applied.get(streamId)!);
-        return `($1, $2, $${params.length - 1}, $${params.length})`;
-      });
-      await sql.execute(
-        `INSERT INTO tm_projection_streams (name, version, stream_id, stream_version) VALUES ${rows.join(', ')}
-         ON CONFLICT (name, version, stream_id) DO UPDATE SET stream_version = excluded.stream_version`,
-        params,
-      );
-    }
+    const applied = await ledger.streamVersions(sql, this.definition.name, this.version, streams);
+    return { applied, changed: new Map() };
   }
 
   /**
@@ -317,7 +304,7 @@ export class ProjectionApplier {
     }
     if (versions) {
       versions.applied.set(event.streamId, event.streamVersion);
-      versions.changed.add(event.streamId);
+      versions.changed.set(event.streamId, event.streamVersion);
     } else if (this.#dedupe) {
       await ledger.saveStreamVersion(sql, name, this.version, event.streamId, event.streamVersion);
     }
@@ -345,7 +332,11 @@ export class ProjectionApplier {
       );
     }
     try {
-      await this.definition.applyBatch!(events, this.context(sql));
+      const upcasters = this.#upcasters;
+      await this.definition.applyBatch!(
+        upcasters ? events.map((e) => upcasters.upcast(e)) : events,
+        this.context(sql),
+      );
     } catch (error) {
       for (const trace of traces) endSpan(trace.span, error);
       throw error;
@@ -383,7 +374,7 @@ export class ProjectionApplier {
   /** Calls the projection's handler, inside a span continuing the event's trace. */
   async #handle(event: RecordedEvent, sql: SqlExecutor): Promise<void> {
     const { traceparent, tracestate } = event.metadata;
-    if (traceparent === undefined) return this.definition.apply(event, this.context(sql));
+    if (traceparent === undefined) return this.#apply(event, sql);
     const trace = startSpan(
       `project ${this.definition.name}`,
       SpanKind.CONSUMER,
@@ -395,13 +386,21 @@ export class ProjectionApplier {
       },
     );
     try {
-      await this.definition.apply(event, this.context(sql));
+      await this.#apply(event, sql);
       endSpan(trace.span);
     } catch (error) {
       endSpan(trace.span, error);
       throw error;
     }
     if (this.#logger.isLevelEnabled?.('debug')) this.#logApplied(event);
+  }
+
+  /** The projection's `apply`, given the event in the current schema. */
+  #apply(event: RecordedEvent, sql: SqlExecutor): Promise<void> | void {
+    return this.definition.apply(
+      this.#upcasters ? this.#upcasters.upcast(event) : event,
+      this.context(sql),
+    );
   }
 
   /**
@@ -416,7 +415,6 @@ export class ProjectionApplier {
       const applied = await this.#sink.transaction(async (sql) => {
         const parked = await ledger.parked(sql, { name, version: this.version, streamId });
         for (const { event } of parked) {
-          const context = this.context(sql);
           if (this.#dedupe) {
             const done = await ledger.streamVersion(sql, name, this.version, streamId);
             if (event.streamVersion <= done) {
@@ -424,7 +422,7 @@ export class ProjectionApplier {
               continue;
             }
           }
-          if (this.#handles.has(event.type)) await this.definition.apply(event, context);
+          if (this.#handles.has(event.type)) await this.#apply(event, sql);
           if (this.#dedupe)
             await ledger.saveStreamVersion(sql, name, this.version, streamId, event.streamVersion);
           await ledger.unpark(sql, name, this.version, event.eventId);

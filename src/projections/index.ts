@@ -1,18 +1,50 @@
-export { ProjectionRunner, type ProjectionRunnerOptions, type ProjectionStatus } from './runner.ts';
+export { ProjectionRunner, type ProjectionRunnerOptions } from './runner.ts';
 export { ProjectionHost, type ProjectionHostOptions } from './host.ts';
 export {
+  ProjectionEngine,
+  type ProjectionEngineOptions,
+  type ProjectionStatus,
+} from './engine.ts';
+export {
+  type Feed,
+  type FeedBatch,
+  type FeedHost,
+  type FeedKind,
+  type FeedLag,
+  type FeedReader,
+  type PartitionStatus,
+  type Slot,
+  type SlotWork,
+} from './feed.ts';
+export { storeFeed, type StoreFeedOptions } from './store-feed.ts';
+export {
+  ProgressMovedError,
   ProjectionApplier,
   defaultRetryPolicy,
   type ApplierOptions,
   type RetryPolicy,
-  type SaveProgress,
 } from './applier.ts';
-export { ledger, ledgerMigrations, type ParkedEvent, type ProjectionRow } from './ledger.ts';
-export { ReadModels, type ReadModelsOptions, type StreamSignal } from './read-models.ts';
 export {
-  dropRetired,
+  ledger,
+  ledgerMigrations,
+  partitionKey,
+  physicalTable,
   physicalTables,
-  registerRebuild,
-  resetProjection,
-  versionsToRun,
-} from './versions.ts';
+  projectionContext,
+  type ParkedEvent,
+  type ProjectionRow,
+} from './ledger.ts';
+export { ReadModels, type ConsistencySource, type ReadModelsOptions } from './read-models.ts';
+export { dropRetired, registerRebuild, resetProjection, versionsToRun } from './versions.ts';
+export {
+  listParked,
+  projectionStatus,
+  rebuildProjection,
+  retryParked,
+  skipParked,
+  type ProjectionOperations,
+  type RebuildOptions,
+  type RebuildProgress,
+  type RebuildResult,
+  type VersionStatus,
+} from './operations.ts';

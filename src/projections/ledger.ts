@@ -3,7 +3,23 @@
  * models. Written in SQL both SQLite and PostgreSQL accept, and always used inside the same
  * transaction as the read-model change it records.
  */
-import type { Migration, ProjectionState, RecordedEvent, SqlExecutor } from '../core/index.ts';
+import {
+  InvalidArgumentError,
+  type Migration,
+  type ProjectionContext,
+  type ProjectionDefinition,
+  type ProjectionState,
+  type RecordedEvent,
+  type SqlExecutor,
+} from '../core/index.ts';
+
+/**
+ * Where a physical version's events come from: the store's global log (`store`, its checkpoint
+ * a log position) or the partitions of a Kafka consumer group (`kafka`, its checkpoint the
+ * partitions' offsets plus each stream's applied version). Fixed when the version is
+ * registered: a checkpoint of one feed means nothing to the other.
+ */
+export type FeedKind = 'store' | 'kafka';
 
 export const ledgerMigrations: readonly Migration[] = [
   {
@@ -60,7 +76,58 @@ export const ledgerMigrations: readonly Migration[] = [
       UPDATE tm_projections SET code_version = version;
     `,
   },
+  {
+    version: 3,
+    description: 'each physical version records the feed that builds it (store log or Kafka)',
+    sql: `
+      ALTER TABLE tm_projections ADD COLUMN feed TEXT NOT NULL DEFAULT 'store';
+      UPDATE tm_projections SET feed = 'kafka' WHERE EXISTS (
+        SELECT 1 FROM tm_projection_offsets o
+        WHERE o.name = tm_projections.name AND o.version = tm_projections.version);
+    `,
+  },
 ];
+
+/** The physical name of a projection table in a physical version: the one naming rule. */
+export function physicalTable(table: string, version: number): string {
+  return `${table}_v${version}`;
+}
+
+/** The physical tables of a version of a projection. */
+export function physicalTables(
+  definition: Pick<ProjectionDefinition, 'tables'>,
+  version: number,
+): string[] {
+  return definition.tables.map((table) => physicalTable(table, version));
+}
+
+/** What `init` and `apply` of a physical version get: the transaction and its table names. */
+export function projectionContext(
+  definition: Pick<ProjectionDefinition, 'tables' | 'name'>,
+  version: number,
+  sql: SqlExecutor,
+): ProjectionContext {
+  const tables = new Map(definition.tables.map((t) => [t, physicalTable(t, version)]));
+  return {
+    sql,
+    table(logical: string) {
+      const physical = tables.get(logical);
+      if (physical === undefined) {
+        throw new InvalidArgumentError(
+          'table',
+          `'${logical}' is not one of ${definition.name}'s tables`,
+        );
+      }
+      return physical;
+    },
+  };
+}
+
+/** A Kafka partition's key in offset maps (`topic NUL partition`). */
+export const partitionKey = (topic: string, partition: number) => `${topic}\u0000${partition}`;
+
+/** Streams per statement when stream versions are read or written in bulk. */
+const STREAMS_PER_STATEMENT = 200;
 
 /**
  * One physical version of a projection: its own tables (`<table>_v<version>`), checkpoint and
@@ -72,6 +139,9 @@ export interface ProjectionRow {
   version: number;
   codeVersion: number;
   state: ProjectionState;
+  /** The feed that builds it. */
+  feed: FeedKind;
+  /** Store-fed: the last log position applied (Kafka-fed versions keep offsets instead; 0). */
   position: number;
   tables: string[];
   createdAt: Date;
@@ -94,6 +164,7 @@ interface RawProjectionRow {
   version: number | string;
   code_version: number | string;
   state: string;
+  feed: string;
   position: number | string;
   tables: string;
   created_at: number | string;
@@ -116,6 +187,7 @@ function toProjectionRow(row: RawProjectionRow): ProjectionRow {
     version: Number(row.version),
     codeVersion: Number(row.code_version),
     state: row.state as ProjectionState,
+    feed: row.feed as FeedKind,
     position: Number(row.position),
     tables: JSON.parse(row.tables) as string[],
     createdAt: new Date(Number(row.created_at)),
@@ -135,7 +207,7 @@ export function eventFromJson(text: string): RecordedEvent {
 }
 
 const SELECT_PROJECTION =
-  'SELECT name, version, code_version, state, position, tables, created_at, updated_at, activated_at FROM tm_projections';
+  'SELECT name, version, code_version, state, feed, position, tables, created_at, updated_at, activated_at FROM tm_projections';
 
 /** Ledger reads and writes, each taking the executor of the transaction it belongs to. */
 export const ledger = {
@@ -163,11 +235,32 @@ export const ledger = {
   },
 
   async activeVersion(sql: Pick<SqlExecutor, 'query'>, name: string): Promise<number | undefined> {
-    const [row] = await sql.query<{ version: number | string }>(
-      `SELECT version FROM tm_projections WHERE name = $1 AND state = 'active'`,
+    return (await ledger.active(sql, name))?.version;
+  },
+
+  /** The active version of a projection and the feed that builds it. */
+  async active(
+    sql: Pick<SqlExecutor, 'query'>,
+    name: string,
+  ): Promise<{ version: number; feed: FeedKind } | undefined> {
+    const [row] = await sql.query<{ version: number | string; feed: string }>(
+      `SELECT version, feed FROM tm_projections WHERE name = $1 AND state = 'active'`,
       [name],
     );
-    return row ? Number(row.version) : undefined;
+    return row ? { version: Number(row.version), feed: row.feed as FeedKind } : undefined;
+  },
+
+  /** The state of a version, or undefined when it is gone (dropped). */
+  async state(
+    sql: Pick<SqlExecutor, 'query'>,
+    name: string,
+    version: number,
+  ): Promise<ProjectionState | undefined> {
+    const [row] = await sql.query<{ state: string }>(
+      'SELECT state FROM tm_projections WHERE name = $1 AND version = $2',
+      [name, version],
+    );
+    return row?.state as ProjectionState | undefined;
   },
 
   async register(
@@ -177,14 +270,15 @@ export const ledger = {
       version: number;
       codeVersion: number;
       state: ProjectionState;
+      feed: FeedKind;
       tables: string[];
     },
   ): Promise<void> {
     const now = Date.now();
     await sql.execute(
       `INSERT INTO tm_projections
-         (name, version, code_version, state, position, tables, created_at, updated_at, activated_at)
-       VALUES ($1, $2, $3, $4, 0, $5, $6, $6, $7)`,
+         (name, version, code_version, state, feed, position, tables, created_at, updated_at, activated_at)
+       VALUES ($1, $2, $3, $4, $8, 0, $5, $6, $6, $7)`,
       [
         row.name,
         row.version,
@@ -193,6 +287,7 @@ export const ledger = {
         JSON.stringify(row.tables),
         now,
         row.state === 'active' ? now : null,
+        row.feed,
       ],
     );
   },
@@ -279,8 +374,134 @@ export const ledger = {
     return retired;
   },
 
-  async streamVersion(
+  /** The stored next offset of every partition of a Kafka-fed version, by {@link partitionKey}. */
+  async offsets(
+    sql: Pick<SqlExecutor, 'query'>,
+    name: string,
+    version: number,
+  ): Promise<Map<string, bigint>> {
+    const rows = await sql.query<{ topic: string; kafka_partition: number; next_offset: unknown }>(
+      `SELECT topic, kafka_partition, next_offset FROM tm_projection_offsets
+       WHERE name = $1 AND version = $2`,
+      [name, version],
+    );
+    const offsets = new Map<string, bigint>();
+    for (const row of rows) {
+      offsets.set(
+        partitionKey(row.topic, Number(row.kafka_partition)),
+        BigInt(String(row.next_offset)),
+      );
+    }
+    return offsets;
+  },
+
+  /**
+   * Moves one partition's stored offset to `to` if it still holds `expected` (compare-and-set;
+   * `null`: no row yet, so insert one). False when another runner moved it first.
+   */
+  async moveOffset(
     sql: SqlExecutor,
+    name: string,
+    version: number,
+    topic: string,
+    partition: number,
+    expected: bigint | null,
+    to: bigint,
+  ): Promise<boolean> {
+    const { rowCount } =
+      expected === null
+        ? await sql.execute(
+            `INSERT INTO tm_projection_offsets (name, version, topic, kafka_partition, next_offset)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, version, topic, kafka_partition) DO NOTHING`,
+            [name, version, topic, partition, to],
+          )
+        : await sql.execute(
+            `UPDATE tm_projection_offsets SET next_offset = $5
+             WHERE name = $1 AND version = $2 AND topic = $3 AND kafka_partition = $4 AND next_offset = $6`,
+            [name, version, topic, partition, to, expected],
+          );
+    return rowCount === 1;
+  },
+
+  /**
+   * Compare-and-set of several stored rows in one statement (the common case of a poll): true
+   * only when every row still held its expected offset (the caller then rolls back otherwise).
+   */
+  async moveOffsets(
+    sql: SqlExecutor,
+    name: string,
+    version: number,
+    moves: readonly { topic: string; partition: number; expected: bigint; to: bigint }[],
+  ): Promise<boolean> {
+    if (moves.length === 0) return true;
+    if (moves.length === 1) {
+      const [m] = moves;
+      return ledger.moveOffset(sql, name, version, m!.topic, m!.partition, m!.expected, m!.to);
+    }
+    const values: unknown[] = [name, version];
+    const rows = moves.map(({ topic, partition, to, expected }) => {
+      const n = values.length;
+      values.push(topic, partition, to, expected);
+      return `(CAST($${n + 1} AS TEXT), CAST($${n + 2} AS INTEGER), CAST($${n + 3} AS BIGINT), CAST($${n + 4} AS BIGINT))`;
+    });
+    // VALUES columns are column1..column4 in both PostgreSQL and SQLite.
+    const { rowCount } = await sql.execute(
+      `UPDATE tm_projection_offsets SET next_offset = m.column3
+       FROM (VALUES ${rows.join(', ')}) AS m
+       WHERE tm_projection_offsets.name = $1 AND tm_projection_offsets.version = $2
+         AND tm_projection_offsets.topic = m.column1
+         AND tm_projection_offsets.kafka_partition = m.column2
+         AND tm_projection_offsets.next_offset = m.column4`,
+      values,
+    );
+    return rowCount === moves.length;
+  },
+
+  /** The applied version of each of `streamIds` (absent: none applied), in a few statements. */
+  async streamVersions(
+    sql: Pick<SqlExecutor, 'query'>,
+    name: string,
+    version: number,
+    streamIds: readonly string[],
+  ): Promise<Map<string, number>> {
+    const applied = new Map<string, number>();
+    for (let i = 0; i < streamIds.length; i += STREAMS_PER_STATEMENT) {
+      const chunk = streamIds.slice(i, i + STREAMS_PER_STATEMENT);
+      const rows = await sql.query<{ stream_id: string; stream_version: number | string }>(
+        `SELECT stream_id, stream_version FROM tm_projection_streams
+         WHERE name = $1 AND version = $2 AND stream_id IN (${chunk.map((_, j) => `$${j + 3}`).join(', ')})`,
+        [name, version, ...chunk],
+      );
+      for (const row of rows) applied.set(row.stream_id, Number(row.stream_version));
+    }
+    return applied;
+  },
+
+  /** Records the applied version of several streams, in a few statements. */
+  async saveStreamVersions(
+    sql: SqlExecutor,
+    name: string,
+    version: number,
+    versions: ReadonlyMap<string, number>,
+  ): Promise<void> {
+    const entries = [...versions];
+    for (let i = 0; i < entries.length; i += STREAMS_PER_STATEMENT) {
+      const chunk = entries.slice(i, i + STREAMS_PER_STATEMENT);
+      const params: unknown[] = [name, version];
+      const rows = chunk.map(([streamId, streamVersion]) => {
+        params.push(streamId, streamVersion);
+        return `($1, $2, $${params.length - 1}, $${params.length})`;
+      });
+      await sql.execute(
+        `INSERT INTO tm_projection_streams (name, version, stream_id, stream_version) VALUES ${rows.join(', ')}
+         ON CONFLICT (name, version, stream_id) DO UPDATE SET stream_version = excluded.stream_version`,
+        params,
+      );
+    }
+  },
+
+  async streamVersion(
+    sql: Pick<SqlExecutor, 'query'>,
     name: string,
     version: number,
     streamId: string,

@@ -10,24 +10,17 @@ import {
   type ProjectionSink,
 } from '../core/index.ts';
 import { abortableDelay } from './applier.ts';
-import { ledger } from './ledger.ts';
-import type { ProjectionRunner } from './runner.ts';
+import { ledger, physicalTable, type FeedKind } from './ledger.ts';
 
 /**
- * A runner that can say when this process has applied a stream up to a version (Kafka-fed
- * runners, whose consistency tokens are compared per stream).
+ * What can signal, in this process, that a projection version applied a write (a
+ * ProjectionHost does): `undefined` when it cannot tell (then the ledger is polled).
  */
-export interface StreamSignal {
-  readonly name: string;
-  readonly version: number;
-  /**
-   * Resolves `true` once this process has applied `streamId` up to `version`, `false` after
-   * `timeoutMs`, or `undefined` at once when another process applies that stream (then the
-   * ledger is polled).
-   */
-  whenStreamApplied(
-    streamId: string,
+export interface ConsistencySource {
+  whenApplied(
+    name: string,
     version: number,
+    token: ConsistencyToken,
     timeoutMs: number,
   ): Promise<boolean | undefined>;
 }
@@ -36,46 +29,29 @@ export interface ReadModelsOptions {
   sink: ProjectionSink;
   projections: readonly ProjectionDefinition[];
   /**
-   * Runners in this process (or a function giving them, as a host's change). Waits on them are
-   * signalled; projections run elsewhere are polled in the ledger every `pollIntervalMs`
+   * The projections run in this process (a ProjectionHost): waits on them are signalled by
+   * their commits. Projections run elsewhere are polled in the ledger every `pollIntervalMs`
    * (default 10).
    */
-  runners?: readonly ProjectionRunner[] | (() => readonly ProjectionRunner[]);
+  local?: ConsistencySource;
   /** How long the active version of a projection is remembered, in ms. Default 250. */
   activeCacheMs?: number;
-  /**
-   * How a token is compared. `position` (store-fed runners): the projection's log position has
-   * reached the token's. `stream` (Kafka-fed runners, which see one stream in order but not the
-   * global order): the projection has applied the token's stream up to its version.
-   */
-  tokenMode?: 'position' | 'stream';
-  /**
-   * Kafka-fed runners in this process (`tokenMode: 'stream'`): a wait on a stream they apply
-   * is signalled by their commits instead of polling the ledger.
-   */
-  streamRunners?: readonly StreamSignal[] | (() => readonly StreamSignal[]);
   pollIntervalMs?: number;
 }
 
 export class ReadModels {
   readonly sink: ProjectionSink;
   readonly #definitions: Map<string, ProjectionDefinition>;
-  readonly #runners: () => readonly ProjectionRunner[];
-  readonly #streamRunners: () => readonly StreamSignal[];
-  readonly #tokenMode: 'position' | 'stream';
+  readonly #local: ConsistencySource | undefined;
   readonly #pollIntervalMs: number;
   readonly #activeCacheMs: number;
-  readonly #active = new Map<string, { version: number; at: number }>();
+  readonly #active = new Map<string, { version: number; feed: FeedKind; at: number }>();
 
   constructor(options: ReadModelsOptions) {
     this.sink = options.sink;
     this.#definitions = new Map(options.projections.map((p) => [p.name, p]));
-    const runners = options.runners ?? [];
-    this.#runners = typeof runners === 'function' ? runners : () => runners;
-    const streamRunners = options.streamRunners ?? [];
-    this.#streamRunners = typeof streamRunners === 'function' ? streamRunners : () => streamRunners;
+    this.#local = options.local;
     this.#activeCacheMs = options.activeCacheMs ?? 250;
-    this.#tokenMode = options.tokenMode ?? 'position';
     this.#pollIntervalMs = options.pollIntervalMs ?? 10;
   }
 
@@ -85,21 +61,25 @@ export class ReadModels {
    * time, well inside the grace period before retired tables are dropped.
    */
   async activeVersion(projection: string): Promise<number> {
+    return (await this.#activeRow(projection)).version;
+  }
+
+  async #activeRow(projection: string): Promise<{ version: number; feed: FeedKind }> {
     const cached = this.#active.get(projection);
-    if (cached && Date.now() - cached.at < this.#activeCacheMs) return cached.version;
-    const version = await ledger.activeVersion(this.sink, projection).catch((error: unknown) => {
+    if (cached && Date.now() - cached.at < this.#activeCacheMs) return cached;
+    const active = await ledger.active(this.sink, projection).catch((error: unknown) => {
       throw new UnavailableError('read models', `cannot read the projection ledger`, {
         cause: error,
       });
     });
-    if (version === undefined) {
+    if (active === undefined) {
       throw new UnavailableError(
         'read models',
         `projection '${projection}' has not been built yet`,
       );
     }
-    this.#active.set(projection, { version, at: Date.now() });
-    return version;
+    this.#active.set(projection, { ...active, at: Date.now() });
+    return active;
   }
 
   /** The physical name of `table` in the active version of `projection`. */
@@ -110,7 +90,7 @@ export class ReadModels {
     if (!definition.tables.includes(table)) {
       throw new InvalidArgumentError('table', `'${table}' is not one of ${projection}'s tables`);
     }
-    return `${table}_v${await this.activeVersion(projection)}`;
+    return physicalTable(table, await this.activeVersion(projection));
   }
 
   query<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<Row[]> {
@@ -134,43 +114,37 @@ export class ReadModels {
   }
 
   async #waitOne(token: ConsistencyToken, name: string, deadline: number): Promise<boolean> {
-    if (this.#tokenMode === 'position') {
-      const version = await this.activeVersion(name).catch(() => undefined);
-      const local = this.#runners().find(
-        (r) => r.name === name && r.version === version && r.state !== 'stopped',
-      );
-      if (local) return local.whenProcessed(token.position, Math.max(0, deadline - Date.now()));
-    }
     for (;;) {
-      if (await this.#reached(token, name)) return true;
+      const active = await this.#activeRow(name).catch(() => undefined);
+      if (active && (await this.#reached(token, name, active))) return true;
       const left = deadline - Date.now();
       if (left <= 0) return false;
-      if (this.#tokenMode === 'stream') {
-        const version = await this.activeVersion(name).catch(() => undefined);
-        const local = this.#streamRunners().find((r) => r.name === name && r.version === version);
+      if (active && this.#local) {
         // Registered after the check above: a commit in between is caught by the check below.
-        const signalled = local?.whenStreamApplied(token.streamId, token.streamVersion, left);
-        if (signalled) {
-          if (await this.#reached(token, name)) return true;
-          const applied = await signalled;
-          if (applied !== undefined) return applied || this.#reached(token, name);
-        }
+        const signalled = this.#local.whenApplied(name, active.version, token, left);
+        if (await this.#reached(token, name, active)) return true;
+        const applied = await signalled;
+        if (applied !== undefined) return applied || this.#reached(token, name, active);
       }
-      await abortableDelay(Math.min(this.#pollIntervalMs, left));
+      await abortableDelay(Math.min(this.#pollIntervalMs, Math.max(0, deadline - Date.now())));
     }
   }
 
-  async #reached(token: ConsistencyToken, name: string): Promise<boolean> {
-    const version = await this.activeVersion(name).catch(() => undefined);
-    if (version === undefined) return false;
-    if (this.#tokenMode === 'position') {
-      const row = await ledger.projection(this.sink, name, version);
+  /**
+   * Whether the active version has applied the token's write, from the ledger: a store-fed
+   * version by its log position (it applies the log in order), a Kafka-fed one by the token's
+   * stream version (it sees each stream in order, not the global order).
+   */
+  async #reached(
+    token: ConsistencyToken,
+    name: string,
+    active: { version: number; feed: FeedKind },
+  ): Promise<boolean> {
+    if (active.feed === 'store') {
+      const row = await ledger.projection(this.sink, name, active.version);
       return (row?.position ?? 0) >= token.position;
     }
-    const rows = await this.sink.query<{ stream_version: number | string }>(
-      'SELECT stream_version FROM tm_projection_streams WHERE name = $1 AND version = $2 AND stream_id = $3',
-      [name, version, token.streamId],
-    );
-    return Number(rows[0]?.stream_version ?? 0) >= token.streamVersion;
+    const applied = await ledger.streamVersion(this.sink, name, active.version, token.streamId);
+    return applied >= token.streamVersion;
   }
 }

@@ -6,37 +6,25 @@
  * projection is `active` (queries read it); others are `building` (catching up, to take over)
  * or `retired` (replaced; dropped after a grace period, so queries already running finish).
  */
-import {
-  InvalidArgumentError,
-  type ProjectionDefinition,
-  type ProjectionSink,
-  type ProjectionState,
-  type SqlExecutor,
+import type {
+  ProjectionDefinition,
+  ProjectionSink,
+  ProjectionState,
+  SqlExecutor,
 } from '../core/index.ts';
-import { ledger, type ProjectionRow } from './ledger.ts';
-
-export const physicalTables = (definition: ProjectionDefinition, version: number) =>
-  definition.tables.map((table) => `${table}_v${version}`);
-
-function contextFor(definition: ProjectionDefinition, version: number, sql: SqlExecutor) {
-  return {
-    sql,
-    table(logical: string) {
-      if (!definition.tables.includes(logical)) {
-        throw new InvalidArgumentError(
-          'table',
-          `'${logical}' is not one of ${definition.name}'s tables`,
-        );
-      }
-      return `${logical}_v${version}`;
-    },
-  };
-}
+import {
+  ledger,
+  physicalTables,
+  projectionContext,
+  type FeedKind,
+  type ProjectionRow,
+} from './ledger.ts';
 
 async function registerVersion(
   sql: SqlExecutor,
   definition: ProjectionDefinition,
   state: ProjectionState,
+  feed: FeedKind,
 ): Promise<ProjectionRow> {
   const version = await ledger.nextVersion(sql, definition.name);
   await ledger.register(sql, {
@@ -44,29 +32,36 @@ async function registerVersion(
     version,
     codeVersion: definition.version,
     state,
+    feed,
     tables: physicalTables(definition, version),
   });
-  await definition.init(contextFor(definition, version, sql));
+  await definition.init(projectionContext(definition, version, sql));
   return (await ledger.projection(sql, definition.name, version))!;
 }
 
 /**
- * The versions this code should run: those built by the definition's code version that are not
- * retired. When there is none, registers one (and creates its tables): `active` if the
- * projection has no active version yet, `building` beside the active one otherwise. Returns
- * none when a newer code version is already deployed (this process is the old one).
+ * The versions this code should run on `feed`: those built by the definition's code version
+ * and fed by that feed, that are not retired. When there is none, registers one (and creates
+ * its tables): `active` if the projection has no active version yet, `building` beside the
+ * active one otherwise. So a service moved from one feed to the other (embedded to Kafka, say)
+ * builds its read models anew beside the old ones instead of continuing from a checkpoint of
+ * another feed. Returns none when a newer code version is already deployed (this process is
+ * the old one).
  */
 export async function versionsToRun(
   sink: ProjectionSink,
   definition: ProjectionDefinition,
+  feed: FeedKind,
 ): Promise<ProjectionRow[]> {
   return sink.transaction(async (sql) => {
     const rows = await ledger.projections(sql, definition.name);
-    const mine = rows.filter((r) => r.codeVersion === definition.version && r.state !== 'retired');
+    const mine = rows.filter(
+      (r) => r.codeVersion === definition.version && r.state !== 'retired' && r.feed === feed,
+    );
     if (mine.length > 0) return mine;
     if (rows.some((r) => r.codeVersion > definition.version && r.state !== 'retired')) return [];
     const state: ProjectionState = rows.some((r) => r.state === 'active') ? 'building' : 'active';
-    return [await registerVersion(sql, definition, state)];
+    return [await registerVersion(sql, definition, state, feed)];
   });
 }
 
@@ -74,11 +69,12 @@ export async function versionsToRun(
 export async function registerRebuild(
   sink: ProjectionSink,
   definition: ProjectionDefinition,
+  feed: FeedKind,
 ): Promise<ProjectionRow> {
   return sink.transaction(async (sql) => {
     const rows = await ledger.projections(sql, definition.name);
     const state: ProjectionState = rows.some((r) => r.state === 'active') ? 'building' : 'active';
-    return registerVersion(sql, definition, state);
+    return registerVersion(sql, definition, state, feed);
   });
 }
 

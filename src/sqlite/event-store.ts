@@ -228,6 +228,11 @@ export class SqliteEventStore implements FullEventStore {
     });
   }
 
+  /** The upcasters reads apply (projection engines use them for their raw reads). */
+  get upcasters(): Upcasters {
+    return this.#upcasters;
+  }
+
   async appendToStream<E extends Event>(
     streamId: string,
     events: readonly NewEvent<E>[],
@@ -326,9 +331,10 @@ export class SqliteEventStore implements FullEventStore {
   async readAll<E extends Event = Event>(options?: ReadAllOptions): Promise<RecordedEvent<E>[]> {
     this.#assertOpen();
     const { after, maxCount } = allReadRange(options);
+    const upcast = options?.upcast !== false;
     return this.#stmt.readAll
       .all(after, maxCount)
-      .map((row) => this.#toRecorded(row) as RecordedEvent<E>);
+      .map((row) => this.#toRecorded(row, upcast) as RecordedEvent<E>);
   }
 
   async streamVersion(streamId: string): Promise<number> {
@@ -444,9 +450,9 @@ export class SqliteEventStore implements FullEventStore {
     if (this.#ownsDatabase) await this.database.close();
   }
 
-  #toRecorded(row: EventRow): RecordedEvent {
+  #toRecorded(row: EventRow, upcast = true): RecordedEvent {
     const where = `event at position ${row.position}`;
-    return this.#upcasters.upcast({
+    const event: RecordedEvent = {
       eventId: row.event_id,
       streamId: row.stream_id,
       streamVersion: row.stream_version,
@@ -456,7 +462,8 @@ export class SqliteEventStore implements FullEventStore {
       data: parseStoredJson(row.data, where),
       metadata: parseStoredJson(row.metadata, where) as RecordedEvent['metadata'],
       recordedAt: new Date(row.recorded_at),
-    }) as RecordedEvent;
+    };
+    return upcast ? this.#upcasters.upcast(event) : event;
   }
 
   #notify(position: number): void {

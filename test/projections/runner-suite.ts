@@ -270,26 +270,29 @@ export function runnerScenarios(backend: RunnerBackend): void {
         reconcileIntervalMs: 60_000,
       });
       await host.start();
-      const [first] = host.runners;
-      assert.equal(await first!.whenCaughtUp(), true);
-      assert.equal(first!.version, 1);
+      assert.equal(await host.whenCaughtUp(), true);
+      assert.deepEqual(
+        host.slots.map(({ slot }) => [slot.version, slot.state]),
+        [[1, 'active']],
+      );
       // A rebuild as the CLI starts it: a new physical version of the same code, beside v1.
-      const rebuild = await registerRebuild(sink, definition);
+      const rebuild = await registerRebuild(sink, definition, 'store');
       assert.deepEqual([rebuild.version, rebuild.codeVersion, rebuild.state], [2, 1, 'building']);
       await host.reconcile();
-      const second = host.runners.find((r) => r.version === 2)!;
+      const second = host.slots.find(({ slot }) => slot.version === 2)!;
       assert.ok(second);
-      assert.equal(await second.whenCaughtUp(), true);
+      assert.equal(await second.engine.whenCaughtUp(second.slot), true);
       assert.equal(await ledger.activeVersion(sink, 'counts'), 2);
       assert.deepEqual(await counts(sink, 'counts_v2'), { a: 30 });
-      await store.appendToStream('a', counted(1));
-      assert.equal(await second.whenCaughtUp(), true);
-      await first!.finished;
+      // After the switch-over the new version joins the shared engine, and the retired one leaves.
       await host.reconcile();
       assert.deepEqual(
-        host.runners.map((r) => r.version),
-        [2],
+        host.slots.map(({ slot }) => [slot.version, slot.state]),
+        [[2, 'active']],
       );
+      await store.appendToStream('a', counted(1));
+      assert.equal(await host.whenCaughtUp(), true);
+      assert.deepEqual(await counts(sink, 'counts_v2'), { a: 31 });
       assert.deepEqual(
         (await ledger.projections(sink, 'counts')).map((r) => [r.version, r.state]),
         [[2, 'active']],
@@ -306,7 +309,7 @@ export function runnerScenarios(backend: RunnerBackend): void {
       const v1 = new ProjectionRunner({ projection: definition, store, sink });
       await v1.start();
       assert.equal(await v1.whenCaughtUp(), true);
-      const rebuild = await registerRebuild(sink, definition);
+      const rebuild = await registerRebuild(sink, definition, 'store');
       // The runner's read past the end is held until the other builder (played by the ledger
       // call below, as the service's host does it beside the CLI) has switched the version over.
       let release!: () => void;

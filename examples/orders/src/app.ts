@@ -11,16 +11,17 @@ import {
   ReadModels,
   openStorage,
   silentLogger,
+  storeFeed,
   type Logger,
-  type ProjectionRunner,
+  type ProjectionStatus,
   type Storage,
 } from 'tidemark';
 import { MetricsRegistry, tidemarkHttp } from 'tidemark/http';
 import {
   EventTopics,
   KafkaAdmin,
-  KafkaProjectionRunner,
   KafkaRelay,
+  kafkaFeed,
   type KafkaConnection,
 } from 'tidemark/kafka';
 import { orderDecider } from './domain.ts';
@@ -72,13 +73,10 @@ export interface OrdersService {
   app: FastifyInstance;
   storage: Storage;
   handler: CommandHandler<unknown, never, never>;
-  /** Runs the projections (role projector); absent otherwise. */
+  /** Runs the projections (role projector), on the store's log or on Kafka; absent otherwise. */
   projections: ProjectionHost | undefined;
-  /** The projection runners now running in this process. */
-  runners(): readonly ProjectionRunner[];
-  /** Kafka mode: the relay (role relay) and the Kafka-fed runners (role projector). */
+  /** Kafka mode: the relay (role relay). */
   relay: KafkaRelay | undefined;
-  kafkaRunners: readonly KafkaProjectionRunner[];
   readModels: ReadModels;
   metrics: MetricsRegistry;
   /** Starts the runners (the caller listens on the app). */
@@ -111,8 +109,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
         },
       })
     : undefined;
-  // Orders has no upcasters, so its store reads events as stored, which is what the relay
-  // must publish. (An application with upcasters gives the relay a store opened without them.)
+  // The relay reads the store raw (events as stored, whatever upcasters the store has).
   const relay =
     kafka && topics && roles.has('relay')
       ? new KafkaRelay({
@@ -124,41 +121,28 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
           logger,
         })
       : undefined;
-  const kafkaRunners =
-    kafka && topics && roles.has('projector')
-      ? orderProjections.map(
-          (projection) =>
-            new KafkaProjectionRunner({
-              projection,
-              sink,
-              connection: kafka.connection,
-              topics: topics.listed,
-              groupPrefix: kafka.groupPrefix ?? 'tidemark-orders',
-              ...(kafka.instanceId !== undefined
-                ? { groupInstanceId: `${kafka.instanceId}-${projection.name}` }
-                : {}),
-              logger,
-            }),
-        )
-      : [];
-  const projections =
-    roles.has('projector') && !kafka
-      ? new ProjectionHost({ projections: orderProjections, store, sink, logger })
-      : undefined;
-  const runners = () => projections?.runners ?? [];
+  // The one place where the two modes differ on the read side: where events come from.
+  const feed = kafka
+    ? kafkaFeed({
+        connection: kafka.connection,
+        topics: topics!.listed,
+        groupPrefix: kafka.groupPrefix ?? 'tidemark-orders',
+        ...(kafka.instanceId !== undefined ? { groupInstanceId: kafka.instanceId } : {}),
+      })
+    : storeFeed(store);
+  const projections = roles.has('projector')
+    ? new ProjectionHost({ projections: orderProjections, feed, sink, logger })
+    : undefined;
   const readModels = new ReadModels({
     sink,
     projections: orderProjections,
-    runners,
-    // Kafka-fed runners see each stream in order, not the global order: tokens by stream.
-    tokenMode: kafka ? 'stream' : 'position',
-    streamRunners: kafkaRunners,
+    ...(projections ? { local: projections } : {}),
   });
   const metrics = new MetricsRegistry();
-  const statusSources = () => [...runners(), ...kafkaRunners];
-  registerProjectionMetrics(metrics, statusSources);
+  const statuses = async (): Promise<ProjectionStatus[]> => (await projections?.status()) ?? [];
+  registerProjectionMetrics(metrics, statuses);
   if (relay) registerRelayMetrics(metrics, relay);
-  if (kafkaRunners.length > 0) registerPartitionMetrics(metrics, kafkaRunners);
+  if (kafka && projections) registerPartitionMetrics(metrics, statuses);
 
   const app = Fastify({
     ...(options.httpLogger ? { loggerInstance: options.httpLogger as never } : {}),
@@ -192,9 +176,9 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     },
     readiness: async () => {
       const head = await store.headPosition();
-      const statuses = await Promise.all(statusSources().map((r) => r.status()));
+      const current = await statuses();
       const relayStatus = await relay?.status();
-      const lagging = statuses.filter(
+      const lagging = current.filter(
         (p) =>
           p.state === 'stopped' ||
           (options.maxReadyLagEvents !== undefined && p.lagEvents > options.maxReadyLagEvents),
@@ -214,7 +198,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
                 },
               }
             : {}),
-          projections: statuses.map(({ name, version, state, lagEvents }) => ({
+          projections: current.map(({ name, version, state, lagEvents }) => ({
             name,
             version,
             state,
@@ -231,13 +215,11 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     storage,
     handler: handler as unknown as CommandHandler<unknown, never, never>,
     projections,
-    runners,
     relay,
-    kafkaRunners,
     readModels,
     metrics,
     async start() {
-      if (topics && kafkaRunners.length > 0 && !relay) {
+      if (topics && projections && !relay) {
         // A projector may start before any relay: create the topic it subscribes to.
         const admin = new KafkaAdmin(kafka!.connection);
         try {
@@ -247,7 +229,6 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
         }
       }
       await relay?.start();
-      for (const runner of kafkaRunners) await runner.start();
       await projections?.start();
     },
     async stop() {
@@ -255,41 +236,30 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       stopped = true;
       await app.close();
       await relay?.stop();
-      await Promise.all(kafkaRunners.map((r) => r.stop()));
       await projections?.stop();
+      await feed.close?.();
       await storage.close();
     },
   };
 }
 
-/** What the projection gauges read, from store-fed and Kafka-fed runners alike. */
-interface RunnerStatus {
-  name: string;
-  version: number;
-  position: number;
-  lagEvents: number;
-  lagSeconds: number;
-  parked: number;
-}
-
 function registerProjectionMetrics(
   metrics: MetricsRegistry,
-  runners: () => readonly { status(): Promise<RunnerStatus> }[],
+  statuses: () => Promise<ProjectionStatus[]>,
 ): void {
-  const statuses = () => Promise.all(runners().map((r) => r.status()));
-  const per = (pick: (s: RunnerStatus) => number) => async () =>
+  const per = (pick: (s: ProjectionStatus) => number) => async () =>
     (await statuses()).map((s) => ({
       labels: { projection: s.name, version: s.version },
       value: pick(s),
     }));
   metrics.gauge(
     'tidemark_projection_position',
-    'Last global log position applied, per projection.',
+    'Highest global log position applied, per projection.',
     per((s) => s.position),
   );
   metrics.gauge(
     'tidemark_projection_lag_events',
-    'Events between the log head and the projection.',
+    'Events (store-fed) or records (Kafka-fed) not applied yet.',
     per((s) => s.lagEvents),
   );
   metrics.gauge(
@@ -302,8 +272,12 @@ function registerProjectionMetrics(
     'Events parked (dead letters) per projection.',
     per((s) => s.parked),
   );
+  metrics.gauge(
+    'tidemark_projection_up',
+    '1 while the projection runs without a retried error, 0 otherwise.',
+    per((s) => (s.state !== 'stopped' && s.lastError === undefined ? 1 : 0)),
+  );
 }
-
 function registerRelayMetrics(metrics: MetricsRegistry, relay: KafkaRelay): void {
   const gauge = (pick: (s: Awaited<ReturnType<KafkaRelay['status']>>) => number) => async () => {
     const status = await relay.status();
@@ -328,14 +302,14 @@ function registerRelayMetrics(metrics: MetricsRegistry, relay: KafkaRelay): void
 
 function registerPartitionMetrics(
   metrics: MetricsRegistry,
-  runners: readonly KafkaProjectionRunner[],
+  statuses: () => Promise<ProjectionStatus[]>,
 ): void {
   metrics.gauge(
     'tidemark_projection_partition_lag_events',
     'Offsets between the stored position and the end of each Kafka partition.',
     async () =>
-      (await Promise.all(runners.map((r) => r.status()))).flatMap((s) =>
-        s.partitions.map((p) => ({
+      (await statuses()).flatMap((s) =>
+        (s.partitions ?? []).map((p) => ({
           labels: { projection: s.name, topic: p.topic, partition: p.partition },
           value: p.lag,
         })),

@@ -1,0 +1,509 @@
+/**
+ * Kafka as a projection feed: a consumer-group member whose partitions feed the versions of an
+ * engine, with each version's checkpoint kept in the read-model database.
+ *
+ * Exactly one effect per event, whatever crashes or rebalances:
+ *
+ * - Offsets live in the read-model database (`tm_projection_offsets`, one row per version and
+ *   partition), written in the same transaction as the changes they cover. On every assignment
+ *   each partition starts at the lowest offset its versions stored, never at Kafka's committed
+ *   offsets, and each version applies only the records at or past its own.
+ * - The offset write is a compare-and-set on the offset the batch started from. The client
+ *   learns of a rebalance late (after the new owner may have started), so two members can
+ *   briefly work on one partition: whichever commits second finds the offset moved, rolls back,
+ *   and re-reads it.
+ * - Each stream's applied version is kept too (`tm_projection_streams`, the feed's
+ *   `dedupeByStream`): an event at or below it has no second effect. That also answers
+ *   consistency tokens in this mode (by stream, not by global position).
+ *
+ * A record that is not a Tidemark event at all is parked under a stream of its own per
+ * partition (see {@link INVALID_RECORD_TYPE}), so nothing is dropped silently.
+ */
+import {
+  InvalidArgumentError,
+  type ConsistencyToken,
+  type RecordedEvent,
+  type SqlExecutor,
+} from '../core/index.ts';
+import {
+  ProgressMovedError,
+  ledger,
+  partitionKey,
+  type Feed,
+  type FeedBatch,
+  type FeedHost,
+  type FeedLag,
+  type FeedReader,
+  type PartitionStatus,
+  type Slot,
+  type SlotWork,
+} from '../projections/index.ts';
+import type { KafkaConnection } from './connection.ts';
+import {
+  KafkaConsumer,
+  type AssignmentChange,
+  type ConsumedBatch,
+  type PartitionStart,
+} from './consumer.ts';
+import { KafkaWireFormatError } from './errors.ts';
+import { KafkaReader } from './reader.ts';
+import type { ConsumedRecord } from './records.ts';
+import { partitionFor } from './topics.ts';
+import { decodeEvent } from './wire.ts';
+
+/** The type of the placeholder event a record that could not be decoded is parked as. */
+export const INVALID_RECORD_TYPE = '$tidemark.invalid-record';
+
+/** Options of {@link kafkaFeed}. */
+export interface KafkaFeedOptions {
+  readonly connection: KafkaConnection;
+  /** The event topics to read (e.g. `['order-events']`). */
+  readonly topics: readonly string[];
+  /**
+   * Prefix of the consumer groups (one per application and environment). Default `tidemark`.
+   * The active versions of a host share `<prefix>-projections`; a version being built (or run
+   * on its own) has `<prefix>-projection-<name>-v<version>`. Processes in one group should run
+   * the same projections: partitions a member owns are applied only by the versions it runs.
+   */
+  readonly groupPrefix?: string;
+  /** Static group membership: a stable id per process (see KafkaConsumerOptions). */
+  readonly groupInstanceId?: string;
+  /** Longest a poll waits for records. Default 500 ms. */
+  readonly maxWaitMs?: number;
+  /** Upper bound of one fetch per partition (so of one batch). Default 1 MiB. */
+  readonly maxBytesPerPartition?: number;
+  /** Default 30000 ms; a member that crashed holds its partitions this long. */
+  readonly sessionTimeoutMs?: number;
+  readonly heartbeatIntervalMs?: number;
+  readonly rebalanceTimeoutMs?: number;
+}
+
+/** A feed over the partitions of Kafka topics, through consumer groups. */
+export function kafkaFeed(options: KafkaFeedOptions): Feed {
+  if (options.topics.length === 0) {
+    throw new InvalidArgumentError('topics', 'name at least one topic to read');
+  }
+  const prefix = options.groupPrefix ?? 'tidemark';
+  let lagReader: KafkaReader | undefined;
+  return {
+    kind: 'kafka',
+    dedupeByStream: true,
+    groupFor: (rows, shared) => {
+      if (shared || rows.length !== 1) return `${prefix}-projections`;
+      const [row] = rows;
+      return `${prefix}-projection-${row!.name}-v${row!.version}`;
+    },
+    open: (host, group) => {
+      if (group === undefined) throw new InvalidArgumentError('group', 'a Kafka feed needs a group');
+      return new KafkaFeedReader(options, host, group);
+    },
+    async lagOf(sink, row) {
+      lagReader ??= new KafkaReader(options.connection, { isolation: 'read_committed' });
+      const ends = await endOffsets(lagReader, options.topics);
+      return partitionLag(ends, await ledger.offsets(sink, row.name, row.version), new Set(), 0);
+    },
+    async close() {
+      await lagReader?.close().catch(() => {});
+      lagReader = undefined;
+    },
+  };
+}
+
+type Ends = Map<string, { end: bigint; start: bigint }>;
+
+/** The end a read_committed reader sees now, and the earliest offset, of every partition. */
+async function endOffsets(reader: KafkaReader, topics: readonly string[]): Promise<Ends> {
+  const result: Ends = new Map();
+  for (const topic of topics) {
+    const ends = await reader.offsets(topic, 'latest');
+    const starts = await reader.offsets(topic, 'earliest', { partitions: [...ends.keys()] });
+    for (const [partition, end] of ends) {
+      result.set(partitionKey(topic, partition), { end, start: starts.get(partition) ?? 0n });
+    }
+  }
+  return result;
+}
+
+function partitionLag(
+  ends: Ends,
+  stored: Map<string, bigint>,
+  owned: Set<string>,
+  pendingSince: number | undefined,
+): FeedLag {
+  const partitions: PartitionStatus[] = [];
+  let lagEvents = 0;
+  for (const [k, { end, start }] of ends) {
+    const [topic, partition] = k.split('\u0000') as [string, string];
+    const offset = stored.get(k) ?? start;
+    const lag = end > offset ? Number(end - offset) : 0;
+    lagEvents += lag;
+    partitions.push({
+      topic,
+      partition: Number(partition),
+      offset: Number(offset),
+      end: Number(end),
+      lag,
+      owned: owned.has(k),
+    });
+  }
+  const lagSeconds =
+    pendingSince === undefined || pendingSince === 0
+      ? 0
+      : Math.max(0, (Date.now() - pendingSince) / 1000);
+  return { lagEvents, lagSeconds, partitions };
+}
+
+/** One partition of a poll, decoded once for every version. */
+interface PolledPartition {
+  readonly key: string;
+  readonly topic: string;
+  readonly partition: number;
+  readonly nextOffset: bigint;
+  readonly events: readonly { event: RecordedEvent; offset: bigint }[];
+  readonly invalid: readonly { record: ConsumedRecord; error: KafkaWireFormatError }[];
+}
+
+class KafkaFeedReader implements FeedReader {
+  readonly #options: KafkaFeedOptions;
+  readonly #host: FeedHost;
+  readonly #group: string;
+  readonly #consumer: KafkaConsumer;
+  #reader: KafkaReader | undefined;
+  /**
+   * Per version, the stored next offset of each owned partition (`null`: no row yet): the
+   * compare-and-set's expectation. Moved only after a commit.
+   */
+  readonly #stored = new Map<Slot, Map<string, bigint | null>>();
+  #pendingSince: number | undefined;
+
+  constructor(options: KafkaFeedOptions, host: FeedHost, group: string) {
+    this.#options = options;
+    this.#host = host;
+    this.#group = group;
+    const o = options;
+    this.#consumer = new KafkaConsumer(options.connection, {
+      groupId: group,
+      topics: options.topics,
+      defaultStart: 'earliest',
+      onAssigned: (change) => this.#onAssigned(change),
+      onRevoked: (partitions) => {
+        for (const stored of this.#stored.values()) {
+          for (const tp of partitions) stored.delete(partitionKey(tp.topic, tp.partition));
+        }
+      },
+      ...(o.groupInstanceId !== undefined ? { groupInstanceId: o.groupInstanceId } : {}),
+      ...(o.maxWaitMs !== undefined ? { maxWaitMs: o.maxWaitMs } : {}),
+      ...(o.maxBytesPerPartition !== undefined
+        ? { maxBytesPerPartition: o.maxBytesPerPartition }
+        : {}),
+      ...(o.sessionTimeoutMs !== undefined ? { sessionTimeoutMs: o.sessionTimeoutMs } : {}),
+      ...(o.heartbeatIntervalMs !== undefined
+        ? { heartbeatIntervalMs: o.heartbeatIntervalMs }
+        : {}),
+      ...(o.rebalanceTimeoutMs !== undefined ? { rebalanceTimeoutMs: o.rebalanceTimeoutMs } : {}),
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.#consumer.start();
+    this.#host.logger.info(
+      {
+        groupId: this.#group,
+        projections: this.#host.slots().map((s) => `${s.name} v${s.version}`),
+        assigned: this.#consumer.assignment.map((tp) => `${tp.topic}[${tp.partition}]`),
+      },
+      'kafka feed started',
+    );
+  }
+
+  /** Every assigned partition starts at the lowest offset its versions stored. */
+  async #onAssigned(change: AssignmentChange): Promise<PartitionStart[]> {
+    const starts = await this.#load(change.assigned.map((tp) => partitionKey(tp.topic, tp.partition)));
+    // Another process may have parked events of streams in these partitions.
+    for (const slot of this.#host.slots()) await slot.applier.loadParked();
+    this.#host.logger.info(
+      {
+        groupId: this.#group,
+        generation: change.generation,
+        assigned: change.assigned.map((tp) => `${tp.topic}[${tp.partition}]`),
+        revoked: change.revoked.map((tp) => `${tp.topic}[${tp.partition}]`),
+      },
+      'partitions assigned; resuming from the offsets stored with the read models',
+    );
+    // The consumer's assignment is already the new one: watchers may look now.
+    this.#host.changed();
+    return [...starts].map(([k, start]) => {
+      const [topic, partition] = k.split('\u0000') as [string, string];
+      return { topic, partition: Number(partition), start };
+    });
+  }
+
+  /** Reads every version's stored offsets for `keys`; returns each partition's start. */
+  async #load(keys: readonly string[]): Promise<Map<string, bigint | 'earliest'>> {
+    const starts = new Map<string, bigint | 'earliest'>();
+    this.#stored.clear();
+    for (const slot of this.#host.slots()) {
+      const offsets = await ledger.offsets(this.#host.sink, slot.name, slot.version);
+      const mine = new Map<string, bigint | null>();
+      for (const k of keys) {
+        const offset = offsets.get(k);
+        mine.set(k, offset ?? null);
+        const start = starts.get(k);
+        if (offset === undefined) starts.set(k, 'earliest');
+        else if (start === undefined || (start !== 'earliest' && offset < start)) {
+          starts.set(k, offset);
+        }
+      }
+      this.#stored.set(slot, mine);
+    }
+    return starts;
+  }
+
+  async slotsChanged(): Promise<void> {
+    await this.resync();
+  }
+
+  /** Positions and expectations back to what is stored (after a failed or contested batch). */
+  async resync(): Promise<void> {
+    const consumer = this.#consumer;
+    const keys = consumer.assignment.map((tp) => partitionKey(tp.topic, tp.partition));
+    const starts = await this.#load(keys);
+    for (const tp of consumer.assignment) {
+      const start = starts.get(partitionKey(tp.topic, tp.partition));
+      if (start === undefined) continue;
+      if (start !== 'earliest') consumer.seek(tp.topic, tp.partition, start);
+      else {
+        const [earliest] = (
+          await this.#ensureReader().offsets(tp.topic, 'earliest', { partitions: [tp.partition] })
+        ).values();
+        consumer.seek(tp.topic, tp.partition, earliest!);
+      }
+    }
+    for (const slot of this.#host.slots()) await slot.applier.loadParked();
+  }
+
+  #ensureReader(): KafkaReader {
+    this.#reader ??= new KafkaReader(this.#options.connection, { isolation: 'read_committed' });
+    return this.#reader;
+  }
+
+  async next(): Promise<FeedBatch | undefined> {
+    this.#pendingSince = undefined;
+    const batches = await this.#consumer.poll({ signal: this.#host.signal, includeEmpty: true });
+    if (batches.length === 0) return undefined;
+    const polled = batches.map((b) => this.#decode(b));
+    const events: RecordedEvent[] = [];
+    for (const p of polled) for (const { event } of p.events) events.push(event);
+    return { events, forSlot: (slot) => this.#work(slot, polled) };
+  }
+
+  #decode(batch: ConsumedBatch): PolledPartition {
+    const events: { event: RecordedEvent; offset: bigint }[] = [];
+    const invalid: { record: ConsumedRecord; error: KafkaWireFormatError }[] = [];
+    for (const record of batch.records) {
+      try {
+        events.push({ event: decodeEvent(record), offset: record.offset });
+      } catch (error) {
+        if (!(error instanceof KafkaWireFormatError)) throw error;
+        invalid.push({ record, error });
+        this.#host.logger.error(
+          {
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: String(record.offset),
+            err: error,
+          },
+          'record is not a Tidemark event; parked',
+        );
+      }
+    }
+    const first = batch.records[0];
+    if (first && this.#pendingSince === undefined) this.#pendingSince = Number(first.timestamp);
+    return {
+      key: partitionKey(batch.topic, batch.partition),
+      topic: batch.topic,
+      partition: batch.partition,
+      nextOffset: batch.nextOffset,
+      events,
+      invalid,
+    };
+  }
+
+  /** What one version does with a poll: the records at or past its offsets, and their moves. */
+  #work(slot: Slot, polled: readonly PolledPartition[]): SlotWork | undefined {
+    const stored = this.#stored.get(slot);
+    if (!stored) return undefined;
+    const parts: { p: PolledPartition; expected: bigint | null }[] = [];
+    const events: RecordedEvent[] = [];
+    /** Per event of `events`: its partition (index into parts) and offset. */
+    const origins: { part: number; offset: bigint }[] = [];
+    for (const p of polled) {
+      if (!stored.has(p.key)) continue; // revoked meanwhile
+      const expected = stored.get(p.key)!;
+      if (expected !== null && p.nextOffset <= expected) continue; // nothing new for it
+      const part = parts.push({ p, expected }) - 1;
+      for (const { event, offset } of p.events) {
+        if (expected !== null && offset < expected) continue;
+        events.push(event);
+        origins.push({ part, offset });
+      }
+    }
+    if (parts.length === 0) return undefined;
+    const { name, version } = slot;
+    let applied = -1;
+    /** The partitions' new offsets when `events[upTo]` is saved (the whole poll: every one). */
+    const movesFor = (upTo: number) => {
+      if (upTo === events.length - 1) return parts.map(({ p }) => ({ part: p, to: p.nextOffset }));
+      const origin = origins[upTo]!;
+      return [{ part: parts[origin.part]!.p, to: origin.offset + 1n }];
+    };
+    return {
+      events,
+      claim: async (sql) => {
+        const state = await ledger.state(sql, name, version);
+        if (state === undefined || state === 'retired') throw new ProgressMovedError(name, version);
+      },
+      save: async (sql, upTo) => {
+        const plain: { topic: string; partition: number; expected: bigint; to: bigint }[] = [];
+        // Sorted, so that two members writing the same rows take their locks in the same order.
+        const moves = movesFor(upTo).sort((a, b) => (a.part.key < b.part.key ? -1 : 1));
+        for (const { part, to } of moves) {
+          const expected = stored.get(part.key);
+          if (expected === undefined) throw new ProgressMovedError(name, version);
+          if (expected !== null && to <= expected) continue;
+          if (expected === null || part.invalid.length > 0) {
+            await this.#parkInvalid(sql, slot, part, expected, to);
+            if (!(await ledger.moveOffset(sql, name, version, part.topic, part.partition, expected, to))) {
+              throw new ProgressMovedError(name, version);
+            }
+          } else {
+            plain.push({ topic: part.topic, partition: part.partition, expected, to });
+          }
+        }
+        if (!(await ledger.moveOffsets(sql, name, version, plain))) {
+          throw new ProgressMovedError(name, version);
+        }
+      },
+      committed: (upTo) => {
+        for (const { part, to } of movesFor(upTo)) {
+          const expected = stored.get(part.key);
+          if (expected === undefined || (expected !== null && to <= expected)) continue;
+          stored.set(part.key, to);
+        }
+        // Global positions interleave across partitions: the highest applied so far.
+        for (; applied < upTo; applied++) {
+          const position = events[applied + 1]!.position;
+          if (position > slot.position) slot.position = position;
+        }
+      },
+    };
+  }
+
+  /** Parks, for one version, the undecodable records of a partition below `to`. */
+  async #parkInvalid(
+    sql: SqlExecutor,
+    slot: Slot,
+    part: PolledPartition,
+    expected: bigint | null,
+    to: bigint,
+  ): Promise<void> {
+    for (const { record, error } of part.invalid) {
+      if (record.offset >= to || (expected !== null && record.offset < expected)) continue;
+      await ledger.park(
+        sql,
+        slot.name,
+        slot.version,
+        invalidRecordEvent(record, error),
+        error.message,
+        0,
+      );
+    }
+  }
+
+  wake(): void {
+    // A poll ends within maxWaitMs; slot changes and stop are seen then.
+  }
+
+  target(): Promise<Ends> {
+    return endOffsets(this.#ensureReader(), this.#options.topics);
+  }
+
+  /** True when the stored offsets of every partition (whoever owns it) have reached `target`. */
+  async reached(slot: Slot, target: unknown): Promise<boolean> {
+    const stored = await ledger.offsets(this.#host.sink, slot.name, slot.version);
+    for (const [k, { end, start }] of target as Ends) {
+      if ((stored.get(k) ?? start) < end) return false;
+    }
+    return true;
+  }
+
+  async caughtUp(slot: Slot): Promise<boolean> {
+    return this.reached(slot, await this.target());
+  }
+
+  async lag(slot: Slot): Promise<FeedLag> {
+    const owned = new Set(
+      this.#consumer.assignment.map((tp) => partitionKey(tp.topic, tp.partition)),
+    );
+    const [ends, stored] = await Promise.all([
+      this.target(),
+      ledger.offsets(this.#host.sink, slot.name, slot.version),
+    ]);
+    return partitionLag(ends, stored, owned, this.#pendingSince);
+  }
+
+  /** False when the stream's partition is known to be another member's (one topic only). */
+  canSignal(_slot: Slot, token: ConsistencyToken): boolean {
+    const consumer = this.#consumer;
+    if (this.#options.topics.length !== 1) return true;
+    const topic = this.#options.topics[0]!;
+    const count = consumer.partitionCount(topic);
+    if (count === undefined) return true;
+    const partition = partitionFor(token.streamId, count);
+    return consumer.assignment.some((tp) => tp.topic === topic && tp.partition === partition);
+  }
+
+  satisfied(_slot: Slot, token: ConsistencyToken, committed: readonly RecordedEvent[]): boolean {
+    for (let i = committed.length - 1; i >= 0; i--) {
+      const event = committed[i]!;
+      if (event.streamId === token.streamId) return event.streamVersion >= token.streamVersion;
+    }
+    return false;
+  }
+
+  async close(): Promise<void> {
+    await this.#consumer.close().catch(() => {});
+    await this.#reader?.close().catch(() => {});
+    this.#reader = undefined;
+  }
+}
+
+/**
+ * The placeholder a record that is not a Tidemark event is parked as: its own stream per
+ * partition (`$invalid-<topic>-<partition>`), its offset as the version, and what is known of
+ * it as data. Listing shows it; skipping drops it; retrying applies nothing (no projection
+ * handles the type) and unparks it.
+ */
+function invalidRecordEvent(record: ConsumedRecord, error: KafkaWireFormatError): RecordedEvent {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of record.headers) headers[name] = value.toString('base64');
+  return {
+    type: INVALID_RECORD_TYPE,
+    eventId: `kafka:${record.topic}:${record.partition}:${record.offset}`,
+    streamId: `$invalid-${record.topic}-${record.partition}`,
+    streamVersion: Number(record.offset) + 1,
+    position: 0,
+    schemaVersion: 1,
+    data: {
+      topic: record.topic,
+      partition: record.partition,
+      offset: String(record.offset),
+      key: record.key?.toString('base64') ?? null,
+      value: record.value?.toString('base64') ?? null,
+      headers,
+      error: error.toJSON(),
+    },
+    metadata: {},
+    recordedAt: new Date(Number(record.timestamp)),
+  } as RecordedEvent;
+}
