@@ -8,7 +8,7 @@
  *   beforehand, with the port's producer: in transactions of 500 (`raw producer, transactional`)
  *   and without transactions (`raw producer, idempotent`). p50/p99: per transaction (or send).
  * - `kafka projector`: the order-details projection fed from that topic by a
- *   KafkaProjectionRunner (offsets and stream versions in the read-model transaction), into
+ *   a projection runner on a Kafka feed (offsets and stream versions in the read-model transaction), into
  *   PostgreSQL and into SQLite, next to the store-fed ProjectionRunner applying the same events
  *   to the same kind of database. Time from start to caught up; p50/p99 not measured (0).
  *
@@ -22,7 +22,7 @@ import {
   EventTopics,
   KafkaAdmin,
   KafkaProducer,
-  KafkaProjectionRunner,
+  kafkaFeed,
   KafkaRelay,
   encodeEvent,
   kafkaConnectionFromEnv,
@@ -340,13 +340,15 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
             impl: 'tidemark',
             run: async () => {
               const ms = await timeCatchUp(
-                new KafkaProjectionRunner({
+                new ProjectionRunner({
                   projection: orderDetails,
                   sink: await open(),
-                  connection: kafka,
-                  topics: [topic],
-                  groupId: `tm-bench-${suffix}-${++runs}`,
-                  maxWaitMs: 100,
+                  feed: kafkaFeed({
+                    connection: kafka,
+                    topics: [topic],
+                    groupId: `tm-bench-${suffix}-${++runs}`,
+                    maxWaitMs: 100,
+                  }),
                 }),
               );
               return result(

@@ -66,6 +66,11 @@ export interface KafkaFeedOptions {
    * the same projections: partitions a member owns are applied only by the versions it runs.
    */
   readonly groupPrefix?: string;
+  /**
+   * One consumer group for every engine of this feed, instead of the groups derived from
+   * `groupPrefix`: for a single runner (a tool, a test) that names its group itself.
+   */
+  readonly groupId?: string;
   /** Static group membership: a stable id per process (see KafkaConsumerOptions). */
   readonly groupInstanceId?: string;
   /** Longest a poll waits for records. Default 500 ms. */
@@ -89,6 +94,7 @@ export function kafkaFeed(options: KafkaFeedOptions): Feed {
     kind: 'kafka',
     dedupeByStream: true,
     groupFor: (rows, shared) => {
+      if (options.groupId !== undefined) return options.groupId;
       if (shared || rows.length !== 1) return `${prefix}-projections`;
       const [row] = rows;
       return `${prefix}-projection-${row!.name}-v${row!.version}`;
@@ -418,6 +424,10 @@ class KafkaFeedReader implements FeedReader {
         0,
       );
     }
+  }
+
+  get assignment(): readonly { topic: string; partition: number }[] {
+    return this.#consumer.assignment;
   }
 
   wake(): void {

@@ -122,6 +122,11 @@ export class ProjectionEngine {
     return this.#loop ?? Promise.resolve();
   }
 
+  /** Kafka: the partitions this engine's group member owns now (empty for other feeds). */
+  get assignment(): readonly { topic: string; partition: number }[] {
+    return this.#reader?.assignment ?? [];
+  }
+
   get stopped(): boolean {
     return this.#abort.signal.aborted;
   }

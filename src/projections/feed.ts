@@ -89,6 +89,8 @@ export interface FeedReader {
    * Rejects on a read error; the engine retries with backoff and calls {@link resync}.
    */
   next(): Promise<FeedBatch | undefined>;
+  /** Kafka: the partitions this member owns now. */
+  readonly assignment?: readonly { topic: string; partition: number }[];
   /** Ends a wait in {@link next} early (new slots, a waiter, stop). */
   wake(): void;
   /** Versions were added or removed: load the new ones' checkpoints, reposition. */

@@ -76,7 +76,7 @@ export class ProjectionHost {
 
   /** Every engine running now: the shared one first, then those building. */
   get engines(): readonly ProjectionEngine[] {
-    return [...(this.#main && !this.#main.stopped ? [this.#main] : []), ...this.#building.values()];
+    return [...(this.#main ? [this.#main] : []), ...this.#building.values()];
   }
 
   /** Every version running now, with the engine that runs it. */
@@ -278,9 +278,8 @@ export class ProjectionHost {
     this.#stopped = true;
     if (this.#timer) clearInterval(this.#timer);
     await this.#reconciling;
+    // The engines stay listed, their versions `stopped`: status and readiness say so.
     await Promise.all(this.engines.map((e) => e.stop()));
-    this.#building.clear();
-    this.#main = undefined;
     this.#changed();
   }
 }

@@ -36,6 +36,8 @@ export interface VersionStatus {
   state: ProjectionRow['state'];
   /** Store-fed: the last log position applied. */
   position: number;
+  /** Store-fed: the store's head. */
+  head?: number;
   /** Events (store) or records (Kafka) not applied yet; `null` when its feed is not reachable here. */
   lagEvents: number | null;
   lagSeconds: number | null;
@@ -75,6 +77,7 @@ export async function projectionStatus(ops: ProjectionOperations): Promise<Versi
         const lag = await feed.lagOf(ops.sink, row);
         return {
           ...base,
+          ...(lag.head !== undefined ? { head: lag.head } : {}),
           lagEvents: lag.lagEvents,
           lagSeconds: Math.round(lag.lagSeconds * 10) / 10,
           ...(lag.partitions ? { partitions: lag.partitions } : {}),
@@ -106,6 +109,8 @@ export interface RebuildOptions {
   /** Called about every `progressIntervalMs` (default 2000) while the version is built. */
   onProgress?: (progress: RebuildProgress) => void;
   progressIntervalMs?: number;
+  /** Told once the new version is registered, before it is built. */
+  onStarted?: (version: number, from: FeedKind) => void;
   /** Told when the rebuild has switched over and waits out the grace period. */
   onSwitchedOver?: (active: number) => void;
 }
@@ -156,6 +161,7 @@ export async function rebuildProjection(
   const dropGraceMs = options.dropGraceMs ?? 10_000;
   const earlier = (await ledger.projections(sink, definition.name)).map((r) => r.version);
   const row = await registerRebuild(sink, definition, from);
+  options.onStarted?.(row.version, from);
   const runner = new ProjectionRunner({
     projection: definition,
     sink,

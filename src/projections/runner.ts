@@ -101,6 +101,16 @@ export class ProjectionRunner {
     return this.#slot?.state ?? 'stopped';
   }
 
+  /** The feed's group this runner is a member of (Kafka; known once started). */
+  get groupId(): string | undefined {
+    return this.#engine?.group;
+  }
+
+  /** Kafka: the partitions this runner's group member owns now. */
+  get assignment(): readonly { topic: string; partition: number }[] {
+    return this.#engine?.assignment ?? [];
+  }
+
   /** The engine underneath (after start). */
   get engine(): ProjectionEngine {
     if (!this.#engine) throw new InvalidArgumentError('runner', `start ${this.name} first`);

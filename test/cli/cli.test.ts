@@ -206,6 +206,7 @@ describe('tidemark CLI', () => {
           name: 'tally',
           version: 1,
           codeVersion: 1,
+          feed: 'store',
           state: 'active',
           position: 6,
           head: 6,

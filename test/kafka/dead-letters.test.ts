@@ -6,8 +6,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import type { Logger, RecordedEvent } from 'tidemark';
-import { KafkaAdmin, KafkaProjectionRunner } from 'tidemark/kafka';
+import { ProjectionRunner, type Logger, type RecordedEvent } from 'tidemark';
+import { KafkaAdmin, kafkaFeed } from 'tidemark/kafka';
 import { MemoryEventStore } from 'tidemark/memory';
 import { SqliteDatabase, SqliteProjectionSink } from 'tidemark/sqlite';
 import { kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';
@@ -53,13 +53,15 @@ describe('kafka: sequenced dead letters', () => {
           }
         },
       };
-      const runner = new KafkaProjectionRunner({
-        connection: kafkaConnection(),
+      const runner = new ProjectionRunner({
         projection: trackingProjection({ poison }),
         sink,
-        topics: [topic],
-        groupId: uniqueName('dlq-group'),
-        maxWaitMs: 100,
+        feed: kafkaFeed({
+          connection: kafkaConnection(),
+          topics: [topic],
+          groupId: uniqueName('dlq-group'),
+          maxWaitMs: 100,
+        }),
         retry: { attempts: 3, initialDelayMs: 50, maxDelayMs: 1000 },
         logger,
       });

@@ -6,14 +6,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Upcasters, ledger, type RecordedEvent } from 'tidemark';
 import {
-  KafkaAdmin,
-  KafkaProducer,
-  KafkaProjectionRunner,
-  encodeEvent,
-  type KafkaProjectionRunnerOptions,
-} from 'tidemark/kafka';
+  ProjectionRunner,
+  Upcasters,
+  ledger,
+  type ProjectionRunnerOptions,
+  type RecordedEvent,
+} from 'tidemark';
+import { KafkaAdmin, KafkaProducer, encodeEvent, kafkaFeed } from 'tidemark/kafka';
 import { MemoryEventStore } from 'tidemark/memory';
 import { SqliteDatabase, SqliteProjectionSink } from 'tidemark/sqlite';
 import { kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';
@@ -38,18 +38,26 @@ function openSink() {
 }
 
 function runner(
-  options: Partial<KafkaProjectionRunnerOptions> &
-    Pick<KafkaProjectionRunnerOptions, 'sink' | 'topics'>,
+  options: Partial<ProjectionRunnerOptions> &
+    Pick<ProjectionRunnerOptions, 'sink'> & {
+      topics: string[];
+      groupId?: string | undefined;
+      groupPrefix?: string;
+    },
 ) {
-  return new KafkaProjectionRunner({
-    connection: kafkaConnection(),
+  const { topics, groupId, groupPrefix, ...rest } = options;
+  return new ProjectionRunner({
     projection: trackingProjection(),
-    groupId: uniqueName('group'),
-    maxWaitMs: 100,
-    heartbeatIntervalMs: 300,
-    sessionTimeoutMs: 10_000,
+    feed: kafkaFeed({
+      connection: kafkaConnection(),
+      topics,
+      ...(groupPrefix ? { groupPrefix } : { groupId: groupId ?? uniqueName('group') }),
+      maxWaitMs: 100,
+      heartbeatIntervalMs: 300,
+      sessionTimeoutMs: 10_000,
+    }),
     retry: { attempts: 2, initialDelayMs: 10, maxDelayMs: 20 },
-    ...options,
+    ...rest,
   });
 }
 
@@ -97,20 +105,20 @@ describe('kafka: projection runner', () => {
         const status = await r.status();
         assert.equal(status.state, 'active');
         assert.equal(status.lagEvents, 0);
-        assert.equal(status.partitions.length, 3);
-        assert.ok(status.partitions.every((p) => p.owned && p.offset === p.end));
+        assert.equal(status.partitions!.length, 3);
+        assert.ok(status.partitions!.every((p) => p.owned && p.offset === p.end));
         const offsets = await sink.query<{ kafka_partition: number; next_offset: number }>(
           'SELECT kafka_partition, next_offset FROM tm_projection_offsets ORDER BY kafka_partition',
         );
         assert.deepEqual(
           offsets.map((o) => Number(o.next_offset)),
-          status.partitions.map((p) => p.end),
+          status.partitions!.map((p) => p.end),
         );
         // Each stream's applied version is kept (the consistency wait in Kafka mode reads it).
         assert.equal(await ledger.streamVersion(sink as never, 'tracking', 1, 'order-3'), 20);
 
         // New events: a stream wait is signalled by this process's commit.
-        const waiting = r.whenStreamApplied('order-3', 22, 30_000);
+        const waiting = r.whenApplied({ position: 0, streamId: 'order-3', streamVersion: 22 }, 30_000);
         await appendCounted(store, ['order-3'], 2);
         await publishAll(kafkaConnection(), store, topic, { progressTopic, name });
         assert.equal(await waiting, true);

@@ -875,8 +875,7 @@ export function ordersHttpSuite(backend: HttpBackend): void {
       });
 
       it('answers stale when the read model has not caught up within the wait', async () => {
-        const runner = service.runners().find((r) => r.name === 'order-details')!;
-        await runner.stop();
+        await service.projections!.stop();
         const quick = await startTestService({
           consistencyTimeoutMs: 50,
           roles: ['api'],
@@ -917,7 +916,7 @@ export function ordersHttpSuite(backend: HttpBackend): void {
       it('serves /health, /ready, /metrics and /openapi.json', async () => {
         assert.deepEqual((await call('GET', '/health')).body, { status: 'ok' });
         const ready = await call('GET', '/ready');
-        assert.equal(ready.status, 503, 'one runner was stopped by an earlier test');
+        assert.equal(ready.status, 503, 'the projections were stopped by an earlier test');
         const metrics = await call('GET', '/metrics');
         assert.equal(metrics.status, 200);
         assert.match(String(metrics.headers['content-type']), /^text\/plain; version=0\.0\.4/);

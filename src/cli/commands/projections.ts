@@ -65,6 +65,10 @@ export function projectionCommands(usage: string): Record<string, Command> {
             ...(from ? { from: from as FeedKind } : {}),
             dropGraceMs,
             progressIntervalMs: tty ? 200 : 2000,
+            onStarted: (version, feed) =>
+              ctx.err(
+                `rebuilding ${definition.name} as version ${version} from ${feed === 'kafka' ? "Kafka's earliest offsets" : 'the store'}\n`,
+              ),
             onProgress: ({ done, total }) => {
               const elapsed = (Date.now() - started) / 1000;
               const line = progressLine({
