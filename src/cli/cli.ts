@@ -132,4 +132,3 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     return code;
   }
 }
-

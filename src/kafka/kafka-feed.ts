@@ -100,7 +100,8 @@ export function kafkaFeed(options: KafkaFeedOptions): Feed {
       return `${prefix}-projection-${row!.name}-v${row!.version}`;
     },
     open: (host, group) => {
-      if (group === undefined) throw new InvalidArgumentError('group', 'a Kafka feed needs a group');
+      if (group === undefined)
+        throw new InvalidArgumentError('group', 'a Kafka feed needs a group');
       return new KafkaFeedReader(options, host, group);
     },
     async lagOf(sink, row) {
@@ -224,7 +225,9 @@ class KafkaFeedReader implements FeedReader {
 
   /** Every assigned partition starts at the lowest offset its versions stored. */
   async #onAssigned(change: AssignmentChange): Promise<PartitionStart[]> {
-    const starts = await this.#load(change.assigned.map((tp) => partitionKey(tp.topic, tp.partition)));
+    const starts = await this.#load(
+      change.assigned.map((tp) => partitionKey(tp.topic, tp.partition)),
+    );
     // Another process may have parked events of streams in these partitions.
     for (const slot of this.#host.slots()) await slot.applier.loadParked();
     this.#host.logger.info(
@@ -379,7 +382,17 @@ class KafkaFeedReader implements FeedReader {
           if (expected !== null && to <= expected) continue;
           if (expected === null || part.invalid.length > 0) {
             await this.#parkInvalid(sql, slot, part, expected, to);
-            if (!(await ledger.moveOffset(sql, name, version, part.topic, part.partition, expected, to))) {
+            if (
+              !(await ledger.moveOffset(
+                sql,
+                name,
+                version,
+                part.topic,
+                part.partition,
+                expected,
+                to,
+              ))
+            ) {
               throw new ProgressMovedError(name, version);
             }
           } else {

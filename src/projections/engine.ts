@@ -23,7 +23,12 @@ import {
   type RecordedEvent,
   type Upcasters,
 } from '../core/index.ts';
-import { ProgressMovedError, ProjectionApplier, abortableDelay, type RetryPolicy } from './applier.ts';
+import {
+  ProgressMovedError,
+  ProjectionApplier,
+  abortableDelay,
+  type RetryPolicy,
+} from './applier.ts';
 import type {
   Feed,
   FeedBatch,
@@ -88,8 +93,11 @@ export class ProjectionEngine {
   readonly #logger: Logger;
   readonly #abort = new AbortController();
   #slots: Slot[] = [];
-  /** Slots to add or remove, applied by the loop between batches. */
-  #pending: { add?: Slot; remove?: Slot }[] = [];
+  /**
+   * Slots were added or removed since the reader last loaded their checkpoints: the loop tells
+   * it between two batches (a feed skips a slot whose checkpoint it has not loaded).
+   */
+  #slotsChanged = false;
   #reader: FeedReader | undefined;
   #loop: Promise<void> | undefined;
   #rate = 0;
@@ -156,11 +164,10 @@ export class ProjectionEngine {
       state: row.state,
       position: row.position,
     };
+    this.#slots.push(slot);
     if (this.#loop) {
-      this.#pending.push({ add: slot });
+      this.#slotsChanged = true;
       this.#reader?.wake();
-    } else {
-      this.#slots.push(slot);
     }
     return slot;
   }
@@ -168,12 +175,6 @@ export class ProjectionEngine {
   #upcasters(): { upcasters?: Upcasters } {
     const upcasters = this.#options.upcasters ?? this.feed.upcasters;
     return upcasters ? { upcasters } : {};
-  }
-
-  /** Takes a version out (between two batches). */
-  remove(slot: Slot): void {
-    this.#pending.push({ remove: slot });
-    this.#reader?.wake();
   }
 
   async start(): Promise<void> {
@@ -205,7 +206,11 @@ export class ProjectionEngine {
     let delay = 100;
     while (!signal.aborted) {
       try {
-        if (this.#pending.length > 0) await this.#applyPending(reader);
+        if (this.#slotsChanged) {
+          this.#slotsChanged = false;
+          await reader.slotsChanged();
+          this.#changed();
+        }
         const batch = await reader.next();
         if (signal.aborted) break;
         if (batch === undefined) {
@@ -234,17 +239,6 @@ export class ProjectionEngine {
         for (const slot of this.#slots) await slot.applier.loadParked().catch(() => {});
       }
     }
-  }
-
-  async #applyPending(reader: FeedReader): Promise<void> {
-    const pending = this.#pending;
-    this.#pending = [];
-    for (const { add, remove } of pending) {
-      if (add && !this.#slots.includes(add)) this.#slots.push(add);
-      if (remove) this.#slots = this.#slots.filter((s) => s !== remove);
-    }
-    await reader.slotsChanged();
-    this.#changed();
   }
 
   /** Applies one batch: every slot in one transaction, or each on its own when that fails. */
@@ -312,9 +306,9 @@ export class ProjectionEngine {
     for (const waiter of this.#tokenWaiters) {
       if (waiter.slot === slot) this.#settle(waiter, false);
     }
-    this.#reader?.slotsChanged().catch(() => {});
+    this.#slotsChanged = true;
     this.#changed();
-    if (this.#slots.length === 0 && this.#pending.length === 0) {
+    if (this.#slots.length === 0) {
       // Nothing left to run: the engine stops by itself (the host forgets it).
       void this.stop();
     }
@@ -364,7 +358,8 @@ export class ProjectionEngine {
   async dropRetired(name: string): Promise<number[]> {
     try {
       const dropped = await dropRetired(this.#sink, name, this.#options.dropGraceMs ?? 10_000);
-      if (dropped.length > 0) this.#logger.info({ projection: name, dropped }, 'retired versions dropped');
+      if (dropped.length > 0)
+        this.#logger.info({ projection: name, dropped }, 'retired versions dropped');
       return dropped;
     } catch (error) {
       this.#logger.warn({ projection: name, err: error }, 'could not drop retired versions');

@@ -1,10 +1,6 @@
 export { ProjectionRunner, type ProjectionRunnerOptions } from './runner.ts';
 export { ProjectionHost, type ProjectionHostOptions } from './host.ts';
-export {
-  ProjectionEngine,
-  type ProjectionEngineOptions,
-  type ProjectionStatus,
-} from './engine.ts';
+export { ProjectionEngine, type ProjectionEngineOptions, type ProjectionStatus } from './engine.ts';
 export {
   type Feed,
   type FeedBatch,

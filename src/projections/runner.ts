@@ -79,7 +79,10 @@ export class ProjectionRunner {
         ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
       });
     } else {
-      throw new InvalidArgumentError('feed', 'give a feed, or the store whose log feeds the runner');
+      throw new InvalidArgumentError(
+        'feed',
+        'give a feed, or the store whose log feeds the runner',
+      );
     }
   }
 
@@ -208,10 +211,7 @@ export class ProjectionRunner {
 
   /** Store feed: resolves `true` once every event up to `position` is applied. */
   async whenProcessed(position: number, timeoutMs = 2 ** 31 - 1): Promise<boolean> {
-    const reached = await this.whenApplied(
-      { position, streamVersion: 0, streamId: '' },
-      timeoutMs,
-    );
+    const reached = await this.whenApplied({ position, streamVersion: 0, streamId: '' }, timeoutMs);
     return reached === true;
   }
 

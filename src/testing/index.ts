@@ -6,3 +6,8 @@ export {
   type TestApi,
 } from './event-store-contract.ts';
 export { deciderSpec, type DeciderOutcome, type DeciderSpec } from './decider-spec.ts';
+export {
+  projectionRunnerContract,
+  type ProjectionFeedFixture,
+  type ProjectionRunnerContractOptions,
+} from './projection-runner-contract.ts';

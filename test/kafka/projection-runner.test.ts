@@ -118,7 +118,10 @@ describe('kafka: projection runner', () => {
         assert.equal(await ledger.streamVersion(sink as never, 'tracking', 1, 'order-3'), 20);
 
         // New events: a stream wait is signalled by this process's commit.
-        const waiting = r.whenApplied({ position: 0, streamId: 'order-3', streamVersion: 22 }, 30_000);
+        const waiting = r.whenApplied(
+          { position: 0, streamId: 'order-3', streamVersion: 22 },
+          30_000,
+        );
         await appendCounted(store, ['order-3'], 2);
         await publishAll(kafkaConnection(), store, topic, { progressTopic, name });
         assert.equal(await waiting, true);

@@ -66,7 +66,10 @@ export function dlqCommands(usage: string): Record<string, Command> {
           );
         }
         if (applied === 0)
-          throw new CliError(`no parked events of '${streamId}' in ${definition.name}`, EXIT.notFound);
+          throw new CliError(
+            `no parked events of '${streamId}' in ${definition.name}`,
+            EXIT.notFound,
+          );
         if (ctx.json) printJson(ctx, { projection: definition.name, streamId, applied });
         else print(ctx, `applied ${applied} parked event(s) of ${streamId} to ${definition.name}`);
         return EXIT.ok;

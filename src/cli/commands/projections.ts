@@ -123,7 +123,8 @@ export function projectionCommands(usage: string): Record<string, Command> {
         if (dropped.length === 0)
           throw new CliError(`no projection '${name}' in this database`, EXIT.notFound);
         if (ctx.json) printJson(ctx, { projection: name, dropped });
-        else print(ctx, `dropped ${name} versions ${dropped.join(', ')}; the next start rebuilds it`);
+        else
+          print(ctx, `dropped ${name} versions ${dropped.join(', ')}; the next start rebuilds it`);
         return EXIT.ok;
       }),
   };

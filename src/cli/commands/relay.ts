@@ -14,7 +14,8 @@ import { table } from '../format.ts';
 export function relayCommands(): Record<string, Command> {
   return {
     'relay status': async (ctx) => {
-      if (!ctx.env.KAFKA_BROKERS) throw new CliError('relay status needs KAFKA_BROKERS', EXIT.usage);
+      if (!ctx.env.KAFKA_BROKERS)
+        throw new CliError('relay status needs KAFKA_BROKERS', EXIT.usage);
       const { kafkaConnectionFromEnv, readRelayProgress } = await import('../../kafka/index.ts');
       const connection = kafkaConnectionFromEnv(ctx.env);
       if (!connection) throw new CliError('relay status needs KAFKA_BROKERS', EXIT.usage);

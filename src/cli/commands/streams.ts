@@ -63,7 +63,10 @@ export function streamCommands(usage: string): Record<string, Command> {
   };
 }
 
-async function tail(ctx: Context, store: Parameters<Parameters<typeof withStorage>[1]>[0]['store']) {
+async function tail(
+  ctx: Context,
+  store: Parameters<Parameters<typeof withStorage>[1]>[0]['store'],
+) {
   const limit = intOption(ctx, 'limit', 100)!;
   // Listen for the interrupt from the start: it may come before the first batch is out.
   const stop = new AbortController();

@@ -1,0 +1,101 @@
+/**
+ * Fixtures of the projection runner contract (tidemark/testing): the store's log or Kafka as
+ * the feed, SQLite or PostgreSQL as the read-model database.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { storeFeed, type EventStore } from 'tidemark';
+import { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } from 'tidemark/sqlite';
+import type { ProjectionFeedFixture } from 'tidemark/testing';
+
+export const sqliteTransient = () =>
+  Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+/** What a server restart looks like to a connection in use. */
+export const postgresTransient = () =>
+  Object.assign(new Error('terminating connection due to administrator command'), {
+    code: '57P01',
+  });
+
+/** A SQLite file holding events and read models. */
+export function sqliteStorage() {
+  const dir = mkdtempSync(join(tmpdir(), 'tidemark-feed-'));
+  const database = new SqliteDatabase(join(dir, 'db.sqlite'));
+  return {
+    store: new SqliteEventStore(database),
+    sink: new SqliteProjectionSink(database),
+    close: async () => {
+      await database.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The store's log as the feed. */
+export function storeFed(
+  storage: { store: EventStore; sink: ProjectionFeedFixture['sink']; close(): Promise<void> },
+  transientError: () => Error,
+): ProjectionFeedFixture {
+  return {
+    store: storage.store,
+    sink: storage.sink,
+    feed: () => storeFeed(storage.store, { batchSize: 7 }),
+    publish: async () => {},
+    transientError,
+    dispose: () => storage.close(),
+  };
+}
+
+/** Kafka as the feed: a relay publishes the store to a topic of the fixture's own. */
+export async function kafkaFed(
+  storage: { store: EventStore; sink: ProjectionFeedFixture['sink']; close(): Promise<void> },
+  transientError: () => Error,
+): Promise<ProjectionFeedFixture> {
+  const { KafkaAdmin, KafkaRelay, EventTopics, kafkaFeed } = await import('tidemark/kafka');
+  const { kafkaConnection, uniqueName, uniqueTopic } = await import('./services.ts');
+  const connection = kafkaConnection();
+  const topic = uniqueTopic('contract');
+  const progressTopic = uniqueTopic('contract-progress');
+  const groupPrefix = uniqueName('contract');
+  const relay = new KafkaRelay({
+    connection,
+    store: storage.store,
+    // Every category into the one topic (listed, so that the relay creates it at start).
+    topics: new EventTopics({
+      categories: { contract: topic },
+      others: () => topic,
+      settings: { partitions: 3 },
+    }),
+    source: 'tidemark://contract',
+    name: uniqueName('contract-relay'),
+    progressTopic,
+  });
+  await relay.start();
+  return {
+    store: storage.store,
+    sink: storage.sink,
+    feed: () =>
+      kafkaFeed({
+        connection,
+        topics: [topic],
+        groupPrefix,
+        maxWaitMs: 100,
+        heartbeatIntervalMs: 300,
+        sessionTimeoutMs: 10_000,
+      }),
+    publish: async () => {
+      if (!(await relay.whenCaughtUp(60_000))) throw new Error('the relay did not catch up');
+    },
+    transientError,
+    dispose: async () => {
+      await relay.stop();
+      const admin = new KafkaAdmin(connection);
+      try {
+        for (const t of [topic, progressTopic]) await admin.deleteTopic(t, { ifExists: true });
+      } finally {
+        await admin.close();
+      }
+      await storage.close();
+    },
+  };
+}
