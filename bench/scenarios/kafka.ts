@@ -17,7 +17,14 @@
  * when TIDEMARK_BENCH_DATABASE_URL or DATABASE_URL is a postgres:// URL (else SQLite only).
  */
 import { join } from 'node:path';
-import { ProjectionRunner, type EventStore, type Logger, type ProjectionSink } from 'tidemark';
+import {
+  ProjectionHost,
+  ProjectionRunner,
+  storeFeed,
+  type EventStore,
+  type Logger,
+  type ProjectionSink,
+} from 'tidemark';
 import {
   EventTopics,
   KafkaAdmin,
@@ -31,7 +38,7 @@ import {
 } from 'tidemark/kafka';
 import { PostgresEventStore, PostgresProjectionSink } from 'tidemark/postgres';
 import { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } from 'tidemark/sqlite';
-import { orderDetails } from '../../examples/orders/src/projections.ts';
+import { orderDetails, orderProjections } from '../../examples/orders/src/projections.ts';
 import {
   Skip,
   alternate,
@@ -188,6 +195,32 @@ async function timeCatchUp(run: {
   const ms = performance.now() - started;
   await run.stop();
   return ms;
+}
+
+/**
+ * Times a catch-up of several runs started side by side (each `start()` on its own, as separate
+ * runners would): from the first start until every one has caught up.
+ */
+async function timeCatchUpAll(
+  runs: {
+    start(): Promise<void>;
+    whenCaughtUp(timeoutMs?: number): Promise<boolean>;
+    stop(): Promise<void>;
+  }[],
+): Promise<number> {
+  resetPeakRss();
+  const started = performance.now();
+  try {
+    await Promise.all(
+      runs.map(async (run) => {
+        await run.start();
+        if (!(await run.whenCaughtUp(600_000))) throw new Error('did not catch up');
+      }),
+    );
+    return performance.now() - started;
+  } finally {
+    await Promise.all(runs.map((run) => run.stop()));
+  }
 }
 
 export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
@@ -374,6 +407,119 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
                 ms,
                 [],
                 `events/s, catch-up from the ${storeKind} store's log (no Kafka)`,
+              );
+            },
+          },
+        ])),
+      );
+    }
+
+    // All three Orders projections, in one engine (a ProjectionHost: one consumer group, one
+    // fetch loop, one read-model transaction per batch for all of them) next to the layout
+    // before it (a runner per projection: its own group, fetch loop and transaction).
+    const names = orderProjections.map((p) => p.name).join(', ');
+    const perEvent = `events/s (each applied by ${orderProjections.length} projections: ${names})`;
+    for (const { kind, open } of sinks) {
+      const engines = `kafka projectors, topic → ${kind} (${orderProjections.length} Orders projections)`;
+      results.push(
+        ...(await alternate(engines, ctx.rounds, [
+          {
+            impl: 'one engine (host)',
+            run: async () => {
+              const ms = await timeCatchUpAll([
+                new ProjectionHost({
+                  projections: orderProjections,
+                  sink: await open(),
+                  feed: kafkaFeed({
+                    connection: kafka,
+                    topics: [topic],
+                    groupPrefix: `tm-bench-${suffix}-${++runs}`,
+                    maxWaitMs: 100,
+                  }),
+                }),
+              ]);
+              return result(
+                engines,
+                'one engine (host)',
+                events.length,
+                ms,
+                [],
+                `${perEvent}, one consumer group, catch-up from the earliest offset`,
+              );
+            },
+          },
+          {
+            impl: 'engine per projection',
+            run: async () => {
+              const sink = await open();
+              const ms = await timeCatchUpAll(
+                orderProjections.map(
+                  (projection) =>
+                    new ProjectionRunner({
+                      projection,
+                      sink,
+                      feed: kafkaFeed({
+                        connection: kafka,
+                        topics: [topic],
+                        groupId: `tm-bench-${suffix}-${++runs}-${projection.name}`,
+                        maxWaitMs: 100,
+                      }),
+                    }),
+                ),
+              );
+              return result(
+                engines,
+                'engine per projection',
+                events.length,
+                ms,
+                [],
+                `${perEvent}, a consumer group each, catch-up from the earliest offset`,
+              );
+            },
+          },
+        ])),
+      );
+    }
+    for (const { kind, open } of sinks) {
+      const engines = `store projectors, ${storeKind} store → ${kind} (${orderProjections.length} Orders projections)`;
+      results.push(
+        ...(await alternate(engines, ctx.rounds, [
+          {
+            impl: 'one engine (host)',
+            run: async () => {
+              const ms = await timeCatchUpAll([
+                new ProjectionHost({
+                  projections: orderProjections,
+                  sink: await open(),
+                  feed: storeFeed(store),
+                }),
+              ]);
+              return result(
+                engines,
+                'one engine (host)',
+                events.length,
+                ms,
+                [],
+                `${perEvent}, one read of the log, catch-up from the start`,
+              );
+            },
+          },
+          {
+            impl: 'engine per projection',
+            run: async () => {
+              const sink = await open();
+              const ms = await timeCatchUpAll(
+                orderProjections.map(
+                  (projection) => new ProjectionRunner({ projection, store, sink }),
+                ),
+              );
+              return result(
+                engines,
+                'engine per projection',
+                events.length,
+                ms,
+                [],
+                `${perEvent}, a read of the log each, catch-up from the start`,
               );
             },
           },
