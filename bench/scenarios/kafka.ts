@@ -11,6 +11,12 @@
  *   a projection runner on a Kafka feed (offsets and stream versions in the read-model transaction), into
  *   PostgreSQL and into SQLite, next to the store-fed ProjectionRunner applying the same events
  *   to the same kind of database. Time from start to caught up; p50/p99 not measured (0).
+ * - `kafka projectors` / `store projectors` (3 Orders projections): all three Orders projections
+ *   from that topic (or from the store's log), in one engine (`one engine (host)`: a
+ *   ProjectionHost, one consumer group, one fetch loop, one read-model transaction per batch)
+ *   and in an engine per projection (`engine per projection`: three ProjectionRunners, a group,
+ *   a fetch loop and a transaction each, the layout before the host shared one engine). Time
+ *   from start until all three have caught up; events/s counts each event once.
  *
  * Implementations take turns over `--rounds` (median kept), each run on a topic and a database
  * of its own. Needs Kafka (TIDEMARK_BENCH_KAFKA_BROKERS or KAFKA_BROKERS) and uses PostgreSQL
