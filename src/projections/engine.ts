@@ -20,7 +20,6 @@ import {
   type ProjectionDefinition,
   type ProjectionSink,
   type ProjectionState,
-  type RecordedEvent,
   type Upcasters,
 } from '../core/index.ts';
 import {
@@ -277,7 +276,7 @@ export class ProjectionEngine {
     }
     const seconds = (performance.now() - started) / 1000;
     this.#rate = seconds > 0 ? batch.events.length / seconds : 0;
-    this.#notify(batch.events);
+    this.#notify(works);
   }
 
   /** Another runner moved a slot's checkpoint, or retired its version: reload or let it go. */
@@ -367,13 +366,19 @@ export class ProjectionEngine {
     }
   }
 
-  #notify(events: readonly RecordedEvent[]): void {
+  /** After a batch: wakes watchers, and settles the token waits its slots' commits answer. */
+  #notify(works: readonly { slot: Slot; work: SlotWork }[]): void {
     this.#changed();
     if (this.#tokenWaiters.size === 0) return;
     const reader = this.#reader;
     if (!reader) return;
     for (const waiter of this.#tokenWaiters) {
-      if (reader.satisfied(waiter.slot, waiter.token, events)) this.#settle(waiter, true);
+      // Only what the waiter's own slot applied counts: a slot that joined while the batch was
+      // read (its checkpoint not loaded yet) had no part in it.
+      const work = works.find((w) => w.slot === waiter.slot);
+      if (work && reader.satisfied(waiter.slot, waiter.token, work.work.events)) {
+        this.#settle(waiter, true);
+      }
     }
   }
 

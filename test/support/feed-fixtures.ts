@@ -51,7 +51,8 @@ export async function kafkaFed(
   storage: { store: EventStore; sink: ProjectionFeedFixture['sink']; close(): Promise<void> },
   transientError: () => Error,
 ): Promise<ProjectionFeedFixture> {
-  const { KafkaAdmin, KafkaRelay, EventTopics, kafkaFeed } = await import('tidemark/kafka');
+  const { KafkaAdmin, KafkaReader, KafkaRelay, EventTopics, kafkaFeed } =
+    await import('tidemark/kafka');
   const { kafkaConnection, uniqueName, uniqueTopic } = await import('./services.ts');
   const connection = kafkaConnection();
   const topic = uniqueTopic('contract');
@@ -71,6 +72,24 @@ export async function kafkaFed(
     progressTopic,
   });
   await relay.start();
+  const committed = new KafkaReader(connection, { isolation: 'read_committed' });
+  const everything = new KafkaReader(connection, { isolation: 'read_uncommitted' });
+  /**
+   * The relay's commit returns before the broker has written the transaction's markers, and a
+   * read_committed reader sees the records only once it has: wait until the last stable offset
+   * of every partition has reached its high watermark (no transaction open). Each look is a
+   * round trip to the broker; bounded by count.
+   */
+  const visible = async () => {
+    for (let looks = 0; looks < 10_000; looks++) {
+      const [stable, high] = await Promise.all([
+        committed.offsets(topic, 'latest'),
+        everything.offsets(topic, 'latest'),
+      ]);
+      if ([...high].every(([partition, end]) => (stable.get(partition) ?? -1n) >= end)) return;
+    }
+    throw new Error(`the relay's transactions on ${topic} did not become visible`);
+  };
   return {
     store: storage.store,
     sink: storage.sink,
@@ -85,10 +104,13 @@ export async function kafkaFed(
       }),
     publish: async () => {
       if (!(await relay.whenCaughtUp(60_000))) throw new Error('the relay did not catch up');
+      await visible();
     },
     transientError,
     dispose: async () => {
       await relay.stop();
+      await committed.close();
+      await everything.close();
       const admin = new KafkaAdmin(connection);
       try {
         for (const t of [topic, progressTopic]) await admin.deleteTopic(t, { ifExists: true });
