@@ -49,10 +49,12 @@ import { KafkaWireFormatError } from './errors.ts';
 import { KafkaReader } from './reader.ts';
 import type { ConsumedRecord } from './records.ts';
 import { partitionFor } from './topics.ts';
-import { decodeEvent } from './wire.ts';
+import { WireHeaders, decodeEvent } from './wire.ts';
 
 /** The type of the placeholder event a record that could not be decoded is parked as. */
 export const INVALID_RECORD_TYPE = '$tidemark.invalid-record';
+/** The type of the placeholder event a record from a producer not listed in `sources` is parked as. */
+export const FOREIGN_RECORD_TYPE = '$tidemark.foreign-record';
 
 /** Options of {@link kafkaFeed}. */
 export interface KafkaFeedOptions {
@@ -73,6 +75,13 @@ export interface KafkaFeedOptions {
   readonly groupId?: string;
   /** Static group membership: a stable id per process (see KafkaConsumerOptions). */
   readonly groupInstanceId?: string;
+  /**
+   * The `ce_source` of the application's relays (e.g. `['tidemark://orders']`). A record with
+   * another source (a second environment or another team writing to the topic, a replay tool)
+   * is parked as foreign, under a stream of its own per partition: it is never applied and
+   * moves no stream's version. Unset: every source is accepted.
+   */
+  readonly sources?: readonly string[];
   /** Longest a poll waits for records. Default 500 ms. */
   readonly maxWaitMs?: number;
   /** Upper bound of one fetch per partition (so of one batch). Default 1 MiB. */
@@ -160,6 +169,13 @@ function partitionLag(
   return { lagEvents, lagSeconds, partitions };
 }
 
+/** A record no version applies: not a Tidemark event, or not from one of the application's relays. */
+interface Unusable {
+  readonly record: ConsumedRecord;
+  readonly reason: 'invalid' | 'foreign';
+  readonly error: KafkaWireFormatError;
+}
+
 /** One partition of a poll, decoded once for every version. */
 interface PolledPartition {
   readonly key: string;
@@ -167,7 +183,7 @@ interface PolledPartition {
   readonly partition: number;
   readonly nextOffset: bigint;
   readonly events: readonly { event: RecordedEvent; offset: bigint }[];
-  readonly invalid: readonly { record: ConsumedRecord; error: KafkaWireFormatError }[];
+  readonly invalid: readonly Unusable[];
 }
 
 class KafkaFeedReader implements FeedReader {
@@ -175,6 +191,7 @@ class KafkaFeedReader implements FeedReader {
   readonly #host: FeedHost;
   readonly #group: string;
   readonly #consumer: KafkaConsumer;
+  readonly #sources: ReadonlySet<string> | undefined;
   #reader: KafkaReader | undefined;
   /**
    * Per version, the stored next offset of each owned partition (`null`: no row yet): the
@@ -187,6 +204,7 @@ class KafkaFeedReader implements FeedReader {
     this.#options = options;
     this.#host = host;
     this.#group = group;
+    this.#sources = options.sources ? new Set(options.sources) : undefined;
     const o = options;
     this.#consumer = new KafkaConsumer(options.connection, {
       groupId: group,
@@ -308,13 +326,35 @@ class KafkaFeedReader implements FeedReader {
 
   #decode(batch: ConsumedBatch): PolledPartition {
     const events: { event: RecordedEvent; offset: bigint }[] = [];
-    const invalid: { record: ConsumedRecord; error: KafkaWireFormatError }[] = [];
+    const invalid: Unusable[] = [];
+    const sources = this.#sources;
     for (const record of batch.records) {
       try {
+        if (sources) {
+          const source = record.headers.get(WireHeaders.source)?.toString('utf8');
+          if (source === undefined || !sources.has(source)) {
+            const error = new KafkaWireFormatError(
+              WireHeaders.source,
+              `${source === undefined ? 'missing' : `'${source}'`}: not one of the application's relays (${[...sources].join(', ')})`,
+              { topic: record.topic, partition: record.partition, offset: record.offset },
+            );
+            invalid.push({ record, reason: 'foreign', error });
+            this.#host.logger.error(
+              {
+                topic: batch.topic,
+                partition: batch.partition,
+                offset: String(record.offset),
+                source,
+              },
+              'record from a producer that is not one of the relays; parked as foreign',
+            );
+            continue;
+          }
+        }
         events.push({ event: decodeEvent(record), offset: record.offset });
       } catch (error) {
         if (!(error instanceof KafkaWireFormatError)) throw error;
-        invalid.push({ record, error });
+        invalid.push({ record, reason: 'invalid', error });
         this.#host.logger.error(
           {
             topic: batch.topic,
@@ -426,15 +466,16 @@ class KafkaFeedReader implements FeedReader {
     expected: bigint | null,
     to: bigint,
   ): Promise<void> {
-    for (const { record, error } of part.invalid) {
+    for (const { record, reason, error } of part.invalid) {
       if (record.offset >= to || (expected !== null && record.offset < expected)) continue;
       await ledger.park(
         sql,
         slot.name,
         slot.version,
-        invalidRecordEvent(record, error),
+        unusableRecordEvent(record, reason, error),
         error.message,
         0,
+        reason,
       );
     }
   }
@@ -502,18 +543,22 @@ class KafkaFeedReader implements FeedReader {
 }
 
 /**
- * The placeholder a record that is not a Tidemark event is parked as: its own stream per
- * partition (`$invalid-<topic>-<partition>`), its offset as the version, and what is known of
- * it as data. Listing shows it; skipping drops it; retrying applies nothing (no projection
- * handles the type) and unparks it.
+ * The placeholder a record no version applies is parked as: its own stream per partition
+ * (`$invalid-<topic>-<partition>` or `$foreign-<topic>-<partition>`, so it never holds a real
+ * stream), its offset as the version, and what is known of it as data. Listing shows it;
+ * skipping drops it; retrying applies nothing (no projection handles the type) and unparks it.
  */
-function invalidRecordEvent(record: ConsumedRecord, error: KafkaWireFormatError): RecordedEvent {
+function unusableRecordEvent(
+  record: ConsumedRecord,
+  reason: 'invalid' | 'foreign',
+  error: KafkaWireFormatError,
+): RecordedEvent {
   const headers: Record<string, string> = {};
   for (const [name, value] of record.headers) headers[name] = value.toString('base64');
   return {
-    type: INVALID_RECORD_TYPE,
+    type: reason === 'invalid' ? INVALID_RECORD_TYPE : FOREIGN_RECORD_TYPE,
     eventId: `kafka:${record.topic}:${record.partition}:${record.offset}`,
-    streamId: `$invalid-${record.topic}-${record.partition}`,
+    streamId: `$${reason}-${record.topic}-${record.partition}`,
     streamVersion: Number(record.offset) + 1,
     position: 0,
     schemaVersion: 1,

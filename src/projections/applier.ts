@@ -165,12 +165,14 @@ export class ProjectionApplier {
     // With dedupe, the batch's stream versions are read in one query and written in a few,
     // instead of a read and a write per event.
     const versions = this.#dedupe ? await this.#loadStreamVersions(sql, events) : undefined;
+    const drains = new Set<string>();
     if (this.definition.applyBatch) {
       const admitted: RecordedEvent[] = [];
       for (const event of events) {
-        if (await this.#admit(sql, event, versions)) admitted.push(event);
+        if (await this.#admit(sql, event, versions, drains)) admitted.push(event);
       }
       if (admitted.length > 0) await this.#handleBatch(admitted, sql);
+      for (const streamId of drains) await this.#drain(sql, streamId, versions);
     } else {
       for (const event of events) await this.#applyOne(sql, event, versions);
     }
@@ -278,17 +280,27 @@ export class ProjectionApplier {
   async #admit(
     sql: SqlExecutor,
     event: RecordedEvent,
-    versions?: StreamVersions,
+    versions: StreamVersions | undefined,
+    drains: Set<string>,
   ): Promise<boolean> {
     const { name } = this.definition;
+    const { streamId } = event;
+    let applied = 0;
     if (this.#dedupe) {
-      const applied = versions
-        ? (versions.applied.get(event.streamId) ?? 0)
-        : await ledger.streamVersion(sql, name, this.version, event.streamId);
+      applied = versions
+        ? (versions.applied.get(streamId) ?? 0)
+        : await ledger.streamVersion(sql, name, this.version, streamId);
+      // Delivered before (a redelivery, a duplicate): no second effect.
       if (event.streamVersion <= applied) return false;
     }
-    if (this.#parkedStreams.has(event.streamId)) {
-      if (await ledger.isStreamParked(sql, name, this.version, event.streamId)) {
+    if (this.#parkedStreams.has(streamId)) {
+      const hold = await ledger.streamHold(sql, name, this.version, streamId);
+      if (hold === undefined) {
+        this.#parkedStreams.delete(streamId);
+      } else if (hold === 'gap' && event.streamVersion === applied + 1) {
+        // The missing version came: it applies, and then what was held behind the gap.
+        drains.add(streamId);
+      } else {
         await ledger.park(
           sql,
           name,
@@ -296,19 +308,87 @@ export class ProjectionApplier {
           event,
           'held behind an earlier parked event of its stream',
           0,
+          'held',
         );
         this.#parkedCount++;
         return false;
       }
-      this.#parkedStreams.delete(event.streamId);
     }
-    if (versions) {
-      versions.applied.set(event.streamId, event.streamVersion);
-      versions.changed.set(event.streamId, event.streamVersion);
-    } else if (this.#dedupe) {
-      await ledger.saveStreamVersion(sql, name, this.version, event.streamId, event.streamVersion);
+    if (this.#dedupe && event.streamVersion !== applied + 1) {
+      // Only a stream's next version applies: a later one means a version is missing here (lost,
+      // or not yet delivered). Hold the stream, loudly, rather than apply past the hole.
+      await ledger.park(
+        sql,
+        name,
+        this.version,
+        event,
+        `gap: ${streamId} is at version ${applied} here; version ${event.streamVersion} came before ${applied + 1}`,
+        0,
+        'gap',
+      );
+      this.#parkedStreams.add(streamId);
+      this.#parkedCount++;
+      this.#logger.warn(
+        {
+          projection: name,
+          version: this.version,
+          streamId,
+          applied,
+          arrived: event.streamVersion,
+          eventId: event.eventId,
+        },
+        'stream held: a version is missing (a gap); it goes on when the missing version arrives',
+      );
+      return false;
+    }
+    if (versions) this.#recordVersion(event, versions);
+    else if (this.#dedupe) {
+      await ledger.saveStreamVersion(sql, name, this.version, streamId, event.streamVersion);
     }
     return this.#handles.has(event.type);
+  }
+
+  #recordVersion(event: RecordedEvent, versions: StreamVersions): void {
+    versions.applied.set(event.streamId, event.streamVersion);
+    versions.changed.set(event.streamId, event.streamVersion);
+  }
+
+  /**
+   * After the missing version of a gap-held stream applied: applies the events held behind it,
+   * in order, while each is the stream's next version; what is left (another gap) holds the
+   * stream again.
+   */
+  async #drain(
+    sql: SqlExecutor,
+    streamId: string,
+    versions: StreamVersions | undefined,
+  ): Promise<void> {
+    const { name } = this.definition;
+    let applied = versions
+      ? (versions.applied.get(streamId) ?? 0)
+      : await ledger.streamVersion(sql, name, this.version, streamId);
+    const parked = await ledger.parked(sql, { name, version: this.version, streamId });
+    let drained = 0;
+    for (const { event } of parked) {
+      if (event.streamVersion > applied + 1) {
+        await ledger.setParkReason(sql, name, this.version, event.eventId, 'gap');
+        break;
+      }
+      if (event.streamVersion === applied + 1) {
+        if (this.#handles.has(event.type)) await this.#handle(event, sql);
+        applied = event.streamVersion;
+        if (versions) this.#recordVersion(event, versions);
+        else await ledger.saveStreamVersion(sql, name, this.version, streamId, applied);
+      }
+      await ledger.unpark(sql, name, this.version, event.eventId);
+      drained++;
+    }
+    this.#parkedCount = Math.max(0, this.#parkedCount - drained);
+    if (drained === parked.length) this.#parkedStreams.delete(streamId);
+    this.#logger.info(
+      { projection: name, version: this.version, streamId, applied: drained },
+      'gap filled: the held events of the stream applied',
+    );
   }
 
   /** The projection's batch handler, with a span per traced event continuing its trace. */
@@ -368,7 +448,9 @@ export class ProjectionApplier {
     event: RecordedEvent,
     versions?: StreamVersions,
   ): Promise<void> {
-    if (await this.#admit(sql, event, versions)) await this.#handle(event, sql);
+    const drains = new Set<string>();
+    if (await this.#admit(sql, event, versions, drains)) await this.#handle(event, sql);
+    for (const streamId of drains) await this.#drain(sql, streamId, versions);
   }
 
   /** Calls the projection's handler, inside a span continuing the event's trace. */

@@ -56,6 +56,8 @@ export interface ProjectionStatus {
   /** Age of the oldest one not applied yet (0 when caught up). */
   lagSeconds: number;
   parked: number;
+  /** Streams held behind a gap (a version that has not arrived; see ParkReason `gap`). */
+  gaps: number;
   /** Events applied per second over the last batch, for progress reports. */
   eventsPerSecond: number;
   /** The error the engine is retrying after, if any (cleared once it goes on). */
@@ -482,6 +484,8 @@ export class ProjectionEngine {
     const parked = await ledger
       .parkedCount(this.#sink, slot.name, slot.version)
       .catch(() => slot.applier.parkedCount);
+    const gaps =
+      parked === 0 ? 0 : await ledger.gapCount(this.#sink, slot.name, slot.version).catch(() => 0);
     const failure = this.#failure;
     return {
       name: slot.name,
@@ -493,6 +497,7 @@ export class ProjectionEngine {
       lagEvents: lag?.lagEvents ?? 0,
       lagSeconds: lag?.lagSeconds ?? 0,
       parked,
+      gaps,
       eventsPerSecond: Math.round(this.#rate),
       ...(failure !== undefined
         ? { lastError: failure instanceof Error ? failure.message : String(failure) }

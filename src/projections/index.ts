@@ -27,6 +27,7 @@ export {
   physicalTable,
   physicalTables,
   projectionContext,
+  type ParkReason,
   type ParkedEvent,
   type ProjectionRow,
 } from './ledger.ts';

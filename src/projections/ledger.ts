@@ -86,7 +86,26 @@ export const ledgerMigrations: readonly Migration[] = [
         WHERE o.name = tm_projections.name AND o.version = tm_projections.version);
     `,
   },
+  {
+    version: 4,
+    description: 'why each event is parked (failed, held, gap, invalid, foreign)',
+    sql: `
+      ALTER TABLE tm_parked ADD COLUMN reason TEXT NOT NULL DEFAULT 'failed';
+      UPDATE tm_parked SET reason = 'held' WHERE attempts = 0;
+    `,
+  },
 ];
+
+/**
+ * Why an event is parked:
+ * - `failed`: its handler (or its upcaster) failed after the retries;
+ * - `held`: it waits behind an earlier parked event of its stream (per-stream order);
+ * - `gap`: it came before its stream's next version (a version is missing): the stream is held
+ *   until the missing version arrives (then they apply in order) or an operator acts;
+ * - `invalid`: a Kafka record that is not a Tidemark event;
+ * - `foreign`: a Kafka record from a producer that is not one of the application's relays.
+ */
+export type ParkReason = 'failed' | 'held' | 'gap' | 'invalid' | 'foreign';
 
 /** The physical name of a projection table in a physical version: the one naming rule. */
 export function physicalTable(table: string, version: number): string {
@@ -154,6 +173,7 @@ export interface ParkedEvent {
   projection: string;
   version: number;
   event: RecordedEvent;
+  reason: ParkReason;
   error: string;
   attempts: number;
   parkedAt: Date;
@@ -176,6 +196,7 @@ interface RawParkedRow {
   name: string;
   version: number | string;
   event: string;
+  reason: string;
   error: string;
   attempts: number | string;
   parked_at: number | string;
@@ -527,19 +548,6 @@ export const ledger = {
     );
   },
 
-  async isStreamParked(
-    sql: SqlExecutor,
-    name: string,
-    version: number,
-    streamId: string,
-  ): Promise<boolean> {
-    const rows = await sql.query(
-      'SELECT 1 AS one FROM tm_parked WHERE name = $1 AND version = $2 AND stream_id = $3 LIMIT 1',
-      [name, version, streamId],
-    );
-    return rows.length > 0;
-  },
-
   async parkedStreams(
     sql: Pick<SqlExecutor, 'query'>,
     name: string,
@@ -559,10 +567,11 @@ export const ledger = {
     event: RecordedEvent,
     error: string,
     attempts: number,
+    reason: ParkReason = attempts > 0 ? 'failed' : 'held',
   ) {
     await sql.execute(
-      `INSERT INTO tm_parked (name, version, event_id, stream_id, stream_version, position, event, error, attempts, parked_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+      `INSERT INTO tm_parked (name, version, event_id, stream_id, stream_version, position, event, error, attempts, parked_at, reason)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
        ON CONFLICT (name, version, event_id) DO NOTHING`,
       [
         name,
@@ -575,8 +584,48 @@ export const ledger = {
         error,
         attempts,
         Date.now(),
+        reason,
       ],
     );
+  },
+
+  async setParkReason(
+    sql: SqlExecutor,
+    name: string,
+    version: number,
+    eventId: string,
+    reason: ParkReason,
+  ): Promise<void> {
+    await sql.execute(
+      'UPDATE tm_parked SET reason = $4 WHERE name = $1 AND version = $2 AND event_id = $3',
+      [name, version, eventId, reason],
+    );
+  },
+
+  /** Why the first parked event of a stream is parked (what holds the stream), if any is. */
+  async streamHold(
+    sql: Pick<SqlExecutor, 'query'>,
+    name: string,
+    version: number,
+    streamId: string,
+  ): Promise<ParkReason | undefined> {
+    const [row] = await sql.query<{ reason: string }>(
+      `SELECT reason FROM tm_parked WHERE name = $1 AND version = $2 AND stream_id = $3
+       ORDER BY stream_version LIMIT 1`,
+      [name, version, streamId],
+    );
+    return row?.reason as ParkReason | undefined;
+  },
+
+  /** How many streams are held behind a gap (their first parked event came too early). */
+  async gapCount(sql: Pick<SqlExecutor, 'query'>, name: string, version: number): Promise<number> {
+    const [row] = await sql.query<{ n: number | string }>(
+      `SELECT count(*) AS n FROM tm_parked p WHERE p.name = $1 AND p.version = $2 AND p.reason = 'gap'
+       AND NOT EXISTS (SELECT 1 FROM tm_parked q WHERE q.name = p.name AND q.version = p.version
+         AND q.stream_id = p.stream_id AND q.stream_version < p.stream_version)`,
+      [name, version],
+    );
+    return Number(row?.n ?? 0);
   },
 
   async parked(
@@ -590,7 +639,7 @@ export const ledger = {
     if (filter.streamId !== undefined) where.push(`stream_id = $${params.push(filter.streamId)}`);
     const limit = `$${params.push(filter.limit ?? 1000)}`;
     const rows = await sql.query<RawParkedRow>(
-      `SELECT name, version, event, error, attempts, parked_at FROM tm_parked
+      `SELECT name, version, event, reason, error, attempts, parked_at FROM tm_parked
        ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY name, version, stream_id, stream_version LIMIT ${limit}`,
       params,
@@ -599,6 +648,7 @@ export const ledger = {
       projection: r.name,
       version: Number(r.version),
       event: eventFromJson(r.event),
+      reason: r.reason as ParkReason,
       error: r.error,
       attempts: Number(r.attempts),
       parkedAt: new Date(Number(r.parked_at)),

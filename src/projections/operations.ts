@@ -42,6 +42,8 @@ export interface VersionStatus {
   lagEvents: number | null;
   lagSeconds: number | null;
   parked: number;
+  /** Streams held behind a gap (a missing version). */
+  gaps: number;
   /** Kafka-fed: per partition. */
   partitions?: PartitionStatus[];
   /** Why the lag is unknown, when it is. */
@@ -55,6 +57,7 @@ export async function projectionStatus(ops: ProjectionOperations): Promise<Versi
   return Promise.all(
     rows.map(async (row): Promise<VersionStatus> => {
       const parked = await ledger.parkedCount(ops.sink, row.name, row.version);
+      const gaps = parked === 0 ? 0 : await ledger.gapCount(ops.sink, row.name, row.version);
       const base = {
         name: row.name,
         version: row.version,
@@ -63,6 +66,7 @@ export async function projectionStatus(ops: ProjectionOperations): Promise<Versi
         state: row.state,
         position: row.position,
         parked,
+        gaps,
       };
       const feed = ops.feeds[row.feed];
       if (!feed) {

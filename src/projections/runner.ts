@@ -243,6 +243,7 @@ export class ProjectionRunner {
         lagEvents: 0,
         lagSeconds: 0,
         parked: 0,
+        gaps: 0,
         eventsPerSecond: 0,
       };
     }

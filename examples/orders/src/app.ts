@@ -127,6 +127,8 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
         connection: kafka.connection,
         topics: topics!.listed,
         groupPrefix: kafka.groupPrefix ?? 'tidemark-orders',
+        // Records from any other producer on the topic are parked as foreign, never applied.
+        sources: [kafka.source ?? 'tidemark://orders'],
         ...(kafka.instanceId !== undefined ? { groupInstanceId: kafka.instanceId } : {}),
       })
     : storeFeed(store);
@@ -271,6 +273,11 @@ function registerProjectionMetrics(
     'tidemark_projection_parked_events',
     'Events parked (dead letters) per projection.',
     per((s) => s.parked),
+  );
+  metrics.gauge(
+    'tidemark_projection_gap_streams',
+    'Streams held behind a missing version (a gap) per projection.',
+    per((s) => s.gaps),
   );
   metrics.gauge(
     'tidemark_projection_up',
