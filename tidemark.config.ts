@@ -8,5 +8,9 @@ import { orderProjections } from './examples/orders/src/projections.ts';
 export default defineConfig({
   projections: orderProjections,
   relay: { name: 'orders' },
-  kafka: { topics: ['order-events'], groupPrefix: 'tidemark-orders' },
+  kafka: {
+    topics: ['order-events'],
+    groupPrefix: 'tidemark-orders',
+    sources: ['tidemark://orders'],
+  },
 });

@@ -16,6 +16,8 @@ export interface TidemarkConfig {
     topics?: readonly string[];
     /** Prefix of the projections' consumer groups (`<prefix>-projection-<name>-v<version>`). */
     groupPrefix?: string;
+    /** The `ce_source` of the application's relays: records from any other are parked as foreign. */
+    sources?: readonly string[];
   };
 }
 

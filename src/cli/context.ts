@@ -143,6 +143,7 @@ export async function feeds(
       connection,
       topics,
       ...(config.kafka?.groupPrefix ? { groupPrefix: config.kafka.groupPrefix } : {}),
+      ...(config.kafka?.sources ? { sources: config.kafka.sources } : {}),
     });
   } else if (required === 'kafka') {
     throw new CliError(
