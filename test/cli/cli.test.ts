@@ -213,6 +213,7 @@ describe('tidemark CLI', () => {
           lagEvents: 0,
           lagSeconds: 0,
           parked: 3,
+          gaps: 0,
           deployedCodeVersion: 1,
         },
       );
