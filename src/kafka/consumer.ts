@@ -133,6 +133,9 @@ export interface OffsetToCommit extends TopicPartition {
 
 const key = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
+/** How long an assigned topic may be missing from the metadata before it counts as deleted. */
+const MISSING_TOPIC_GRACE_MS = 10_000;
+
 function sameAssignment(a: readonly TopicPartition[], b: readonly TopicPartition[]): boolean {
   if (a.length !== b.length) return false;
   const keys = new Set(a.map((tp) => key(tp.topic, tp.partition)));
@@ -167,6 +170,8 @@ export class KafkaConsumer {
   #generation = -1;
   readonly #positions = new Map<string, bigint>();
   readonly #partitionCounts = new Map<string, number>();
+  /** Assigned topics missing from the metadata, since when. */
+  readonly #missingSince = new Map<string, number>();
   /** Join events not handled yet; handled in order, before the next fetch. */
   #pendingJoins: ConsumerGroupJoinPayload[] = [];
   #wakeUp: (() => void) | undefined;
@@ -520,7 +525,30 @@ export class KafkaConsumer {
     for (const tp of this.#assigned) {
       const position = this.#positions.get(key(tp.topic, tp.partition));
       const topic = metadata.topics.get(tp.topic);
-      if (position === undefined || !topic) continue;
+      if (position === undefined) continue;
+      if (!topic) {
+        // Assigned, yet not in the metadata: a topic just created may take a moment to reach
+        // every broker; one still missing after a while was deleted.
+        const since = this.#missingSince.get(tp.topic) ?? Date.now();
+        this.#missingSince.set(tp.topic, since);
+        const gone = Date.now() - since > MISSING_TOPIC_GRACE_MS;
+        throw new KafkaOperationError(
+          'fetch',
+          `topic ${tp.topic} is not in the cluster's metadata${gone ? ` for ${MISSING_TOPIC_GRACE_MS / 1000} s (deleted?); its partitions cannot be read` : ''}`,
+          gone ? 'UNKNOWN_TOPIC_OR_PARTITION' : undefined,
+          !gone,
+        );
+      }
+      this.#missingSince.delete(tp.topic);
+      const count = topic.partitionsCount;
+      if (tp.partition >= count) {
+        throw new KafkaOperationError(
+          'fetch',
+          `${tp.topic}[${tp.partition}] is assigned but the topic has ${count} partitions now (recreated?)`,
+          'UNKNOWN_TOPIC_OR_PARTITION',
+          false,
+        );
+      }
       const leader = topic.partitions[tp.partition]?.leader ?? -1;
       if (leader < 0) continue;
       topicById.set(topic.id, tp.topic);
@@ -575,6 +603,11 @@ export class KafkaConsumer {
         for (const partition of topicResponse.partitions) {
           const fetchOffset = offsets.get(key(topic, partition.partitionIndex));
           if (fetchOffset === undefined) continue;
+          if (partition.errorCode !== 0) {
+            // A leader moving: the next poll (with fresh metadata) reads it again.
+            if (TRANSIENT_PARTITION_ERRORS.has(partition.errorCode)) continue;
+            partitionError(topic, partition.partitionIndex, partition.errorCode, fetchOffset);
+          }
           const decoded = decodePartition(topic, partition, fetchOffset, this.#readCommitted);
           if (decoded.nextOffset === undefined || decoded.nextOffset <= fetchOffset) continue;
           batches.push({
@@ -602,6 +635,45 @@ export class KafkaConsumer {
       await this.#fetchPool.close();
     }
   }
+}
+
+/**
+ * Partition errors a later fetch cures by itself, once the metadata shows the new leader:
+ * UNKNOWN_TOPIC_OR_PARTITION (3, while a new topic spreads), LEADER_NOT_AVAILABLE (5),
+ * NOT_LEADER_OR_FOLLOWER (6), REPLICA_NOT_AVAILABLE (9), KAFKA_STORAGE_ERROR (56),
+ * FENCED_LEADER_EPOCH (74), UNKNOWN_LEADER_EPOCH (75), OFFSET_NOT_AVAILABLE (78).
+ */
+const TRANSIENT_PARTITION_ERRORS = new Set([3, 5, 6, 9, 56, 74, 75, 78]);
+
+/**
+ * Other per-partition errors of a Fetch answer (Kafka's error codes). Never ignored: unknown
+ * ones end this poll with a retryable error; the ones a retry cannot cure (the
+ * position is outside the partition, the topic is gone or was recreated under another id) end
+ * it with a non-retryable one that says what to do, and a projection engine stops on those.
+ */
+function partitionError(topic: string, partition: number, code: number, offset: bigint): never {
+  const where = `${topic}[${partition}] at offset ${offset}`;
+  const fatal: Record<number, [string, string]> = {
+    1: [
+      'OFFSET_OUT_OF_RANGE',
+      `${where}: the stored offset is outside what the partition holds (the topic was deleted and recreated, or retention dropped records not applied yet); rebuild the projection or reset it`,
+    ],
+    100: ['UNKNOWN_TOPIC_ID', `${where}: the topic's id is unknown (deleted and recreated?)`],
+    103: [
+      'INCONSISTENT_TOPIC_ID',
+      `${where}: the topic was recreated under another id; its offsets mean nothing now`,
+    ],
+    29: ['TOPIC_AUTHORIZATION_FAILED', `${where}: not authorized to read the topic`],
+    2: ['CORRUPT_MESSAGE', `${where}: the broker reports a corrupt record`],
+  };
+  const known = fatal[code];
+  if (known) throw new KafkaOperationError('fetch', known[1], known[0], false);
+  throw new KafkaOperationError(
+    'fetch',
+    `${where}: the broker answered with error code ${code}; retrying`,
+    `code ${code}`,
+    true,
+  );
 }
 
 /** The key {@link KafkaConsumer.committed} uses for a partition. */

@@ -45,7 +45,7 @@ import {
   type ConsumedBatch,
   type PartitionStart,
 } from './consumer.ts';
-import { KafkaWireFormatError } from './errors.ts';
+import { KafkaOperationError, KafkaWireFormatError } from './errors.ts';
 import { KafkaReader } from './reader.ts';
 import type { ConsumedRecord } from './records.ts';
 import { partitionFor } from './topics.ts';
@@ -118,12 +118,27 @@ export function kafkaFeed(options: KafkaFeedOptions): Feed {
       const ends = await endOffsets(lagReader, options.topics);
       return partitionLag(ends, await ledger.offsets(sink, row.name, row.version), new Set(), 0);
     },
+    isFatal: (error) =>
+      error instanceof KafkaOperationError &&
+      error.operation === 'fetch' &&
+      error.brokerError !== undefined &&
+      FATAL_FETCH_ERRORS.has(error.brokerError),
     async close() {
       await lagReader?.close().catch(() => {});
       lagReader = undefined;
     },
   };
 }
+
+/** Fetch errors after which a projector must not go on by itself (see consumer.ts). */
+const FATAL_FETCH_ERRORS = new Set([
+  'OFFSET_OUT_OF_RANGE',
+  'UNKNOWN_TOPIC_ID',
+  'INCONSISTENT_TOPIC_ID',
+  'UNKNOWN_TOPIC_OR_PARTITION',
+  'TOPIC_AUTHORIZATION_FAILED',
+  'CORRUPT_MESSAGE',
+]);
 
 type Ends = Map<string, { end: bigint; start: bigint }>;
 

@@ -212,7 +212,22 @@ export class ProjectionEngine {
           await reader.slotsChanged();
           this.#changed();
         }
-        const batch = await reader.next();
+        let batch;
+        try {
+          batch = await reader.next();
+        } catch (error) {
+          if (!this.feed.isFatal?.(error) || signal.aborted) throw error;
+          // The feed cannot go on by itself (its position is outside what the source holds, the
+          // source is gone): stop, loudly, rather than retry forever or skip what was lost.
+          this.#failure = error;
+          this.#logger.error(
+            { feed: this.feed.kind, group: this.group, err: error },
+            'projection engine stopped: its feed cannot go on; an operator must act',
+          );
+          for (const slot of this.#slots) slot.state = 'stopped';
+          void this.stop();
+          break;
+        }
         if (signal.aborted) break;
         if (batch === undefined) {
           this.#rate = 0;

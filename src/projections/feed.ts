@@ -134,6 +134,11 @@ export interface Feed {
   open(host: FeedHost, group: string | undefined): FeedReader;
   /** The lag of versions of this feed seen from any process (operations, the CLI). */
   lagOf(sink: ProjectionSink, row: ProjectionRow): Promise<FeedLag>;
+  /**
+   * True for a read error no retry cures (the position is outside what the source holds, the
+   * source is gone): the engine then stops, with the error as `lastError`, instead of retrying.
+   */
+  isFatal?(error: unknown): boolean;
   /** Releases what the feed holds across engines (connections for lag reads). */
   close?(): Promise<void>;
 }
