@@ -24,7 +24,7 @@ import type { RetryPolicy } from './applier.ts';
 import { ProjectionEngine, type ProjectionStatus } from './engine.ts';
 import type { Feed, Slot } from './feed.ts';
 import { ledgerMigrations, type ProjectionRow } from './ledger.ts';
-import { storeFeed } from './store-feed.ts';
+import { feedOf } from './store-feed.ts';
 import { dropRetired, versionsToRun } from './versions.ts';
 
 export interface ProjectionHostOptions {
@@ -63,15 +63,7 @@ export class ProjectionHost {
   constructor(options: ProjectionHostOptions) {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
-    if (options.feed) this.feed = options.feed;
-    else if (options.store) {
-      this.feed = storeFeed(options.store, {
-        ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
-        ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
-      });
-    } else {
-      throw new Error('ProjectionHost needs a feed, or the store whose log feeds it');
-    }
+    this.feed = feedOf(options, 'ProjectionHost');
   }
 
   /** Every engine running now: the shared one first, then those building. */

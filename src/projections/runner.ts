@@ -23,7 +23,7 @@ import type { ProjectionApplier, RetryPolicy } from './applier.ts';
 import { ProjectionEngine, type ProjectionStatus } from './engine.ts';
 import type { Feed, Slot } from './feed.ts';
 import { ledger, ledgerMigrations, type ParkedEvent } from './ledger.ts';
-import { storeFeed } from './store-feed.ts';
+import { feedOf } from './store-feed.ts';
 import { versionsToRun } from './versions.ts';
 
 export type { ProjectionStatus } from './engine.ts';
@@ -72,18 +72,7 @@ export class ProjectionRunner {
         throw new InvalidArgumentError(key, 'must be a positive integer');
       }
     }
-    if (options.feed) this.feed = options.feed;
-    else if (options.store) {
-      this.feed = storeFeed(options.store, {
-        ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
-        ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
-      });
-    } else {
-      throw new InvalidArgumentError(
-        'feed',
-        'give a feed, or the store whose log feeds the runner',
-      );
-    }
+    this.feed = feedOf(options, 'ProjectionRunner');
   }
 
   get name(): string {

@@ -6,7 +6,12 @@
  * One reader serves every version of its engine: it reads from the lowest checkpoint among
  * them, and each version applies only the events past its own.
  */
-import type { ConsistencyToken, EventStore, RecordedEvent } from '../core/index.ts';
+import {
+  InvalidArgumentError,
+  type ConsistencyToken,
+  type EventStore,
+  type RecordedEvent,
+} from '../core/index.ts';
 import { ProgressMovedError } from './applier.ts';
 import type { Feed, FeedBatch, FeedHost, FeedLag, FeedReader, Slot, SlotWork } from './feed.ts';
 import { ledger } from './ledger.ts';
@@ -16,6 +21,24 @@ export interface StoreFeedOptions {
   batchSize?: number;
   /** How often to look for new events when no append notification comes. Default 1000 ms. */
   pollIntervalMs?: number;
+}
+
+/**
+ * The feed of a runner or host: the one given, else the log of the store given. Throws when
+ * neither is.
+ */
+export function feedOf(
+  options: { feed?: Feed; store?: EventStore } & StoreFeedOptions,
+  who: string,
+): Feed {
+  if (options.feed) return options.feed;
+  if (!options.store) {
+    throw new InvalidArgumentError('feed', `${who} needs a feed, or the store whose log feeds it`);
+  }
+  return storeFeed(options.store, {
+    ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
+    ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
+  });
 }
 
 /** A feed over `store`'s global log. */

@@ -1,12 +1,12 @@
 /**
- * The store-fed runner's scenarios, run against every store and sink pair: SQLite
- * (test/projections/runner.test.ts) and PostgreSQL (test/postgres/projection-sink.test.ts).
- * The projection's SQL is the portable subset both accept.
+ * Store-fed scenarios beyond the projection runner contract (tidemark/testing, which covers
+ * catch-up, restarts, failed commits, parking, rebuilds taken up by a host, upcasting), run
+ * against SQLite (test/projections/runner.test.ts) and PostgreSQL
+ * (test/postgres/projection-sink.test.ts). The projection's SQL is the portable subset both accept.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  ProjectionHost,
   ProjectionRunner,
   defineProjection,
   ledger,
@@ -66,135 +66,6 @@ async function counts(sink: ProjectionSink, table = 'counts_v1') {
 /** Registers the scenarios for one backend. */
 export function runnerScenarios(backend: RunnerBackend): void {
   describe(`ProjectionRunner (store-fed, ${backend.name})`, () => {
-    it('catches up in batches, skips unhandled types, and follows new appends', async () => {
-      const { store, sink, close } = await backend.setup();
-      for (let i = 0; i < 10; i++) await store.appendToStream(`s-${i % 3}`, counted(25));
-      await store.appendToStream('other', [{ type: 'Ignored', data: {} }]);
-      const { definition } = counting();
-      const runner = new ProjectionRunner({ projection: definition, store, sink, batchSize: 40 });
-      await runner.start();
-      assert.equal(await runner.whenCaughtUp(), true);
-      assert.deepEqual(await counts(sink), { 's-0': 100, 's-1': 75, 's-2': 75 });
-      assert.equal(runner.position, 251);
-      const more = await store.appendToStream('s-9', counted(3));
-      assert.equal(await runner.whenProcessed(more.position), true);
-      assert.equal((await counts(sink))['s-9'], 3);
-      const status = await runner.status();
-      assert.equal(status.lagEvents, 0);
-      assert.equal(status.state, 'active');
-      await runner.stop();
-      await close();
-    });
-
-    it('resumes from its checkpoint after a restart, with no event applied twice', async () => {
-      const { store, sink, close } = await backend.setup();
-      await store.appendToStream('a', counted(30));
-      const first = counting();
-      const runner = new ProjectionRunner({
-        projection: first.definition,
-        store,
-        sink,
-        batchSize: 7,
-      });
-      await runner.start();
-      await runner.whenCaughtUp();
-      await runner.stop();
-      await store.appendToStream('a', counted(5));
-      const second = counting();
-      const again = new ProjectionRunner({
-        projection: second.definition,
-        store,
-        sink,
-        batchSize: 7,
-      });
-      await again.start();
-      await again.whenCaughtUp();
-      assert.equal(second.applied.length, 5);
-      assert.deepEqual(await counts(sink), { a: 35 });
-      await again.stop();
-      await close();
-    });
-
-    it('keeps changes and checkpoint together: a failed commit leaves neither', async () => {
-      const { store, sink, close } = await backend.setup();
-      const { definition } = counting();
-      let failCommit = false;
-      // Fault: the first batch's transaction throws a transient error after the handler ran.
-      const original = sink.transaction.bind(sink);
-      sink.transaction = (work) =>
-        original(async (sql) => {
-          const result = await work(sql);
-          if (failCommit) {
-            failCommit = false;
-            throw backend.transientError();
-          }
-          return result;
-        });
-      const runner = new ProjectionRunner({ projection: definition, store, sink });
-      await runner.start();
-      failCommit = true;
-      await store.appendToStream('a', counted(10));
-      await runner.whenCaughtUp();
-      assert.equal(failCommit, false, 'the fault fired');
-      assert.deepEqual(await counts(sink), { a: 10 });
-      const [row] = await ledger.projections(sink, 'counts');
-      assert.equal(row!.position, 10);
-      await runner.stop();
-      await close();
-    });
-
-    it('parks a poison event and the later events of its stream; other streams go on; retry applies them in order', async () => {
-      const { store, sink, close } = await backend.setup();
-      let poisoned = true;
-      const { definition } = counting({
-        poison: (e) => poisoned && e.streamId === 'bad' && e.streamVersion === 2,
-      });
-      const runner = new ProjectionRunner({
-        projection: definition,
-        store,
-        sink,
-        retry: { attempts: 2, initialDelayMs: 1 },
-      });
-      await runner.start();
-      await store.appendToStream('bad', counted(1));
-      await store.appendToStream('good', counted(2));
-      await store.appendToStream('bad', counted(3)); // versions 2 (poison), 3, 4
-      await store.appendToStream('good', counted(2));
-      await runner.whenCaughtUp();
-      assert.deepEqual(await counts(sink), { bad: 1, good: 4 });
-      const parked = await ledger.parked(sink, { name: 'counts' });
-      assert.deepEqual(
-        parked.map((p) => [p.event.streamId, p.event.streamVersion, p.attempts]),
-        [
-          ['bad', 2, 2],
-          ['bad', 3, 0],
-          ['bad', 4, 0],
-        ],
-      );
-      assert.match(parked[0]!.error, /poison bad@2/);
-      assert.equal((await runner.status()).parked, 3);
-      // Still failing: retry keeps them all parked.
-      await assert.rejects(runner.applier.retryParked('bad'), /poison/);
-      assert.equal((await ledger.parked(sink, { name: 'counts' })).length, 3);
-      // New events of the stream park behind, in order.
-      await store.appendToStream('bad', counted(1));
-      await runner.whenCaughtUp();
-      assert.equal((await ledger.parked(sink, { name: 'counts' })).length, 4);
-      // The fix is deployed: retry applies them in order and the stream flows again.
-      poisoned = false;
-      assert.equal(await runner.applier.retryParked('bad'), 4);
-      const last = await sink.query<{ last: number }>(
-        `SELECT last FROM counts_v1 WHERE stream_id = 'bad'`,
-      );
-      assert.equal(last[0]!.last, 5);
-      await store.appendToStream('bad', counted(1));
-      await runner.whenCaughtUp();
-      assert.deepEqual(await counts(sink), { bad: 6, good: 4 });
-      assert.equal((await runner.status()).parked, 0);
-      await runner.stop();
-      await close();
-    });
-
     it('skips a parked event on request', async () => {
       const { store, sink, close } = await backend.setup();
       const { definition } = counting({
@@ -255,50 +126,6 @@ export function runnerScenarios(backend: RunnerBackend): void {
       );
       await v1.stop();
       await v2.stop();
-      await close();
-    });
-
-    it('a host runs the versions its code builds, and takes over a rebuild started elsewhere', async () => {
-      const { store, sink, close } = await backend.setup();
-      await store.appendToStream('a', counted(30));
-      const { definition } = counting();
-      const host = new ProjectionHost({
-        projections: [definition],
-        store,
-        sink,
-        dropGraceMs: 0,
-        reconcileIntervalMs: 60_000,
-      });
-      await host.start();
-      assert.equal(await host.whenCaughtUp(), true);
-      assert.deepEqual(
-        host.slots.map(({ slot }) => [slot.version, slot.state]),
-        [[1, 'active']],
-      );
-      // A rebuild as the CLI starts it: a new physical version of the same code, beside v1.
-      const rebuild = await registerRebuild(sink, definition, 'store');
-      assert.deepEqual([rebuild.version, rebuild.codeVersion, rebuild.state], [2, 1, 'building']);
-      await host.reconcile();
-      const second = host.slots.find(({ slot }) => slot.version === 2)!;
-      assert.ok(second);
-      assert.equal(await second.engine.whenCaughtUp(second.slot), true);
-      assert.equal(await ledger.activeVersion(sink, 'counts'), 2);
-      assert.deepEqual(await counts(sink, 'counts_v2'), { a: 30 });
-      // After the switch-over the new version joins the shared engine, and the retired one leaves.
-      await host.reconcile();
-      assert.deepEqual(
-        host.slots.map(({ slot }) => [slot.version, slot.state]),
-        [[2, 'active']],
-      );
-      await store.appendToStream('a', counted(1));
-      assert.equal(await host.whenCaughtUp(), true);
-      assert.deepEqual(await counts(sink, 'counts_v2'), { a: 31 });
-      assert.deepEqual(
-        (await ledger.projections(sink, 'counts')).map((r) => [r.version, r.state]),
-        [[2, 'active']],
-      );
-      await assert.rejects(sink.query('SELECT count(*) AS n FROM counts_v1'));
-      await host.stop();
       await close();
     });
 

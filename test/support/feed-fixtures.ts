@@ -31,6 +31,28 @@ export function sqliteStorage() {
   };
 }
 
+/** A PostgreSQL schema of its own holding events and read models. */
+export async function postgresStorage(source: {
+  db: { url: string };
+  schema(label?: string): string;
+  sql(text: string): Promise<unknown>;
+}) {
+  const { PostgresEventStore, PostgresProjectionSink } = await import('tidemark/postgres');
+  const schema = source.schema('contract');
+  const options = { connectionString: source.db.url, schema, poolSize: 4 };
+  const store = await PostgresEventStore.connect(options);
+  const sink = await PostgresProjectionSink.connect(options);
+  return {
+    store,
+    sink,
+    close: async () => {
+      await sink.close();
+      await store.close();
+      await source.sql(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    },
+  };
+}
+
 /** The store's log as the feed. */
 export function storeFed(
   storage: { store: EventStore; sink: ProjectionFeedFixture['sink']; close(): Promise<void> },
