@@ -117,6 +117,14 @@ export interface EventStore {
 
   /** The upcasters this store reads with (projection engines use them for raw reads). */
   readonly upcasters?: Upcasters;
+
+  /**
+   * Optional: the store's identity, a random UUID written once when the store's schema is
+   * created (a memory store: one per instance). A copy of the database (a backup restored, a
+   * replica promoted) keeps it; another environment's store has its own. The Kafka relay records
+   * it in its progress and refuses to resume on progress made from another store.
+   */
+  storeId?(): Promise<string>;
 }
 
 /** A snapshot: a stream's folded state at a version, tagged with the state's schema version. */

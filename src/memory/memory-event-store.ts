@@ -60,6 +60,8 @@ interface MemoryData {
   snapshots: Map<string, string>;
   idempotency: Map<string, IdempotencyRow>;
   listeners: Set<(position: number) => void>;
+  /** The store's identity: one per data set (a reopened store shares it). */
+  storeId: string;
 }
 
 function newData(): MemoryData {
@@ -70,6 +72,7 @@ function newData(): MemoryData {
     snapshots: new Map(),
     idempotency: new Map(),
     listeners: new Set(),
+    storeId: crypto.randomUUID(),
   };
 }
 
@@ -186,6 +189,12 @@ export class MemoryEventStore implements FullEventStore {
   async headPosition(): Promise<number> {
     this.#open();
     return this.#log.length;
+  }
+
+  /** This store's identity: random, one per instance (and the stores {@link reopen} makes). */
+  async storeId(): Promise<string> {
+    this.#open();
+    return this.#data.storeId;
   }
 
   async listStreams(options: ListStreamsOptions = {}): Promise<StreamInfo[]> {

@@ -177,7 +177,8 @@ export class PostgresEventStore implements FullEventStore {
     | 'writeSnapshot'
     | 'claim'
     | 'complete'
-    | 'release',
+    | 'release'
+    | 'storeId',
     { name: string; text: string }
   >;
   #closed = false;
@@ -318,6 +319,7 @@ export class PostgresEventStore implements FullEventStore {
         'release',
         `DELETE FROM ${s}.tm_idempotency WHERE key = $1 AND response IS NULL`,
       ),
+      storeId: named('store-id', `SELECT store_id::text AS id FROM ${s}.tm_store`),
     };
     this.#notifier = new AppendNotifier({
       config,
@@ -618,6 +620,14 @@ export class PostgresEventStore implements FullEventStore {
     this.#assertOpen();
     const rows = await this.#run<{ head: number | null }>(this.#q.head, []);
     return rows[0]?.head ?? 0;
+  }
+
+  /** The identity written when this schema's store tables were created (`tm_store`). */
+  async storeId(): Promise<string> {
+    this.#assertOpen();
+    const rows = await this.#run<{ id: string }>(this.#q.storeId, []);
+    if (!rows[0]) throw new StorageError(`schema ${this.schema}: tm_store has no row`);
+    return rows[0].id;
   }
 
   async listStreams(options: ListStreamsOptions = {}): Promise<StreamInfo[]> {

@@ -290,5 +290,20 @@ export function eventStoreMigrations(schema: string): readonly Migration[] {
         $tm_horizon$;
       `,
     },
+    {
+      version: 3,
+      description: 'the store identity (tm_store)',
+      sql: `
+        -- One row: the store's identity, a random UUID made once, here. A backup restored or a
+        -- replica promoted keeps it; the Kafka relay records it and refuses progress made from
+        -- another store.
+        CREATE TABLE tm_store (
+          singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+          store_id uuid NOT NULL,
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        INSERT INTO tm_store (store_id) VALUES (gen_random_uuid());
+      `,
+    },
   ];
 }

@@ -75,6 +75,25 @@ export const eventStoreMigrations: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    description: 'the store identity (tm_store)',
+    sql: `
+      -- One row: the store's identity, a random UUID (version 4) made once, here. A copy of the
+      -- file keeps it; the Kafka relay records it and refuses progress made from another store.
+      CREATE TABLE tm_store (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        store_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+      INSERT INTO tm_store (singleton, store_id, created_at) VALUES (1,
+        lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' ||
+        substr(lower(hex(randomblob(2))), 2) || '-' ||
+        substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2) || '-' ||
+        lower(hex(randomblob(6))),
+        CAST(strftime('%s', 'now') AS INTEGER) * 1000);
+    `,
+  },
 ];
 
 export interface SqliteEventStoreOptions extends SqliteDatabaseOptions {
@@ -142,6 +161,7 @@ export class SqliteEventStore implements FullEventStore {
     complete: Database.Statement<[number, string, string]>;
     release: Database.Statement<[string]>;
     dataVersion: Database.Statement<[], { data_version: number }>;
+    storeId: Database.Statement<[], { store_id: string }>;
   };
 
   constructor(database: string | SqliteDatabase, options: SqliteEventStoreOptions = {}) {
@@ -218,6 +238,7 @@ export class SqliteEventStore implements FullEventStore {
       ) as never,
       release: db.prepare('DELETE FROM tm_idempotency WHERE key = ? AND response IS NULL'),
       dataVersion: reader.prepare('PRAGMA data_version') as never,
+      storeId: reader.prepare('SELECT store_id FROM tm_store WHERE singleton = 1'),
     };
     this.#unsubscribeCommit = this.database.onCommit(() => {
       if (this.#lastAppended > 0) {
@@ -346,6 +367,12 @@ export class SqliteEventStore implements FullEventStore {
   async headPosition(): Promise<number> {
     this.#assertOpen();
     return this.#stmt.head.get()?.head ?? 0;
+  }
+
+  /** The identity written when this file's store schema was created (`tm_store`). */
+  async storeId(): Promise<string> {
+    this.#assertOpen();
+    return this.#stmt.storeId.get()!.store_id;
   }
 
   async listStreams(options: ListStreamsOptions = {}): Promise<StreamInfo[]> {
