@@ -2,7 +2,7 @@
  * Compares two results files (say, two runs on the same machine), row by row and ratio by
  * ratio, to see whether a rerun agrees within noise:
  *
- *   node --import tsx bench/compare.ts bench/results/a.json bench/results/b.json
+ *   node bench/compare.ts bench/results/a.json bench/results/b.json
  */
 import { readFileSync } from 'node:fs';
 import type { Result } from './lib.ts';
