@@ -12,10 +12,12 @@
 //   - RSS at ready: VmRSS of that process when it is listening,
 //   - RSS after load: VmRSS after 500 orders were created and read back (the heap and JIT of a
 //     process that did some work; peak, VmHWM, is reported too),
+//   - the same two for the process tree (tsx transforms in an esbuild child process, which the
+//     service's own VmRSS leaves out),
 // then stops it with SIGTERM and waits for its exit. Prints one JSON line with the medians.
 /* global fetch */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -36,10 +38,28 @@ const runs = Number(option('--runs', '5'));
 const label = option('--label', command.join(' '));
 const ORDERS = 500;
 
+function status(pid) {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return (field) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? 0) / 1024;
+}
+
+/** The process and its descendants: a loader may work in a child process (tsx runs esbuild). */
+function tree(pid) {
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) {
+    for (const task of readdirSync(`/proc/${pids[i]}/task`)) {
+      const children = readFileSync(`/proc/${pids[i]}/task/${task}/children`, 'utf8').trim();
+      if (children) pids.push(...children.split(/\s+/).map(Number));
+    }
+  }
+  return pids;
+}
+
 function memory(pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? NaN);
-  return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
+  const own = status(pid);
+  let treeMb = 0;
+  for (const p of tree(pid)) treeMb += status(p)('VmRSS');
+  return { rssMb: own('VmRSS'), hwmMb: own('VmHWM'), treeMb };
 }
 
 async function once() {
@@ -90,7 +110,14 @@ async function once() {
       await read.arrayBuffer();
     }
     const loaded = memory(child.pid);
-    return { startMs, readyRssMb: ready.rssMb, loadedRssMb: loaded.rssMb, peakRssMb: loaded.hwmMb };
+    return {
+      startMs,
+      readyRssMb: ready.rssMb,
+      loadedRssMb: loaded.rssMb,
+      peakRssMb: loaded.hwmMb,
+      readyTreeRssMb: ready.treeMb,
+      loadedTreeRssMb: loaded.treeMb,
+    };
   } finally {
     child.kill('SIGTERM');
     await exited;
@@ -105,7 +132,14 @@ const median = (values) => {
 const samples = [];
 for (let i = 0; i < runs; i++) samples.push(await once());
 const summary = { label, node: process.version, runs };
-for (const key of ['startMs', 'readyRssMb', 'loadedRssMb', 'peakRssMb'])
+for (const key of [
+  'startMs',
+  'readyRssMb',
+  'loadedRssMb',
+  'peakRssMb',
+  'readyTreeRssMb',
+  'loadedTreeRssMb',
+])
   summary[key] = Math.round(median(samples.map((s) => s[key])) * 10) / 10;
 summary.startMsAll = samples.map((s) => Math.round(s.startMs));
 process.stdout.write(`${JSON.stringify(summary)}\n`);
