@@ -1,9 +1,9 @@
 /**
  * A measured implementation in a process of its own (see lib.ts):
  *
- *   node --import tsx bench/child.ts call  <module> <export> <json args>
+ *   node bench/child.ts call  <module> <export> <json args>
  *     calls the export, prints one result line on stdout (other output is ignored), exits;
- *   node --import tsx bench/child.ts serve <module> <export> <json args>
+ *   node bench/child.ts serve <module> <export> <json args>
  *     the export returns a Workload; the parent then sends `run` and `close` messages (IPC).
  *
  * Exits when done, whatever handles the measured code left open.

@@ -2,15 +2,24 @@
  * Compares two results files (say, two runs on the same machine), row by row and ratio by
  * ratio, to see whether a rerun agrees within noise:
  *
- *   node --import tsx bench/compare.ts bench/results/a.json bench/results/b.json
+ *   node bench/compare.ts bench/results/a.json bench/results/b.json
+ *   node bench/compare.ts --markdown A-label B-label a.json b.json
+ *
+ * `--markdown` prints one Markdown table instead (throughput, p99 and peak RSS of both runs, and
+ * B's change), for a page such as docs/benchmarks.md.
  */
 import { readFileSync } from 'node:fs';
 import type { Result } from './lib.ts';
 import { fmt, ratioRows, textTable } from './summary.ts';
 
-const [a, b] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const markdown = args[0] === '--markdown';
+const [labelA, labelB] = markdown ? args.splice(0, 3).slice(1) : ['A', 'B'];
+const [a, b] = args;
 if (!a || !b) {
-  process.stderr.write('usage: compare.ts <results-a.json> <results-b.json>\n');
+  process.stderr.write(
+    'usage: compare.ts [--markdown <label-a> <label-b>] <results-a.json> <results-b.json>\n',
+  );
   process.exit(2);
 }
 const load = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Result[];
@@ -19,6 +28,22 @@ const second = load(b);
 const key = (r: Result) => `${r.scenario}\u0000${r.impl}`;
 const other = new Map(second.map((r) => [key(r), r]));
 const change = (x: number, y: number) => `${y >= x ? '+' : ''}${(((y - x) / x) * 100).toFixed(0)}%`;
+
+if (markdown) {
+  const rows = first.filter(
+    (r) => other.has(key(r)) && r.opsPerSec > 0 && other.get(key(r))!.opsPerSec > 0,
+  );
+  const lines = [
+    `| scenario | impl | ops/s ${labelA} | ops/s ${labelB} | change | p99 ms ${labelA} | p99 ms ${labelB} | peak RSS MB ${labelA} | peak RSS MB ${labelB} |`,
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    ...rows.map((r) => {
+      const s = other.get(key(r))!;
+      return `| ${r.scenario} | ${r.impl} | ${fmt(r.opsPerSec)} | ${fmt(s.opsPerSec)} | ${change(r.opsPerSec, s.opsPerSec)} | ${fmt(r.p99Ms)} | ${fmt(s.p99Ms)} | ${Math.round(r.peakRssMb)} | ${Math.round(s.peakRssMb)} |`;
+    }),
+  ];
+  console.log(lines.join('\n'));
+  process.exit(0);
+}
 
 console.log(
   textTable(

@@ -228,16 +228,7 @@ const childScript = fileURLToPath(new URL('./child.ts', import.meta.url));
 function spawnChild(mode: 'call' | 'serve', module: string, exportName: string, args: unknown) {
   return spawn(
     process.execPath,
-    [
-      '--conditions=tidemark-source',
-      '--import',
-      'tsx',
-      childScript,
-      mode,
-      module,
-      exportName,
-      JSON.stringify(args),
-    ],
+    ['--conditions=tidemark-source', childScript, mode, module, exportName, JSON.stringify(args)],
     { cwd: root, env: process.env, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] },
   );
 }

@@ -35,6 +35,22 @@ export async function freshDatabase(url: string, what: string) {
   return {
     name,
     url: own.toString(),
-    drop: () => admin(url, (c) => c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)),
+    drop: () =>
+      admin(url, async (c) => {
+        try {
+          await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+        } catch (error) {
+          // FORCE refuses (42501) while a backend of another role is in the database: an
+          // autovacuum worker after a heavy write phase. A plain DROP stops autovacuum itself;
+          // sessions of our own role that are still there are ended first.
+          if ((error as { code?: string }).code !== '42501') throw error;
+          await c.query(
+            `SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid() AND usename = current_user`,
+            [name],
+          );
+          await c.query(`DROP DATABASE IF EXISTS "${name}"`);
+        }
+      }),
   };
 }

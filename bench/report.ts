@@ -1,7 +1,7 @@
 /**
  * Turns a results file into the benchmark page:
  *
- *   node --import tsx bench/report.ts [results.json]
+ *   node bench/report.ts [results.json]
  *
  * Reads bench/results/latest.json (or the given file) and its `.meta.json` beside it; writes
  * docs/benchmarks.svg (Tidemark's throughput as a multiple of each baseline's, log scale) and

@@ -14,7 +14,7 @@
  * Writes bench/results/latest.json: an array of {scenario, impl, opsPerSec, p50Ms, p99Ms,
  * peakRssMb} (plus unit, notes, runs, skipped, error), and bench/results/latest.meta.json (the
  * machine, versions, options). Prints the results, Tidemark's ratios to each baseline, and the
- * targets. Progress goes to stderr. `node --import tsx bench/report.ts` turns the results into
+ * targets. Progress goes to stderr. `node bench/report.ts` turns the results into
  * docs/benchmarks.md and its chart.
  */
 import { spawnSync } from 'node:child_process';

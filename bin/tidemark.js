@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The `tidemark` command. An installed package runs its compiled CLI; a source checkout (no
-// dist/, or TIDEMARK_CLI_SOURCE=1 as the test runner sets it) runs the TypeScript sources through
-// tsx, with the export condition that maps the package's own subpaths to src/, in a child process
-// that gets our signals.
+// dist/, or TIDEMARK_CLI_SOURCE=1 as the test runner sets it) runs the TypeScript sources (Node
+// strips the types itself), with the export condition that maps the package's own subpaths to
+// src/, in a child process that gets our signals. Either way a tidemark.config.ts loads as it is.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +14,7 @@ if (existsSync(compiled) && process.env.TIDEMARK_CLI_SOURCE !== '1') {
   const source = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
   const child = spawn(
     process.execPath,
-    ['--conditions=tidemark-source', '--import', 'tsx', source, ...process.argv.slice(2)],
+    ['--conditions=tidemark-source', source, ...process.argv.slice(2)],
     { stdio: 'inherit' },
   );
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'])

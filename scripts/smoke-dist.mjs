@@ -1,8 +1,10 @@
 // Starts the compiled Orders service (`npm run start:dist`, after `npm run build`) on a scratch
 // SQLite file, creates an order over HTTP, reads it back with its consistency token, and stops
-// the service with SIGTERM: what a production deployment runs, checked end to end. Exits 1 with
-// the service's output on any failure. Used by .ci/run between the build and the tests.
-import { spawn } from 'node:child_process';
+// the service with SIGTERM: what a production deployment runs, checked end to end. Then the
+// compiled CLI (bin/tidemark.js with dist/ present) reads the same file with the repository's
+// tidemark.config.ts, which Node loads by stripping its types. Exits 1 with the output on any
+// failure. Used by .ci/run between the build and the tests.
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,6 +76,34 @@ if (read.status !== 200 || read.headers.get('consistency') !== 'fresh' || order.
 stopping = true;
 child.kill('SIGTERM');
 const code = await exited;
-rmSync(dir, { recursive: true, force: true });
 if (code !== 0) fail(`the compiled service exited with ${code} after SIGTERM`);
 console.log(`[smoke] compiled service: created and read order ${body.orderId}, stopped cleanly`);
+
+// deployedCodeVersion is there only when the config's projections were loaded.
+const cliEnv = { ...process.env, DATABASE_URL: join(dir, 'smoke.db') };
+delete cliEnv.TIDEMARK_CLI_SOURCE;
+delete cliEnv.KAFKA_BROKERS;
+const cli = spawnSync(process.execPath, ['bin/tidemark.js', 'projections', 'status', '--json'], {
+  cwd: root,
+  env: cliEnv,
+  encoding: 'utf8',
+});
+let statuses;
+try {
+  statuses = JSON.parse(cli.stdout);
+} catch {
+  statuses = undefined;
+}
+rmSync(dir, { recursive: true, force: true });
+if (
+  cli.status !== 0 ||
+  !Array.isArray(statuses) ||
+  statuses.length === 0 ||
+  !statuses.every((s) => typeof s.deployedCodeVersion === 'number')
+) {
+  output += `${cli.stdout}\n${cli.stderr}`;
+  fail(`the compiled CLI did not load tidemark.config.ts (exit ${cli.status})`);
+}
+console.log(
+  `[smoke] compiled CLI with tidemark.config.ts: ${statuses.map((s) => `${s.name} v${s.version}`).join(', ')}`,
+);

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Runs the test suite with Node's built-in runner on the TypeScript sources (through tsx).
+// Runs the test suite with Node's built-in runner on the TypeScript sources (Node strips the
+// types itself: no loader).
 //   node scripts/test.mjs                  every test file under test/
 //   node scripts/test.mjs test/core        only files under the given folders or files
 //   node scripts/test.mjs --only unit      only files that need no PostgreSQL or Kafka
@@ -127,8 +128,6 @@ const result = spawnSync(
   process.execPath,
   [
     '--conditions=tidemark-source',
-    '--import',
-    'tsx',
     '--test',
     '--test-reporter=spec',
     `--test-timeout=${timeoutMs}`,

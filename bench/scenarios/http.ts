@@ -9,8 +9,8 @@
  *   shows the write.
  *
  * The service runs compiled (`npm run build`, then dist-examples/orders/src/main.js), as a
- * production deployment would: `npm start` runs the TypeScript through tsx, whose compiler adds
- * some 35 MB to the resident set. The scenario builds first.
+ * production deployment would: `npm start` runs the TypeScript sources, and Node's type stripper
+ * adds some 25 MB to the resident set. The scenario builds first.
  *
  * Variants: embedded (SQLite, the default); on PostgreSQL (a database of its own) when
  * PostgreSQL is there; with Kafka (PostgreSQL + Kafka: relay and Kafka-fed projections) when

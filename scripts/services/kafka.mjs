@@ -286,6 +286,18 @@ export async function up() {
     log(NAME, `reusing the running broker (pid ${state.pid}, Kafka ${state.version})`);
     return localBrokers();
   }
+  if (await portOpen(KAFKA_PORT)) {
+    // Another checkout's broker (a second worktree, a CI clone beside a developer's tree) on our
+    // port: if it answers as a ready broker, use it and leave its life to whoever started it.
+    const ready = await clientReady(localBrokers(), { quiet: true }).catch(() => undefined);
+    if (ready && ready.brokers.length > 0) {
+      log(
+        NAME,
+        `reusing a broker this checkout did not start, on ${localBrokers()} (cluster ${ready.clusterId})`,
+      );
+      return localBrokers();
+    }
+  }
   for (const port of [KAFKA_PORT, CONTROLLER_PORT]) {
     if (await portOpen(port)) {
       throw new ServiceError(

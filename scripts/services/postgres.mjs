@@ -282,11 +282,22 @@ export async function up() {
   }
 
   if (await portOpen(PG_PORT)) {
-    throw new ServiceError(
-      NAME,
-      `${HOST}:${PG_PORT} is taken by a process this script did not start; ` +
-        'stop it, choose another port with TIDEMARK_PG_PORT, or point DATABASE_URL at it',
-    );
+    // Another checkout's cluster (a second worktree, a CI clone beside a developer's tree) runs
+    // on our port. If it takes our application login, it is the same kind of cluster: use it,
+    // and leave starting and stopping it to whoever started it. Anything else is refused.
+    let who;
+    try {
+      who = await verifyAppLogin(binDir);
+    } catch {
+      throw new ServiceError(
+        NAME,
+        `${HOST}:${PG_PORT} is taken by a process this script did not start, and it refuses ` +
+          `the ${APP_USER} login; stop it, choose another port with TIDEMARK_PG_PORT, or point ` +
+          'DATABASE_URL at it',
+      );
+    }
+    log(NAME, `reusing a cluster this checkout did not start, on ${HOST}:${PG_PORT} (${who})`);
+    return localUrl();
   }
 
   if (!existsSync(join(dataDir, 'PG_VERSION')) || !existsSync(superuserPasswordPath)) {

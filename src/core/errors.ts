@@ -41,13 +41,11 @@ export function isTidemarkError<C extends ErrorCode>(
 export class InvalidArgumentError extends TidemarkError {
   readonly code = 'invalid_argument';
   readonly retryable = false;
-  constructor(
-    /** The argument (or path into it) that is wrong. */
-    readonly argument: string,
-    message: string,
-    options?: TidemarkErrorOptions,
-  ) {
+  /** The argument (or path into it) that is wrong. */
+  readonly argument: string;
+  constructor(argument: string, message: string, options?: TidemarkErrorOptions) {
     super(`${argument}: ${message}`, options);
+    this.argument = argument;
   }
   override toJSON() {
     return { ...super.toJSON(), argument: this.argument };
@@ -58,12 +56,10 @@ export class InvalidArgumentError extends TidemarkError {
 export class SerializationError extends TidemarkError {
   readonly code = 'serialization_failed';
   readonly retryable = false;
-  constructor(
-    readonly what: string,
-    message: string,
-    options?: TidemarkErrorOptions,
-  ) {
+  readonly what: string;
+  constructor(what: string, message: string, options?: TidemarkErrorOptions) {
     super(`${what} cannot be serialised: ${message}`, options);
+    this.what = what;
   }
 }
 
@@ -71,15 +67,21 @@ export class SerializationError extends TidemarkError {
 export class WrongExpectedVersionError extends TidemarkError {
   readonly code = 'wrong_expected_version';
   readonly retryable = true;
+  readonly streamId: string;
+  /** What the caller expected, as given (a number or a named expectation). */
+  readonly expected: string | number;
+  /** The stream's version when the append was checked (0: no stream). */
+  readonly actual: number;
   constructor(
-    readonly streamId: string,
-    /** What the caller expected, as given (a number or a named expectation). */
-    readonly expected: string | number,
-    /** The stream's version when the append was checked (0: no stream). */
-    readonly actual: number,
+    streamId: string,
+    expected: string | number,
+    actual: number,
     options?: TidemarkErrorOptions,
   ) {
     super(`stream '${streamId}' is at version ${actual}, expected ${String(expected)}`, options);
+    this.streamId = streamId;
+    this.expected = expected;
+    this.actual = actual;
   }
   override toJSON() {
     return {
@@ -95,11 +97,10 @@ export class WrongExpectedVersionError extends TidemarkError {
 export class DuplicateEventIdError extends TidemarkError {
   readonly code = 'duplicate_event_id';
   readonly retryable = false;
-  constructor(
-    readonly eventId: string,
-    options?: TidemarkErrorOptions,
-  ) {
+  readonly eventId: string;
+  constructor(eventId: string, options?: TidemarkErrorOptions) {
     super(`an event with id '${eventId}' is already stored`, options);
+    this.eventId = eventId;
   }
   override toJSON() {
     return { ...super.toJSON(), eventId: this.eventId };
@@ -110,11 +111,10 @@ export class DuplicateEventIdError extends TidemarkError {
 export class StreamNotFoundError extends TidemarkError {
   readonly code = 'stream_not_found';
   readonly retryable = false;
-  constructor(
-    readonly streamId: string,
-    options?: TidemarkErrorOptions,
-  ) {
+  readonly streamId: string;
+  constructor(streamId: string, options?: TidemarkErrorOptions) {
     super(`stream '${streamId}' does not exist`, options);
+    this.streamId = streamId;
   }
   override toJSON() {
     return { ...super.toJSON(), streamId: this.streamId };
@@ -128,12 +128,12 @@ export class StreamNotFoundError extends TidemarkError {
 export class BusinessRuleError extends TidemarkError {
   readonly code = 'business_rule_violated';
   readonly retryable = false;
-  constructor(
-    readonly rule: string,
-    message: string,
-    readonly details?: Record<string, unknown>,
-  ) {
+  readonly rule: string;
+  readonly details?: Record<string, unknown>;
+  constructor(rule: string, message: string, details?: Record<string, unknown>) {
     super(message);
+    this.rule = rule;
+    this.details = details;
   }
   override toJSON() {
     return {
@@ -148,13 +148,17 @@ export class BusinessRuleError extends TidemarkError {
 export class UpcastError extends TidemarkError {
   readonly code = 'upcast_failed';
   readonly retryable = false;
+  readonly eventType: string;
+  readonly schemaVersion: number;
   constructor(
-    readonly eventType: string,
-    readonly schemaVersion: number,
+    eventType: string,
+    schemaVersion: number,
     message: string,
     options?: TidemarkErrorOptions,
   ) {
     super(`${eventType} v${schemaVersion}: ${message}`, options);
+    this.eventType = eventType;
+    this.schemaVersion = schemaVersion;
   }
   override toJSON() {
     return { ...super.toJSON(), eventType: this.eventType, schemaVersion: this.schemaVersion };
@@ -165,11 +169,10 @@ export class UpcastError extends TidemarkError {
 export class IdempotencyKeyReuseError extends TidemarkError {
   readonly code = 'idempotency_key_reused';
   readonly retryable = false;
-  constructor(
-    readonly key: string,
-    options?: TidemarkErrorOptions,
-  ) {
+  readonly key: string;
+  constructor(key: string, options?: TidemarkErrorOptions) {
     super(`idempotency key '${key}' was first used for another request`, options);
+    this.key = key;
   }
 }
 
@@ -177,11 +180,10 @@ export class IdempotencyKeyReuseError extends TidemarkError {
 export class IdempotencyInProgressError extends TidemarkError {
   readonly code = 'idempotency_in_progress';
   readonly retryable = true;
-  constructor(
-    readonly key: string,
-    options?: TidemarkErrorOptions,
-  ) {
+  readonly key: string;
+  constructor(key: string, options?: TidemarkErrorOptions) {
     super(`a request with idempotency key '${key}' is still running`, options);
+    this.key = key;
   }
 }
 
@@ -189,11 +191,10 @@ export class IdempotencyInProgressError extends TidemarkError {
 export class ClosedError extends TidemarkError {
   readonly code = 'closed';
   readonly retryable = false;
-  constructor(
-    readonly component: string,
-    options?: TidemarkErrorOptions,
-  ) {
+  readonly component: string;
+  constructor(component: string, options?: TidemarkErrorOptions) {
     super(`${component} is closed`, options);
+    this.component = component;
   }
 }
 
@@ -201,12 +202,10 @@ export class ClosedError extends TidemarkError {
 export class UnavailableError extends TidemarkError {
   readonly code = 'unavailable';
   readonly retryable = true;
-  constructor(
-    readonly component: string,
-    message: string,
-    options?: TidemarkErrorOptions,
-  ) {
+  readonly component: string;
+  constructor(component: string, message: string, options?: TidemarkErrorOptions) {
     super(`${component} unavailable: ${message}`, options);
+    this.component = component;
   }
 }
 
@@ -223,11 +222,10 @@ export class StorageError extends TidemarkError {
 export class InvalidConsistencyTokenError extends TidemarkError {
   readonly code = 'invalid_consistency_token';
   readonly retryable = false;
-  constructor(
-    readonly token: string,
-    options?: TidemarkErrorOptions,
-  ) {
+  readonly token: string;
+  constructor(token: string, options?: TidemarkErrorOptions) {
     super(`'${token}' is not a consistency token`, options);
+    this.token = token;
   }
 }
 
@@ -235,13 +233,17 @@ export class InvalidConsistencyTokenError extends TidemarkError {
 export class ProjectionError extends TidemarkError {
   readonly code = 'projection_failed';
   readonly retryable = true;
+  readonly projection: string;
+  readonly eventId: string;
   constructor(
-    readonly projection: string,
-    readonly eventId: string,
+    projection: string,
+    eventId: string,
     message: string,
     options?: TidemarkErrorOptions,
   ) {
     super(`projection '${projection}' failed on event ${eventId}: ${message}`, options);
+    this.projection = projection;
+    this.eventId = eventId;
   }
   override toJSON() {
     return { ...super.toJSON(), projection: this.projection, eventId: this.eventId };

@@ -37,10 +37,12 @@ interface Metric {
 
 export class Counter implements Metric {
   readonly #values = new Map<string, number>();
-  constructor(
-    readonly name: string,
-    readonly help: string,
-  ) {}
+  readonly name: string;
+  readonly help: string;
+  constructor(name: string, help: string) {
+    this.name = name;
+    this.help = help;
+  }
   inc(labels?: Labels, by = 1): void {
     const key = labelKey(labels);
     this.#values.set(key, (this.#values.get(key) ?? 0) + by);
@@ -60,12 +62,15 @@ export type GaugeSample = { labels?: Labels; value: number };
 
 export class Gauge implements Metric {
   readonly #values = new Map<string, number>();
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    /** Read at scrape time; its samples are shown beside the set ones. */
-    readonly collect?: () => Promise<GaugeSample[]> | GaugeSample[],
-  ) {}
+  readonly name: string;
+  readonly help: string;
+  /** Read at scrape time; its samples are shown beside the set ones. */
+  readonly collect: (() => Promise<GaugeSample[]> | GaugeSample[]) | undefined;
+  constructor(name: string, help: string, collect?: () => Promise<GaugeSample[]> | GaugeSample[]) {
+    this.name = name;
+    this.help = help;
+    this.collect = collect;
+  }
   set(value: number, labels?: Labels): void {
     this.#values.set(labelKey(labels), value);
   }
@@ -84,14 +89,21 @@ export class Histogram implements Metric {
     string,
     { labels: Labels | undefined; counts: number[]; sum: number; count: number }
   >();
+  readonly name: string;
+  readonly help: string;
+  /** Upper bounds, ascending; +Inf is implied. */
+  readonly buckets: readonly number[];
   constructor(
-    readonly name: string,
-    readonly help: string,
-    /** Upper bounds, ascending; +Inf is implied. */
-    readonly buckets: readonly number[] = [
+    name: string,
+    help: string,
+    buckets: readonly number[] = [
       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
     ],
-  ) {}
+  ) {
+    this.name = name;
+    this.help = help;
+    this.buckets = buckets;
+  }
   observe(value: number, labels?: Labels): void {
     const key = labelKey(labels);
     let series = this.#series.get(key);

@@ -16,14 +16,13 @@ import { TidemarkError, UnavailableError, type TidemarkErrorOptions } from '../c
 export class KafkaProducerFencedError extends TidemarkError {
   readonly code = 'kafka_producer_fenced';
   readonly retryable = false;
-  constructor(
-    readonly transactionalId: string,
-    options?: TidemarkErrorOptions,
-  ) {
+  readonly transactionalId: string;
+  constructor(transactionalId: string, options?: TidemarkErrorOptions) {
     super(
       `producer with transactional id '${transactionalId}' was fenced by a newer instance`,
       options,
     );
+    this.transactionalId = transactionalId;
   }
   override toJSON() {
     return { ...super.toJSON(), transactionalId: this.transactionalId };
@@ -37,16 +36,22 @@ export class KafkaProducerFencedError extends TidemarkError {
  */
 export class KafkaOperationError extends TidemarkError {
   readonly code = 'kafka_operation_failed';
+  /** What the port was doing: `createTopic`, `send`, `commitTransaction`, `fetch`, ... */
+  readonly operation: string;
+  /** Kafka's error name when the broker answered with one. */
+  readonly brokerError: string | undefined;
+  readonly retryable: boolean;
   constructor(
-    /** What the port was doing: `createTopic`, `send`, `commitTransaction`, `fetch`, ... */
-    readonly operation: string,
+    operation: string,
     message: string,
-    /** Kafka's error name when the broker answered with one. */
-    readonly brokerError: string | undefined,
-    readonly retryable: boolean,
+    brokerError: string | undefined,
+    retryable: boolean,
     options?: TidemarkErrorOptions,
   ) {
     super(`kafka ${operation} failed: ${message}`, options);
+    this.operation = operation;
+    this.brokerError = brokerError;
+    this.retryable = retryable;
   }
   override toJSON() {
     return { ...super.toJSON(), operation: this.operation, brokerError: this.brokerError };
@@ -69,11 +74,14 @@ export interface RecordLocation {
 export class KafkaWireFormatError extends TidemarkError {
   readonly code = 'kafka_wire_format_invalid';
   readonly retryable = false;
+  readonly field: string;
+  readonly reason: string;
+  /** The record's topic, partition and offset, when it was read from Kafka. */
+  readonly location: RecordLocation | undefined;
   constructor(
-    readonly field: string,
-    readonly reason: string,
-    /** The record's topic, partition and offset, when it was read from Kafka. */
-    readonly location?: RecordLocation,
+    field: string,
+    reason: string,
+    location?: RecordLocation,
     options?: TidemarkErrorOptions,
   ) {
     super(
@@ -82,6 +90,9 @@ export class KafkaWireFormatError extends TidemarkError {
       }${field}: ${reason}`,
       options,
     );
+    this.field = field;
+    this.reason = reason;
+    this.location = location;
   }
   override toJSON() {
     return {

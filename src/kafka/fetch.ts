@@ -1,8 +1,8 @@
 /**
  * The Fetch request, sent through the library's protocol layer rather than `Consumer.fetch`.
  *
- * Why: for read_committed fetches, `Consumer.fetch` of @platformatic/kafka 1.x removes aborted
- * batches itself before returning, and gets it wrong. It keeps one aborted range per producer id,
+ * Why: for read_committed fetches, `Consumer.fetch` of @platformatic/kafka (1.x, and 2.x up to
+ * 2.12.1 at least) removes aborted batches itself before returning, and gets it wrong. It keeps one aborted range per producer id,
  * from the first aborted transaction the broker lists to the **last** ABORT marker of that
  * producer in the response. A transactional producer that is restarted keeps its producer id, and
  * a restart after AddPartitionsToTxn but before any record was written leaves an ABORT marker

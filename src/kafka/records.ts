@@ -136,7 +136,8 @@ export function decodePartition(
     a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0,
   );
   const aborted = readCommitted
-    ? [...partition.abortedTransactions].sort((a, b) =>
+    ? // Nullable in the 2.x typings (a null array on the wire): no aborted transactions.
+      [...(partition.abortedTransactions ?? [])].sort((a, b) =>
         a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0,
       )
     : [];

@@ -33,11 +33,12 @@ export interface RetryPolicy {
  * first. Never a handler failure: the batch is rolled back and the caller reloads.
  */
 export class ProgressMovedError extends Error {
-  constructor(
-    readonly projection: string,
-    readonly version: number,
-  ) {
+  readonly projection: string;
+  readonly version: number;
+  constructor(projection: string, version: number) {
     super(`${projection} v${version}: another runner moved the checkpoint; reloading it`);
+    this.projection = projection;
+    this.version = version;
     this.name = 'ProgressMovedError';
   }
 }

@@ -185,7 +185,7 @@ const root = new URL('../../', import.meta.url).pathname;
 export function startFixture(name: string, env: Record<string, string>): FixtureProcess {
   const child = spawn(
     process.execPath,
-    ['--conditions=tidemark-source', '--import', 'tsx', `test/kafka/fixtures/${name}.ts`],
+    ['--conditions=tidemark-source', `test/kafka/fixtures/${name}.ts`],
     { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const lines: Record<string, unknown>[] = [];

@@ -195,7 +195,7 @@ describe('PostgresEventStore', () => {
       const child = fork(
         new URL('./fixtures/append-child.ts', import.meta.url).pathname,
         [source.db.url, schema],
-        { execArgv: ['--conditions=tidemark-source', '--import', 'tsx'] },
+        { execArgv: ['--conditions=tidemark-source'] },
       );
       const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
       assert.equal(await exit, 0);

@@ -78,7 +78,7 @@ describe('SqliteEventStore', () => {
     });
     const script = new URL('./fixtures/append-child.ts', import.meta.url).pathname;
     const child = fork(script, [path], {
-      execArgv: ['--conditions=tidemark-source', '--import', 'tsx'],
+      execArgv: ['--conditions=tidemark-source'],
     });
     const exit = new Promise<number | null>((resolve) => child.on('exit', resolve));
     assert.equal(await exit, 0);

@@ -24,10 +24,11 @@ export async function startServiceProcess(
   options: { compiled?: boolean } = {},
 ): Promise<ServiceProcess> {
   // compiled: the JavaScript of `npm run build` (dist/ and dist-examples/), as a production
-  // deployment runs it; otherwise the TypeScript sources through tsx, as `npm start` does.
+  // deployment runs it; otherwise the TypeScript sources (Node strips the types), as `npm start`
+  // does.
   const entry = options.compiled
     ? ['dist-examples/orders/src/main.js']
-    : ['--conditions=tidemark-source', '--import', 'tsx', 'examples/orders/src/main.ts'];
+    : ['--conditions=tidemark-source', 'examples/orders/src/main.ts'];
   const child = spawn(process.execPath, [...entry, ...args], {
     cwd: root,
     env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
