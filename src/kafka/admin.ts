@@ -168,6 +168,26 @@ export class KafkaAdmin {
     }
   }
 
+  /**
+   * Raises a topic's partition count to `count` (Kafka never lowers it) and waits until every
+   * partition has a leader. Keys hash anew: most streams move to another partition, so
+   * per-stream order across the change is lost for consumers (docs/kafka.md).
+   */
+  async addPartitions(name: string, count: number): Promise<void> {
+    if (!Number.isInteger(count) || count < 1) {
+      throw new InvalidArgumentError('count', `must be a positive integer, got ${count}`);
+    }
+    try {
+      // assignments null (the protocol's nullable array): the controller places the replicas.
+      // The library's type says array, but its encoder writes null as the null array.
+      const assignments = null as unknown as [];
+      await this.#admin.createPartitions({ topics: [{ name, count, assignments }] });
+    } catch (error) {
+      throw translateKafkaError(error, 'addPartitions');
+    }
+    await this.#waitForLeaders(name, count, 10_000);
+  }
+
   /** Names of the non-internal topics. */
   async listTopics(): Promise<string[]> {
     try {

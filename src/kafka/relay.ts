@@ -18,10 +18,17 @@
  *    epoch, progress read again from Kafka): a transaction whose outcome is unknown (a lost
  *    EndTxn answer) is then settled by the broker, never guessed. A fence stops the relay with
  *    {@link KafkaProducerFencedError}: another instance owns the transactional id.
+ * 5. The progress record also says which store it was made from (the store's id), each topic's
+ *    partition count, and the streams parked because an event was too big to publish. At every
+ *    session the relay checks them and, when it cannot tell that resuming is right (another
+ *    store's progress, progress past the store's head, a topic whose partition count changed),
+ *    it refuses: it publishes nothing, its state is `refused`, and the log says what to do.
+ *    Only an operator's {@link rebaseRelay} moves it on.
  */
 import {
   ClosedError,
   InvalidArgumentError,
+  StorageError,
   TidemarkError,
   silentLogger,
   type EventStore,
@@ -31,7 +38,7 @@ import {
 import { KafkaAdmin } from './admin.ts';
 import type { KafkaConnection } from './connection.ts';
 import { KafkaOperationError, KafkaProducerFencedError, KafkaWireFormatError } from './errors.ts';
-import { KafkaProducer, type ProducerRecord } from './producer.ts';
+import { KafkaProducer, type KafkaTransaction, type ProducerRecord } from './producer.ts';
 import { KafkaReader } from './reader.ts';
 import type { EventTopics } from './topics.ts';
 import { encodeEvent, validateSource } from './wire.ts';
@@ -41,6 +48,19 @@ export const DEFAULT_PROGRESS_TOPIC = 'tidemark-relay-progress';
 
 /** The partition of the progress topic that progress records are written to and read from. */
 const PROGRESS_PARTITION = 0;
+
+/**
+ * Default most bytes of one encoded event (key, value and headers): the broker's default
+ * `message.max.bytes` (1048588) less 4 KiB for the record batch's framing. An event over the
+ * limit is parked, not sent: the broker would refuse the whole transaction.
+ */
+export const DEFAULT_MAX_EVENT_BYTES = 1_048_588 - 4096;
+
+/** Room kept under a topic's `max.message.bytes` for the record batch's framing. */
+const BATCH_HEADROOM = 4096;
+
+/** How often a topic's partition count and limits are looked at again while publishing. */
+const TOPIC_RECHECK_MS = 30_000;
 
 /** Options of {@link KafkaRelay}. */
 export interface KafkaRelayOptions {
@@ -73,6 +93,11 @@ export interface KafkaRelayOptions {
    * under the broker's default `message.max.bytes` (1 MiB). A transaction may span several.
    */
   readonly maxSendBytes?: number;
+  /**
+   * Most bytes of one encoded event. Default {@link DEFAULT_MAX_EVENT_BYTES}; the topic's own
+   * `max.message.bytes` (less 4 KiB) caps it too. A bigger event parks its stream.
+   */
+  readonly maxEventBytes?: number;
   /** Look for new events this often when no append notification comes. Default 1000 ms. */
   readonly pollIntervalMs?: number;
   /** How long the broker lets one transaction stay open. Default 60000 ms. */
@@ -83,8 +108,59 @@ export interface KafkaRelayOptions {
   readonly logger?: Logger;
 }
 
-/** Where the relay is. */
-export type RelayState = 'stopped' | 'starting' | 'running' | 'retrying' | 'fenced';
+/**
+ * Where the relay is. `refused`: it found progress it cannot resume from (see
+ * {@link RelayRefusal}) and publishes nothing until an operator acts and it is restarted.
+ */
+export type RelayState = 'stopped' | 'starting' | 'running' | 'retrying' | 'fenced' | 'refused';
+
+/**
+ * Why a relay refused to publish.
+ * - `store_mismatch`: its progress was made from another store (another environment using the
+ *   same relay name on the same Kafka, or the relay pointed at a new database).
+ * - `position_past_head`: it has published positions the store does not hold (a restore from
+ *   backup, a failover that lost commits): Kafka has events the store has not.
+ * - `partitions_changed`: a topic's partition count is not the one it recorded: streams moved
+ *   partitions, and consumers may see a stream's events out of order.
+ */
+export type RelayRefusalReason = 'store_mismatch' | 'position_past_head' | 'partitions_changed';
+
+export interface RelayRefusal {
+  readonly reason: RelayRefusalReason;
+  /** What was found, and what to do. */
+  readonly message: string;
+  /** The topic, for `partitions_changed`. */
+  readonly topic?: string;
+}
+
+/** An event the relay did not publish because its encoded record is over the limit. */
+export interface RelayParkedEvent {
+  readonly streamId: string;
+  readonly streamVersion: number;
+  readonly position: number;
+  readonly eventId: string;
+  readonly type: string;
+  readonly topic: string;
+  /** The encoded record's size, and the limit it is over. */
+  readonly bytes: number;
+  readonly limit: number;
+  /** ISO time. */
+  readonly parkedAt: string;
+}
+
+/** A relay's progress record, as read from the progress topic. */
+export interface RelayProgress {
+  /** The last global position published (0: nothing yet). */
+  readonly position: number;
+  /** The store the progress was made from; undefined in records of older Tidemark versions. */
+  readonly storeId: string | undefined;
+  /** The relay's `ce_source` (what a retry of parked events publishes with). */
+  readonly source: string | undefined;
+  /** Each topic's partition count, as first seen. */
+  readonly partitions: Readonly<Record<string, number>>;
+  /** Streams parked: one entry each, the first event not published; later ones are held. */
+  readonly parked: readonly RelayParkedEvent[];
+}
 
 /** What {@link KafkaRelay.status} reports. */
 export interface RelayStatus {
@@ -102,16 +178,51 @@ export interface RelayStatus {
   readonly transactions: number;
   readonly eventsPerSecond: number;
   readonly lastPublishedAt: Date | undefined;
-  /** The last failure, while the relay retries (or why it stopped). */
+  /** The last failure, while the relay retries (or why it stopped or refused). */
   readonly lastError: string | undefined;
+  /** The store's id, and the one its progress was made from (differ: refused). */
+  readonly storeId: string | undefined;
+  readonly progressStoreId: string | undefined;
+  /** Positions published beyond the store's head (more than 0: refused; backlog shows 0). */
+  readonly pastHead: number;
+  /** Why the relay refuses, while its state is `refused`. */
+  readonly refusal: RelayRefusal | undefined;
+  /** Streams parked (an event too big to publish), with the event that parked each. */
+  readonly parked: readonly RelayParkedEvent[];
+  /** The partition count recorded per topic. */
+  readonly partitions: Readonly<Record<string, number>>;
 }
 
 type Waiter = { position: number; resolve: (reached: boolean) => void; timer?: NodeJS.Timeout };
 
-/** The progress record's value, version 1: `{"v":1,"position":<last published position>}`. */
+/**
+ * The progress record's value. Version 1: `{"v":1,"position":<last published position>}`.
+ * Version 2 adds `storeId`, `source`, `partitions` (topic → count) and `parked` (a list of
+ * {@link RelayParkedEvent}).
+ */
 interface ProgressValue {
-  v: 1;
+  v: 1 | 2;
   position: number;
+  storeId?: string;
+  source?: string;
+  partitions?: Record<string, number>;
+  parked?: RelayParkedEvent[];
+}
+
+/** A refusal, thrown inside the relay's loop to stop it. */
+class Refused extends Error {
+  readonly refusal: RelayRefusal;
+  constructor(refusal: RelayRefusal) {
+    super(refusal.message);
+    this.refusal = refusal;
+  }
+}
+
+interface TopicInfo {
+  readonly partitions: number;
+  /** The most bytes of one event this topic takes (the relay's limit and the topic's). */
+  readonly limit: number;
+  readonly checkedAt: number;
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
@@ -137,6 +248,7 @@ export class KafkaRelay {
   readonly #createTopics: boolean;
   readonly #batchSize: number;
   readonly #maxSendBytes: number;
+  readonly #maxEventBytes: number;
   readonly #pollIntervalMs: number;
   readonly #transactionTimeoutMs: number;
   readonly #retryDelayMs: number;
@@ -154,6 +266,19 @@ export class KafkaRelay {
   #rate = 0;
   #lastPublishedAt: Date | undefined;
   #lastError: unknown;
+  #storeId: string | undefined;
+  /** What the progress record holds, besides the position (kept in step with each commit). */
+  #progressStoreId: string | undefined;
+  #partitions = new Map<string, number>();
+  #parked = new Map<string, RelayParkedEvent>();
+  /** Something the progress record must say has changed: write it even without events. */
+  #progressDirty = false;
+  #topicInfo = new Map<string, TopicInfo>();
+  #refusal: RelayRefusal | undefined;
+  #head = 0;
+  /** The position of the progress record read last (what Kafka holds, even when refused). */
+  #progressPosition = 0;
+  #finished = false;
   #wake: (() => void) | undefined;
   /** The next batch, read while the previous transaction commits (bounded: one batch). */
   #readAhead: { after: number; events: Promise<RecordedEvent[]> } | undefined;
@@ -180,6 +305,7 @@ export class KafkaRelay {
     this.#createTopics = options.createTopics ?? true;
     this.#batchSize = positive('batchSize', options.batchSize, 500);
     this.#maxSendBytes = positive('maxSendBytes', options.maxSendBytes, 512 * 1024);
+    this.#maxEventBytes = positive('maxEventBytes', options.maxEventBytes, DEFAULT_MAX_EVENT_BYTES);
     this.#pollIntervalMs = positive('pollIntervalMs', options.pollIntervalMs, 1000);
     this.#transactionTimeoutMs = positive(
       'transactionTimeoutMs',
@@ -220,11 +346,12 @@ export class KafkaRelay {
     if (this.#loop) return;
     if (this.#abort.signal.aborted) throw new ClosedError(`kafka relay ${this.name}`);
     this.#state = 'starting';
+    let opened = false;
     try {
+      this.#admin = new KafkaAdmin(this.#connection);
       if (this.#createTopics) {
-        this.#admin = new KafkaAdmin(this.#connection);
         await this.#ensureProgressTopic(this.#admin);
-        await this.#topics.ensure(this.#admin);
+        await this.#topics.ensure(this.#admin, this.#topics.listed, { logger: this.#logger });
         for (const topic of this.#topics.listed) this.#ensured.add(topic);
       }
       // Retryable failures (the coordinator still aborting a crashed predecessor's transaction,
@@ -233,7 +360,7 @@ export class KafkaRelay {
       let delay = this.#retryDelayMs;
       for (;;) {
         try {
-          await this.#openSession();
+          opened = await this.#openSession();
           break;
         } catch (error) {
           await this.#closeSession();
@@ -255,6 +382,8 @@ export class KafkaRelay {
       this.#admin = undefined;
       throw error;
     }
+    // Refused: nothing is published; status, metrics and the log say why until stop().
+    if (!opened) return;
     this.#unsubscribe = this.#store.onAppended(() => this.#wake?.());
     this.#loop = this.#run();
   }
@@ -281,24 +410,161 @@ export class KafkaRelay {
     );
   }
 
-  /** A new producer (new epoch: older ones fenced), then the position committed in Kafka. */
-  async #openSession(): Promise<void> {
+  /**
+   * A new producer (new epoch: older ones fenced), then the progress committed in Kafka,
+   * checked against the store. Resolves false when the relay refuses to resume (then the
+   * session is closed and the state is `refused`).
+   */
+  async #openSession(): Promise<boolean> {
     const producer = new KafkaProducer(this.#connection, {
       transactionalId: this.transactionalId,
       transactionTimeoutMs: this.#transactionTimeoutMs,
     });
     this.#producer = producer;
     await producer.initTransactions();
-    const position = await this.#readProgress();
-    if (position !== this.#position || this.#transactions === 0) {
+    const progress = await this.#readProgress();
+    try {
+      await this.#check(progress);
+      this.#topicInfo.clear();
+      for (const topic of this.#topics.listed) await this.#topicReady(topic);
+    } catch (error) {
+      if (!(error instanceof Refused)) throw error;
+      await this.#refuse(error.refusal);
+      return false;
+    }
+    if (progress.position !== this.#position || this.#transactions === 0) {
       this.#logger.info(
-        { relay: this.name, transactionalId: this.transactionalId, position },
+        {
+          relay: this.name,
+          transactionalId: this.transactionalId,
+          position: progress.position,
+          storeId: this.#storeId,
+          parked: this.#parked.size,
+        },
         'relay resumes after the last position committed in Kafka',
       );
     }
-    this.#position = position;
+    this.#position = progress.position;
     this.#state = 'running';
     this.#settleWaiters();
+    return true;
+  }
+
+  /**
+   * Is the progress this store's? Throws {@link Refused} when it cannot tell: progress made
+   * from another store, or past the store's head. Progress of an older Tidemark (no store id)
+   * is adopted once, when it is not past the head: the id is recorded by the next transaction.
+   */
+  async #check(progress: RelayProgress): Promise<void> {
+    this.#storeId = this.#store.storeId ? await this.#store.storeId() : undefined;
+    const head = await this.#store.headPosition();
+    this.#head = head;
+    this.#progressPosition = progress.position;
+    this.#progressDirty = false;
+    this.#progressStoreId = progress.storeId;
+    this.#partitions = new Map(Object.entries(progress.partitions));
+    this.#parked = new Map(progress.parked.map((p) => [p.streamId, p]));
+    const rebase = `tidemark relay rebase --name ${this.name}`;
+    if (progress.storeId !== undefined && this.#storeId !== undefined) {
+      if (progress.storeId !== this.#storeId) {
+        throw new Refused({
+          reason: 'store_mismatch',
+          message:
+            `relay ${this.name}: its progress (position ${progress.position}) was made from store ` +
+            `${progress.storeId}, and this store is ${this.#storeId}. If another environment uses ` +
+            `the same relay name on this Kafka, give each its own name; if this store is meant to ` +
+            `take over the topics, run '${rebase} --to head' (or --to POSITION)`,
+        });
+      }
+    }
+    if (progress.position > head) {
+      throw new Refused({
+        reason: 'position_past_head',
+        message:
+          `relay ${this.name}: it has published up to position ${progress.position}, but the ` +
+          `store's head is ${head}: Kafka holds ${progress.position - head} positions this store ` +
+          `does not (a restore from backup, a failover that lost commits?). New appends would ` +
+          `reuse those positions. Find what was lost, then run '${rebase} --to head'`,
+      });
+    }
+    if (this.#storeId === undefined) {
+      this.#logger.warn(
+        { relay: this.name },
+        'the store has no storeId(): the relay cannot tell progress of another store apart',
+      );
+    } else if (progress.storeId === undefined) {
+      if (progress.position > 0) {
+        this.#logger.warn(
+          { relay: this.name, position: progress.position, storeId: this.#storeId },
+          'relay progress has no store id (written by an older Tidemark); adopting this store',
+        );
+      }
+      this.#progressDirty = true;
+    }
+  }
+
+  /** Refuses: publishes nothing more, says why in status and the log. */
+  async #refuse(refusal: RelayRefusal): Promise<void> {
+    this.#refusal = refusal;
+    this.#lastError = refusal.message;
+    this.#state = 'refused';
+    this.#readAhead = undefined;
+    this.#logger.error(
+      {
+        relay: this.name,
+        transactionalId: this.transactionalId,
+        reason: refusal.reason,
+        ...(refusal.topic ? { topic: refusal.topic } : {}),
+      },
+      `relay refused to publish: ${refusal.message}`,
+    );
+    await this.#closeSession();
+    for (const waiter of this.#waiters) {
+      if (waiter.timer) clearTimeout(waiter.timer);
+      waiter.resolve(this.#position >= waiter.position);
+    }
+    this.#waiters.clear();
+  }
+
+  /**
+   * The topic's partition count (compared with the recorded one: a change refuses) and the
+   * most bytes one of its events may have. Looked up again every {@link TOPIC_RECHECK_MS}.
+   */
+  async #topicReady(topic: string): Promise<TopicInfo> {
+    const known = this.#topicInfo.get(topic);
+    if (known && Date.now() - known.checkedAt < TOPIC_RECHECK_MS) return known;
+    const described = await this.#admin!.describeTopic(topic);
+    if (!described) {
+      // Not there (createTopics off): the send fails and is retried; nothing to record yet.
+      return { partitions: 0, limit: this.#maxEventBytes, checkedAt: 0 };
+    }
+    const partitions = described.partitions.length;
+    const recorded = this.#partitions.get(topic);
+    if (recorded === undefined) {
+      this.#partitions.set(topic, partitions);
+      this.#progressDirty = true;
+      this.#logger.info(
+        { relay: this.name, topic, partitions },
+        'relay records the partition count of a topic',
+      );
+    } else if (recorded !== partitions) {
+      throw new Refused({
+        reason: 'partitions_changed',
+        topic,
+        message:
+          `relay ${this.name}: topic ${topic} has ${partitions} partitions, it had ${recorded} ` +
+          `when the relay first published to it. Streams now hash to other partitions, so ` +
+          `consumers may see a stream's events out of order. Once consumers are ready (see ` +
+          `docs/kafka.md), run 'tidemark relay rebase --name ${this.name} --accept-partitions'`,
+      });
+    }
+    const topicMax = Number(described.configs['max.message.bytes']);
+    const limit = Number.isSafeInteger(topicMax)
+      ? Math.min(this.#maxEventBytes, topicMax - BATCH_HEADROOM)
+      : this.#maxEventBytes;
+    const info = { partitions, limit, checkedAt: Date.now() };
+    this.#topicInfo.set(topic, info);
+    return info;
   }
 
   async #closeSession(): Promise<void> {
@@ -316,8 +582,8 @@ export class KafkaRelay {
    * of ours started below it), then read backwards from it in growing windows: the newest
    * record with our key is the answer, and compaction keeps it.
    */
-  async #readProgress(): Promise<number> {
-    return readRelayProgress(this.#connection, {
+  async #readProgress(): Promise<RelayProgress> {
+    return readRelayProgressRecord(this.#connection, {
       transactionalId: this.transactionalId,
       progressTopic: this.progressTopic,
       timeoutMs: this.#transactionTimeoutMs + 10_000,
@@ -330,12 +596,15 @@ export class KafkaRelay {
     let delay = this.#retryDelayMs;
     while (!signal.aborted) {
       try {
-        if (!this.#producer) await this.#openSession();
+        if (!this.#producer && !(await this.#openSession())) {
+          this.#unsubscribe?.();
+          return; // refused; stop() settles done
+        }
         const ahead = this.#readAhead;
         this.#readAhead = undefined;
         const events =
           ahead && ahead.after === this.#position ? await ahead.events : await this.#read();
-        if (events.length === 0) {
+        if (events.length === 0 && !this.#progressDirty) {
           this.#rate = 0;
           await this.#idle();
           continue;
@@ -344,6 +613,11 @@ export class KafkaRelay {
         delay = this.#retryDelayMs;
         this.#lastError = undefined;
       } catch (error) {
+        if (error instanceof Refused) {
+          await this.#refuse(error.refusal);
+          this.#unsubscribe?.();
+          return;
+        }
         if (error instanceof KafkaProducerFencedError) {
           this.#state = 'fenced';
           this.#lastError = error;
@@ -373,6 +647,8 @@ export class KafkaRelay {
   }
 
   #finish(error?: unknown): void {
+    if (this.#finished) return;
+    this.#finished = true;
     this.#unsubscribe?.();
     for (const waiter of this.#waiters) {
       if (waiter.timer) clearTimeout(waiter.timer);
@@ -389,44 +665,62 @@ export class KafkaRelay {
     }
   }
 
-  /** One transaction: the batch's events, then the progress record; committed together. */
+  /**
+   * One transaction: the batch's events, then the progress record; committed together. An
+   * event over its topic's limit parks its stream (recorded in the progress record, so the
+   * stream stays parked across restarts); later events of a parked stream are held.
+   */
   async #publish(events: readonly RecordedEvent[]): Promise<void> {
     const started = performance.now();
     const records: ProducerRecord[] = [];
+    const parked = new Map(this.#parked);
     for (const event of events) {
       const topic = this.#topics.topicFor(event.streamId);
       if (topic === undefined) continue;
+      if (parked.has(event.streamId)) continue; // held behind its parked event: stream order
       if (this.#createTopics && !this.#ensured.has(topic)) {
-        await this.#topics.ensure(this.#admin!, [topic]);
+        await this.#topics.ensure(this.#admin!, [topic], { logger: this.#logger });
         this.#ensured.add(topic);
       }
-      records.push(encodeEvent(event, { topic, source: this.#source }));
-    }
-    const last = events[events.length - 1]!.position;
-    const progress: ProducerRecord = {
-      topic: this.progressTopic,
-      partition: PROGRESS_PARTITION,
-      key: this.transactionalId,
-      value: JSON.stringify({ v: 1, position: last } satisfies ProgressValue),
-    };
-    const producer = this.#producer!;
-    await producer.transact(async (tx) => {
-      // Split by size so no produce request outgrows the broker's limits; the progress record
-      // rides in the last request.
-      let chunk: ProducerRecord[] = [];
-      let bytes = 0;
-      for (const record of records) {
-        const size = recordSize(record);
-        if (chunk.length > 0 && bytes + size > this.#maxSendBytes) {
-          await tx.send(chunk);
-          chunk = [];
-          bytes = 0;
-        }
-        chunk.push(record);
-        bytes += size;
+      const { limit } = await this.#topicReady(topic);
+      const record = encodeEvent(event, { topic, source: this.#source });
+      const bytes = recordSize(record);
+      if (bytes > limit) {
+        const entry: RelayParkedEvent = {
+          streamId: event.streamId,
+          streamVersion: event.streamVersion,
+          position: event.position,
+          eventId: event.eventId,
+          type: event.type,
+          topic,
+          bytes,
+          limit,
+          parkedAt: new Date().toISOString(),
+        };
+        parked.set(event.streamId, entry);
+        this.#logger.error(
+          { relay: this.name, ...entry },
+          `relay parked stream ${event.streamId}: event at position ${event.position} ` +
+            `(${event.eventId}) is ${bytes} bytes, over the limit of ${limit}; the stream's ` +
+            `later events are held, other streams go on. Raise the limit, then ` +
+            `'tidemark relay retry --name ${this.name} --stream ${event.streamId}' (or skip)`,
+        );
+        continue;
       }
-      chunk.push(progress);
-      await tx.send(chunk);
+      records.push(record);
+    }
+    const last = events.length > 0 ? events[events.length - 1]!.position : this.#position;
+    const progress = progressRecord(this.progressTopic, this.transactionalId, {
+      position: last,
+      storeId: this.#storeId,
+      source: this.#source,
+      partitions: Object.fromEntries(this.#partitions),
+      parked: [...parked.values()],
+    });
+    // A failed transaction ends the session; the next one reads parked streams and partition
+    // counts again from the progress committed in Kafka.
+    await this.#producer!.transact(async (tx) => {
+      await sendChunked(tx, records, progress, this.#maxSendBytes);
       // Read the next batch while the commit runs. Used only if the commit succeeds (the
       // loop checks it starts where this transaction ends); a failure discards it.
       if (events.length === this.#batchSize)
@@ -436,6 +730,10 @@ export class KafkaRelay {
         'relay transaction sent; committing',
       );
     });
+    this.#parked = parked;
+    this.#progressPosition = last;
+    this.#progressStoreId = this.#storeId;
+    this.#progressDirty = false;
     this.#position = last;
     this.#published += records.length;
     this.#transactions++;
@@ -487,7 +785,8 @@ export class KafkaRelay {
    */
   whenPublished(position: number, timeoutMs?: number): Promise<boolean> {
     if (this.#position >= position) return Promise.resolve(true);
-    if (this.#abort.signal.aborted || this.#state === 'fenced') return Promise.resolve(false);
+    if (this.#abort.signal.aborted || this.#state === 'fenced' || this.#state === 'refused')
+      return Promise.resolve(false);
     return new Promise((resolve) => {
       const waiter: Waiter = { position, resolve };
       if (timeoutMs !== undefined) {
@@ -507,21 +806,29 @@ export class KafkaRelay {
   }
 
   async status(): Promise<RelayStatus> {
-    const head = await this.#store.headPosition().catch(() => this.#position);
+    const head = await this.#store.headPosition().catch(() => this.#head);
     const error = this.#lastError;
+    // Refused, the progress read was never taken over: show what Kafka holds.
+    const position = this.#state === 'refused' ? this.#progressPosition : this.#position;
     return {
       name: this.name,
       transactionalId: this.transactionalId,
       state: this.#state,
-      position: this.#position,
+      position,
       head,
-      backlog: Math.max(0, head - this.#position),
+      backlog: Math.max(0, head - position),
       published: this.#published,
       transactions: this.#transactions,
       eventsPerSecond: Math.round(this.#rate),
       lastPublishedAt: this.#lastPublishedAt,
       lastError:
         error === undefined ? undefined : error instanceof Error ? error.message : String(error),
+      storeId: this.#storeId,
+      progressStoreId: this.#progressStoreId,
+      pastHead: Math.max(0, position - head),
+      refusal: this.#refusal,
+      parked: [...this.#parked.values()],
+      partitions: Object.fromEntries(this.#partitions),
     };
   }
 
@@ -530,10 +837,58 @@ export class KafkaRelay {
     this.#abort.abort(new ClosedError(`kafka relay ${this.name}`));
     this.#wake?.();
     if (this.#loop) await this.#loop;
-    else this.#finish();
+    this.#finish();
     this.#loop = undefined;
     if (this.#state !== 'fenced') this.#state = 'stopped';
   }
+}
+
+/** The progress record of a relay: the last record of each of its transactions. */
+function progressRecord(
+  topic: string,
+  transactionalId: string,
+  progress: RelayProgress,
+): ProducerRecord {
+  const value: ProgressValue = {
+    v: 2,
+    position: progress.position,
+    ...(progress.storeId !== undefined ? { storeId: progress.storeId } : {}),
+    ...(progress.source !== undefined ? { source: progress.source } : {}),
+    partitions: { ...progress.partitions },
+    parked: [...progress.parked],
+  };
+  return {
+    topic,
+    partition: PROGRESS_PARTITION,
+    key: transactionalId,
+    value: JSON.stringify(value),
+  };
+}
+
+/**
+ * Sends records in produce requests of at most `maxSendBytes` (a bigger record goes alone), so
+ * no request outgrows the broker's limits; the progress record rides in the last request.
+ */
+async function sendChunked(
+  tx: KafkaTransaction,
+  records: readonly ProducerRecord[],
+  progress: ProducerRecord,
+  maxSendBytes: number,
+): Promise<void> {
+  let chunk: ProducerRecord[] = [];
+  let bytes = 0;
+  for (const record of records) {
+    const size = recordSize(record);
+    if (chunk.length > 0 && bytes + size > maxSendBytes) {
+      await tx.send(chunk);
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(record);
+    bytes += size;
+  }
+  chunk.push(progress);
+  await tx.send(chunk);
 }
 
 function recordSize(record: ProducerRecord): number {
@@ -569,14 +924,36 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  */
 export async function readRelayProgress(
   connection: KafkaConnection,
-  options: {
-    transactionalId: string;
-    progressTopic?: string;
-    /** How long to wait for open transactions on the progress partition. Default 70 s. */
-    timeoutMs?: number;
-    signal?: AbortSignal;
-  },
+  options: ReadProgressOptions,
 ): Promise<number> {
+  return (await readRelayProgressRecord(connection, options)).position;
+}
+
+/** Options of {@link readRelayProgress} and {@link readRelayProgressRecord}. */
+export interface ReadProgressOptions {
+  transactionalId: string;
+  progressTopic?: string;
+  /** How long to wait for open transactions on the progress partition. Default 70 s. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+const NO_PROGRESS: RelayProgress = {
+  position: 0,
+  storeId: undefined,
+  source: undefined,
+  partitions: {},
+  parked: [],
+};
+
+/**
+ * A relay's last committed progress record, whole: position, the store it was made from,
+ * partition counts and parked streams (position 0 and nothing else when it has none).
+ */
+export async function readRelayProgressRecord(
+  connection: KafkaConnection,
+  options: ReadProgressOptions,
+): Promise<RelayProgress> {
   const topic = options.progressTopic ?? DEFAULT_PROGRESS_TOPIC;
   const reader = new KafkaReader(connection, { isolation: 'read_committed' });
   try {
@@ -616,13 +993,13 @@ export async function readRelayProgress(
       to = from;
       window *= 4n;
     }
-    return 0;
+    return NO_PROGRESS;
   } finally {
     await reader.close();
   }
 }
 
-function parseProgress(topic: string, value: Buffer | null, offset: bigint): number {
+function parseProgress(topic: string, value: Buffer | null, offset: bigint): RelayProgress {
   const location = { topic, partition: PROGRESS_PARTITION, offset };
   let parsed: Partial<ProgressValue> | undefined;
   try {
@@ -633,12 +1010,330 @@ function parseProgress(topic: string, value: Buffer | null, offset: bigint): num
     });
   }
   const position = parsed?.position;
-  if (parsed?.v !== 1 || typeof position !== 'number' || !Number.isSafeInteger(position)) {
+  if (
+    (parsed?.v !== 1 && parsed?.v !== 2) ||
+    typeof position !== 'number' ||
+    !Number.isSafeInteger(position)
+  ) {
     throw new KafkaWireFormatError(
       'value',
-      'progress record is not {"v":1,"position":<integer>}',
+      'progress record is not {"v":1|2,"position":<integer>,...}',
       location,
     );
   }
-  return position;
+  if (parsed.v === 1) return { ...NO_PROGRESS, position };
+  const partitions = parsed.partitions ?? {};
+  const parked = parsed.parked ?? [];
+  if (
+    (parsed.storeId !== undefined && typeof parsed.storeId !== 'string') ||
+    (parsed.source !== undefined && typeof parsed.source !== 'string') ||
+    typeof partitions !== 'object' ||
+    Object.values(partitions).some((n) => !Number.isSafeInteger(n)) ||
+    !Array.isArray(parked) ||
+    parked.some((p) => typeof p?.streamId !== 'string' || !Number.isSafeInteger(p?.position))
+  ) {
+    throw new KafkaWireFormatError('value', 'progress record (v2) has malformed fields', location);
+  }
+  return { position, storeId: parsed.storeId, source: parsed.source, partitions, parked };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator actions: each writes a new progress record under the relay's transactional id. That
+// fences a relay still running with that id (it stops with state `fenced`): stop the relay
+// first, act, then start it again.
+
+/** Which relay an operator action is about. */
+export interface RelayOperationOptions {
+  readonly connection: KafkaConnection;
+  /** The store the relay publishes. */
+  readonly store: EventStore;
+  /** The relay's name (default `default`), or its transactional id. */
+  readonly name?: string;
+  readonly transactionalId?: string;
+  readonly progressTopic?: string;
+  readonly logger?: Logger;
+}
+
+/**
+ * Takes over the relay's transactional id (fencing a running instance), reads its progress,
+ * and lets `work` write the next progress record (with events, if any) in one transaction.
+ */
+async function operate<T>(
+  options: RelayOperationOptions,
+  work: (
+    progress: RelayProgress,
+    commit: (next: RelayProgress, records?: readonly ProducerRecord[]) => Promise<void>,
+    admin: KafkaAdmin,
+  ) => Promise<T>,
+): Promise<T> {
+  const transactionalId = options.transactionalId ?? `tidemark-relay-${options.name ?? 'default'}`;
+  const progressTopic = options.progressTopic ?? DEFAULT_PROGRESS_TOPIC;
+  const producer = new KafkaProducer(options.connection, { transactionalId });
+  const admin = new KafkaAdmin(options.connection);
+  try {
+    await producer.initTransactions();
+    const progress = await readRelayProgressRecord(options.connection, {
+      transactionalId,
+      progressTopic,
+      timeoutMs: 70_000,
+    });
+    return await work(
+      progress,
+      (next, records = []) =>
+        producer.transact((tx) =>
+          sendChunked(
+            tx,
+            records,
+            progressRecord(progressTopic, transactionalId, next),
+            512 * 1024,
+          ),
+        ),
+      admin,
+    );
+  } finally {
+    await producer.close().catch(() => {});
+    await admin.close().catch(() => {});
+  }
+}
+
+async function storeIdOf(store: EventStore): Promise<string | undefined> {
+  return store.storeId ? store.storeId() : undefined;
+}
+
+/**
+ * Re-bases a relay deliberately: writes a progress record for this store, at `to` (a position
+ * up to the store's head, or `head`), so that a relay that refused (another store's progress,
+ * progress past the head) resumes after it. With `acceptPartitions`, the partition count of
+ * every recorded topic is recorded anew (after a topic's partitions were added). Without `to`
+ * the position stays (the progress must then be this store's already).
+ *
+ * Parked streams whose event is after the new position are dropped (the relay meets them
+ * again); the others stay parked. Resolves with the record written.
+ */
+export async function rebaseRelay(
+  options: RelayOperationOptions & {
+    readonly to?: number | 'head';
+    readonly acceptPartitions?: boolean;
+  },
+): Promise<RelayProgress> {
+  const { to } = options;
+  if (to !== undefined && to !== 'head' && (!Number.isSafeInteger(to) || to < 0))
+    throw new InvalidArgumentError('to', 'must be a position (a non-negative integer) or head');
+  if (to === undefined && !options.acceptPartitions)
+    throw new InvalidArgumentError('to', 'give a position to re-base to, or acceptPartitions');
+  const logger = options.logger ?? silentLogger;
+  return operate(options, async (progress, commit, admin) => {
+    const storeId = await storeIdOf(options.store);
+    const head = await options.store.headPosition();
+    const position = to === 'head' ? head : (to ?? progress.position);
+    if (position > head)
+      throw new InvalidArgumentError('to', `position ${position} is past the store's head ${head}`);
+    if (to === undefined && progress.storeId !== undefined && progress.storeId !== storeId) {
+      throw new InvalidArgumentError(
+        'to',
+        `the progress was made from store ${progress.storeId}, not this one (${storeId}): give a position`,
+      );
+    }
+    const partitions: Record<string, number> = { ...progress.partitions };
+    if (options.acceptPartitions) {
+      for (const topic of Object.keys(partitions)) {
+        const described = await admin.describeTopic(topic);
+        if (described) partitions[topic] = described.partitions.length;
+        else delete partitions[topic];
+      }
+    }
+    const next: RelayProgress = {
+      position,
+      storeId,
+      source: progress.source,
+      partitions,
+      parked: progress.parked.filter((p) => p.position <= position),
+    };
+    await commit(next);
+    logger.warn(
+      {
+        from: { position: progress.position, storeId: progress.storeId },
+        to: { position, storeId },
+        partitions,
+      },
+      'relay re-based by an operator',
+    );
+    return next;
+  });
+}
+
+/** What {@link retryRelayParked} and {@link skipRelayParked} did. */
+export interface ReleaseResult {
+  /** Events of the stream published now. */
+  readonly published: number;
+  /** Set when an event of the stream is still over the limit: the stream stays parked there. */
+  readonly parked: RelayParkedEvent | undefined;
+}
+
+/**
+ * Publishes a parked stream's event and the events held behind it (after the limit was
+ * raised), in stream order, in one transaction with the progress record that unparks it.
+ * An event still over the limit parks the stream again at that event.
+ */
+export function retryRelayParked(
+  options: RelayOperationOptions & { readonly streamId: string; readonly maxEventBytes?: number },
+): Promise<ReleaseResult> {
+  return release(options, false);
+}
+
+/**
+ * Drops a parked stream's event for good (it is never published) and publishes the events held
+ * behind it, like {@link retryRelayParked}. Consumers then see a gap in the stream's versions:
+ * Kafka-fed projections hold the stream until `tidemark dlq retry` or `skip` there.
+ */
+export function skipRelayParked(
+  options: RelayOperationOptions & { readonly streamId: string; readonly maxEventBytes?: number },
+): Promise<ReleaseResult> {
+  return release(options, true);
+}
+
+async function release(
+  options: RelayOperationOptions & { readonly streamId: string; readonly maxEventBytes?: number },
+  skip: boolean,
+): Promise<ReleaseResult> {
+  const maxEventBytes = positive('maxEventBytes', options.maxEventBytes, DEFAULT_MAX_EVENT_BYTES);
+  const logger = options.logger ?? silentLogger;
+  return operate(options, async (progress, commit, admin) => {
+    const entry = progress.parked.find((p) => p.streamId === options.streamId);
+    if (!entry) {
+      throw new InvalidArgumentError(
+        'streamId',
+        `relay has no parked event of stream '${options.streamId}'`,
+      );
+    }
+    const storeId = await storeIdOf(options.store);
+    if (progress.storeId !== undefined && storeId !== undefined && progress.storeId !== storeId)
+      throw new StorageError(
+        `the relay's progress was made from store ${progress.storeId}, not this one`,
+      );
+    const source = progress.source;
+    if (source === undefined)
+      throw new StorageError('the progress record does not name its source');
+    // The stream's events from the parked one up to what the relay has passed: it held them.
+    const held: RecordedEvent[] = [];
+    for (let after = entry.position - 1; after < progress.position;) {
+      const batch = await options.store.readAll({ after, maxCount: 1000, upcast: false });
+      if (batch.length === 0) break;
+      for (const event of batch) {
+        if (event.position > progress.position) break;
+        if (event.streamId === options.streamId) held.push(event);
+      }
+      after = batch[batch.length - 1]!.position;
+    }
+    if (held[0]?.eventId !== entry.eventId)
+      throw new StorageError(
+        `the parked event ${entry.eventId} is not in the store at ${entry.position}`,
+      );
+    if (skip) held.shift();
+    const described = await admin.describeTopic(entry.topic);
+    const topicMax = Number(described?.configs['max.message.bytes']);
+    const limit = Number.isSafeInteger(topicMax)
+      ? Math.min(maxEventBytes, topicMax - BATCH_HEADROOM)
+      : maxEventBytes;
+    const records: ProducerRecord[] = [];
+    let parkedAgain: RelayParkedEvent | undefined;
+    for (const event of held) {
+      const record = encodeEvent(event, { topic: entry.topic, source });
+      const bytes = recordSize(record);
+      if (bytes > limit) {
+        parkedAgain = {
+          streamId: event.streamId,
+          streamVersion: event.streamVersion,
+          position: event.position,
+          eventId: event.eventId,
+          type: event.type,
+          topic: entry.topic,
+          bytes,
+          limit,
+          parkedAt: new Date().toISOString(),
+        };
+        break;
+      }
+      records.push(record);
+    }
+    const parked = progress.parked.filter((p) => p.streamId !== options.streamId);
+    if (parkedAgain) parked.push(parkedAgain);
+    await commit({ ...progress, storeId: progress.storeId ?? storeId, parked }, records);
+    logger.warn(
+      {
+        streamId: options.streamId,
+        skipped: skip ? entry.eventId : undefined,
+        published: records.length,
+        parked: parkedAgain,
+      },
+      skip
+        ? 'relay: parked event skipped by an operator'
+        : 'relay: parked stream retried by an operator',
+    );
+    return { published: records.length, parked: parkedAgain };
+  });
+}
+
+/**
+ * What a relay's progress says against the store, as a relay starting now would judge it:
+ * `ok`; `other_store` (made from another store: the relay refuses); `past_head` (published
+ * positions the store does not hold: the relay refuses); `not_recorded` (written by an older
+ * Tidemark, without a store id: the relay adopts this store at its next start).
+ */
+export type RelayStoreCheck = 'ok' | 'other_store' | 'past_head' | 'not_recorded';
+
+/** What {@link inspectRelay} answers. */
+export interface RelayInspection {
+  readonly name: string;
+  readonly transactionalId: string;
+  /** The last position published (the progress record's). */
+  readonly published: number;
+  readonly head: number;
+  /** Positions behind the head, and positions published beyond it (one of them is 0). */
+  readonly backlog: number;
+  readonly pastHead: number;
+  readonly storeId: string | undefined;
+  readonly progressStoreId: string | undefined;
+  readonly storeCheck: RelayStoreCheck;
+  readonly partitions: Readonly<Record<string, number>>;
+  readonly parked: readonly RelayParkedEvent[];
+}
+
+/**
+ * A relay's committed progress, read from Kafka and checked against the store, without
+ * touching the relay (read only: nothing is fenced). For `tidemark relay status` and monitors.
+ */
+export async function inspectRelay(
+  options: RelayOperationOptions & { readonly timeoutMs?: number },
+): Promise<RelayInspection> {
+  const name = options.name ?? 'default';
+  const transactionalId = options.transactionalId ?? `tidemark-relay-${name}`;
+  const progress = await readRelayProgressRecord(options.connection, {
+    transactionalId,
+    ...(options.progressTopic !== undefined ? { progressTopic: options.progressTopic } : {}),
+    ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
+  });
+  const storeId = await storeIdOf(options.store);
+  const head = await options.store.headPosition();
+  const storeCheck: RelayStoreCheck =
+    progress.storeId !== undefined && storeId !== undefined && progress.storeId !== storeId
+      ? 'other_store'
+      : progress.position > head
+        ? 'past_head'
+        : progress.storeId === undefined && progress.position > 0
+          ? 'not_recorded'
+          : 'ok';
+  return {
+    name,
+    transactionalId,
+    published: progress.position,
+    head,
+    backlog: Math.max(0, head - progress.position),
+    pastHead: Math.max(0, progress.position - head),
+    storeId,
+    progressStoreId: progress.storeId,
+    storeCheck,
+    partitions: progress.partitions,
+    parked: progress.parked,
+  };
 }

@@ -6,6 +6,7 @@
  */
 import { murmur2 } from '@platformatic/kafka';
 import { InvalidArgumentError } from '../core/errors.ts';
+import { silentLogger, type Logger } from '../core/logger.ts';
 import type { KafkaAdmin } from './admin.ts';
 
 /** The category of a stream: its id up to the first `-` (the whole id when there is none). */
@@ -44,6 +45,15 @@ export interface TopicSettings {
   readonly replicationFactor?: number;
   /** Topic configs; merged over `{ 'retention.ms': '-1' }` for event topics. */
   readonly configs?: Readonly<Record<string, string>>;
+}
+
+/** A setting of an existing topic that differs from what {@link EventTopics} would create. */
+export interface TopicMismatch {
+  readonly topic: string;
+  /** `partitions`, or a topic config such as `retention.ms`. */
+  readonly setting: string;
+  readonly expected: string;
+  readonly actual: string;
 }
 
 /** Options of {@link EventTopics}. */
@@ -112,22 +122,56 @@ export class EventTopics {
 
   /**
    * Creates the topics that do not exist yet, with these settings and `retention.ms=-1`
-   * (keep forever) unless the settings' configs say otherwise. Existing topics are left as
-   * they are.
+   * (keep forever) unless the settings' configs say otherwise. An existing topic is left as it
+   * is, but compared with these settings: every difference (partition count, a config such as
+   * `retention.ms`) is logged as a warning and returned, never accepted silently. Whoever
+   * publishes decides what a difference means (the relay refuses a topic whose partition count
+   * moved from the one it recorded).
    */
-  async ensure(admin: KafkaAdmin, topics: readonly string[] = this.listed): Promise<void> {
+  async ensure(
+    admin: KafkaAdmin,
+    topics: readonly string[] = this.listed,
+    options: { logger?: Logger } = {},
+  ): Promise<TopicMismatch[]> {
+    const mismatches: TopicMismatch[] = [];
+    const configs: Record<string, string> = { 'retention.ms': '-1', ...this.settings.configs };
     for (const name of topics) {
-      await admin.createTopic(
+      const created = await admin.createTopic(
         {
           name,
           partitions: this.settings.partitions,
           ...(this.settings.replicationFactor !== undefined
             ? { replicationFactor: this.settings.replicationFactor }
             : {}),
-          configs: { 'retention.ms': '-1', ...this.settings.configs },
+          configs,
         },
         { ifNotExists: true },
       );
+      if (created) continue;
+      const described = await admin.describeTopic(name);
+      if (!described) continue; // deleted meanwhile: the next ensure creates it
+      const found: TopicMismatch[] = [];
+      if (described.partitions.length !== this.settings.partitions) {
+        found.push({
+          topic: name,
+          setting: 'partitions',
+          expected: String(this.settings.partitions),
+          actual: String(described.partitions.length),
+        });
+      }
+      for (const [setting, expected] of Object.entries(configs)) {
+        const actual = described.configs[setting];
+        if (actual !== undefined && actual !== expected)
+          found.push({ topic: name, setting, expected, actual });
+      }
+      for (const mismatch of found) {
+        (options.logger ?? silentLogger).warn(
+          { ...mismatch },
+          'topic exists with another setting than configured; left as it is',
+        );
+      }
+      mismatches.push(...found);
     }
+    return mismatches;
   }
 }
