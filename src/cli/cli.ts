@@ -43,8 +43,17 @@ Commands:
                                                        parked (dead-letter) events
   dlq retry <projection> <streamId>                    apply a stream's parked events, in order
   dlq skip <projection> <eventId>                      drop one parked event
-  relay status [--name NAME]                           what the Kafka relay has published, and
-                                                       its backlog (needs KAFKA_BROKERS)
+  relay status [--name NAME]                           what the Kafka relay has published, its
+                                                       backlog, the store check, parked events
+                                                       (needs KAFKA_BROKERS; exit 1 when the
+                                                       relay would refuse this store)
+  relay rebase [--name NAME] --to POSITION|head [--accept-partitions]
+                                                       write new progress for this store (after a
+                                                       refusal); fences a running relay
+  relay parked [--name NAME]                           events too big to publish
+  relay retry [--name NAME] --stream ID [--max-event-bytes B]
+                                                       publish a parked stream (limit raised)
+  relay skip [--name NAME] --stream ID                 drop its parked event, publish the rest
   migrate                                              create or upgrade the schema
 
 Options:
@@ -88,6 +97,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         yes: { type: 'boolean', default: false },
         'drop-after': { type: 'string' },
         name: { type: 'string' },
+        to: { type: 'string' },
+        'accept-partitions': { type: 'boolean', default: false },
+        'max-event-bytes': { type: 'string' },
       },
     });
   } catch (error) {

@@ -55,7 +55,9 @@ it(
     await relay.start();
     assert.equal(await relay.whenCaughtUp(60_000), true);
     const progressTopic = relay.progressTopic;
+    const topic = Object.keys((await relay.status()).partitions)[0]!;
     await relay.stop();
+    const storeId = await store.storeId();
     await store.appendToStream('order-9', [
       { type: 'Counted', data: {} },
       { type: 'Counted', data: {} },
@@ -81,6 +83,12 @@ it(
       published: 30,
       head: 32,
       backlog: 2,
+      pastHead: 0,
+      storeId,
+      progressStoreId: storeId,
+      storeCheck: 'ok',
+      partitions: { [topic]: 2 },
+      parked: [],
     });
     const never = await relayStatus(env, uniqueName('never-ran'));
     assert.equal(JSON.parse(never.stdout).published, 0);
