@@ -197,6 +197,9 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
                   state: relayStatus.state,
                   position: relayStatus.position,
                   backlog: relayStatus.backlog,
+                  pastHead: relayStatus.pastHead,
+                  parkedStreams: relayStatus.parked.length,
+                  ...(relayStatus.refusal ? { refusal: relayStatus.refusal } : {}),
                 },
               }
             : {}),
@@ -302,8 +305,18 @@ function registerRelayMetrics(metrics: MetricsRegistry, relay: KafkaRelay): void
   );
   metrics.gauge(
     'tidemark_relay_up',
-    '1 while the relay runs, 0 when retrying, stopped or fenced.',
+    '1 while the relay runs, 0 when retrying, stopped, fenced or refused.',
     gauge((s) => (s.state === 'running' ? 1 : 0)),
+  );
+  metrics.gauge(
+    'tidemark_relay_refused',
+    '1 while the relay refuses to publish (another store, past the head, partitions changed).',
+    gauge((s) => (s.state === 'refused' ? 1 : 0)),
+  );
+  metrics.gauge(
+    'tidemark_relay_parked_streams',
+    'Streams the relay holds back: an event too big to publish, and the events after it.',
+    gauge((s) => s.parked.length),
   );
 }
 
