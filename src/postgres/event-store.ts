@@ -157,6 +157,8 @@ export class PostgresEventStore implements FullEventStore {
   /** The schema the store's tables live in. */
   readonly schema: string;
   readonly #pool: pg.Pool;
+  /** Whether each pooled connection is to a server in recovery (see #refuseStandby). */
+  readonly #standbyChecked = new WeakMap<pg.PoolClient, boolean>();
   readonly #upcasters: Upcasters;
   readonly #now: () => Date;
   readonly #logger: Logger;
@@ -598,7 +600,7 @@ export class PostgresEventStore implements FullEventStore {
   async readAll<E extends Event = Event>(options?: ReadAllOptions): Promise<RecordedEvent<E>[]> {
     this.#assertOpen();
     const { after, maxCount } = allReadRange(options);
-    const rows = await this.#run<EventRow>(this.#q.readAll, [after, maxCount]);
+    const rows = await this.#run<EventRow>(this.#q.readAll, [after, maxCount], COMPONENT, true);
     const upcast = options?.upcast !== false;
     return rows.map((row) => this.#toRecorded(row, upcast) as RecordedEvent<E>);
   }
@@ -618,7 +620,7 @@ export class PostgresEventStore implements FullEventStore {
    */
   async headPosition(): Promise<number> {
     this.#assertOpen();
-    const rows = await this.#run<{ head: number | null }>(this.#q.head, []);
+    const rows = await this.#run<{ head: number | null }>(this.#q.head, [], COMPONENT, true);
     return rows[0]?.head ?? 0;
   }
 
@@ -792,10 +794,15 @@ export class PostgresEventStore implements FullEventStore {
   }
 
   /** Runs one idempotent statement, retrying over broken connections. */
+  /**
+   * Runs one statement on a pooled connection. `logRead`: a read of the global log, which is
+   * refused on a hot standby (see #refuseStandby); each connection is asked once.
+   */
   async #run<Row extends pg.QueryResultRow>(
     query: { name: string; text: string },
     values: unknown[],
     component = COMPONENT,
+    logRead = false,
   ): Promise<Row[]> {
     try {
       return await withConnection(
@@ -803,12 +810,41 @@ export class PostgresEventStore implements FullEventStore {
         component,
         this.#windowMs,
         () => this.#closed,
-        async (client) => (await client.query<Row>({ ...query, values })).rows,
+        async (client) => {
+          if (logRead) await this.#refuseStandby(client);
+          return (await client.query<Row>({ ...query, values })).rows;
+        },
       );
     } catch (error) {
       if (isTidemarkError(error)) throw error;
       if (this.#closed) throw new ClosedError(COMPONENT, { cause: error });
       throw new StorageError(`${query.name}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /**
+   * The gap-safe log read leans on the primary's view of appends in flight (their advisory
+   * locks and transaction ids), which a hot standby does not have: there a reader could pass a
+   * position whose transaction then commits below it, and skip events for good. So a log read
+   * on a server in recovery is refused. Asked once per connection: a failover hands out new ones.
+   */
+  async #refuseStandby(client: pg.PoolClient): Promise<void> {
+    let standby = this.#standbyChecked.get(client);
+    if (standby === undefined) {
+      const { rows } = await client.query<{ standby: boolean }>(
+        'SELECT pg_is_in_recovery() AS standby',
+      );
+      standby = rows[0]?.standby === true;
+      this.#standbyChecked.set(client, standby);
+    }
+    if (standby) {
+      this.#standbyChecked.delete(client); // ask again next time: it may have been promoted
+      const error = new UnavailableError(
+        'postgres',
+        'the server is a hot standby (pg_is_in_recovery() is true): the global log cannot be read gap-safely there; point readers of the log (projectors, relays) at the primary',
+      );
+      this.#logger.error({ err: error }, 'refusing to read the global log on a standby');
+      throw error;
     }
   }
 
