@@ -4,18 +4,31 @@
 //   node scripts/services.mjs up     [postgres] [kafka]    start or reuse; prints DATABASE_URL= / KAFKA_BROKERS=
 //   node scripts/services.mjs down   [postgres] [kafka] [--purge]   stop what `up` started
 //   node scripts/services.mjs status                        what runs, where, how much memory
+//   node scripts/services.mjs up kafka-cluster              three Kafka nodes; KAFKA_CLUSTER_BROKERS=
 //
-// With no service named, both. stdout carries only the KEY=value lines (also written to
+// With no service named, `up` starts postgres and kafka (and kafka-cluster when
+// TIDEMARK_KAFKA_CLUSTER=3); `down` and `status` act on all three. stdout carries only the KEY=value lines (also written to
 // .services/env); progress and errors go to stderr. When DATABASE_URL (postgres://...) or
 // KAFKA_BROKERS is already set, `up` checks that it answers, prints it, and starts nothing.
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as kafka from './services/kafka.mjs';
+import * as kafkaCluster from './services/kafka-cluster.mjs';
 import { ServiceError, log, servicesDir, withLock } from './services/lib.mjs';
 import * as postgres from './services/postgres.mjs';
 
-const SERVICES = { postgres, kafka };
-const USAGE = 'usage: node scripts/services.mjs up|down|status [postgres] [kafka] [--purge]';
+const SERVICES = { postgres, kafka, 'kafka-cluster': kafkaCluster };
+const USAGE =
+  'usage: node scripts/services.mjs up|down|status [postgres] [kafka] [kafka-cluster] [--purge]';
+
+/** What a bare `up` starts: the three-node cluster only when asked for (three JVMs). */
+function defaultNames(command) {
+  if (command !== 'up') return Object.keys(SERVICES);
+  const cluster = process.env.TIDEMARK_KAFKA_CLUSTER;
+  if (cluster && cluster !== '0' && cluster !== '3')
+    throw new Error(`TIDEMARK_KAFKA_CLUSTER=${cluster}: only 3 (or 0) nodes are supported`);
+  return cluster === '3' ? ['postgres', 'kafka', 'kafka-cluster'] : ['postgres', 'kafka'];
+}
 
 function parse(argv) {
   const [command, ...rest] = argv;
@@ -27,7 +40,7 @@ function parse(argv) {
   const unknownFlags = rest.filter((a) => a.startsWith('--') && a !== '--purge');
   if (unknownFlags.length > 0)
     throw new Error(`unknown option ${unknownFlags.join(' ')}\n${USAGE}`);
-  return { command, purge, names: names.length > 0 ? names : Object.keys(SERVICES) };
+  return { command, purge, names: names.length > 0 ? names : defaultNames(command) };
 }
 
 function externalDatabaseUrl() {
@@ -49,6 +62,14 @@ async function upOne(name) {
       return ['DATABASE_URL', external];
     }
     return ['DATABASE_URL', await postgres.up()];
+  }
+  if (name === 'kafka-cluster') {
+    const external = process.env.KAFKA_CLUSTER_BROKERS?.trim();
+    if (external) {
+      await kafkaCluster.verifyExternal(external);
+      return ['KAFKA_CLUSTER_BROKERS', external];
+    }
+    return ['KAFKA_CLUSTER_BROKERS', await kafkaCluster.up()];
   }
   const external = process.env.KAFKA_BROKERS?.trim();
   if (external) {
@@ -76,7 +97,15 @@ async function main() {
         return;
       }
       const lines = results.map((r) => `${r.value[0]}=${r.value[1]}`);
-      writeFileSync(join(servicesDir, 'env'), `${lines.join('\n')}\n`);
+      // Lines of services not named this time are kept (`up kafka-cluster` keeps DATABASE_URL).
+      const envPath = join(servicesDir, 'env');
+      const named = new Set(results.map((r) => r.value[0]));
+      const kept = existsSync(envPath)
+        ? readFileSync(envPath, 'utf8')
+            .split('\n')
+            .filter((l) => l && !named.has(l.split('=')[0]))
+        : [];
+      writeFileSync(envPath, `${[...kept, ...lines].join('\n')}\n`);
       log(
         'services',
         `up in ${((Date.now() - started) / 1000).toFixed(1)}s; also written to ${join(servicesDir, 'env')}`,

@@ -40,7 +40,7 @@ import {
 } from './lib.mjs';
 
 const NAME = 'kafka';
-const VERSION = process.env.TIDEMARK_KAFKA_VERSION ?? '4.4.0';
+export const VERSION = process.env.TIDEMARK_KAFKA_VERSION ?? '4.4.0';
 export const KAFKA_PORT = Number(process.env.TIDEMARK_KAFKA_PORT ?? 9092);
 const CONTROLLER_PORT = Number(process.env.TIDEMARK_KAFKA_CONTROLLER_PORT ?? KAFKA_PORT + 1);
 const HEAP_OPTS = (process.env.TIDEMARK_KAFKA_HEAP_OPTS ?? '-Xms256m -Xmx512m')
@@ -67,7 +67,7 @@ const LOG4J2_VERSION =
   process.env.TIDEMARK_KAFKA_LOG4J2_VERSION ?? LOG4J2_BY_KAFKA[VERSION] ?? '2.25.5';
 
 // Same as bin/kafka-run-class.sh of the 4.x tarball, plus failing fast on an OutOfMemoryError.
-const JVM_OPTS = [
+export const JVM_OPTS = [
   '-server',
   '-XX:+UseG1GC',
   '-XX:MaxGCPauseMillis=20',
@@ -78,7 +78,7 @@ const JVM_OPTS = [
   '-Djava.awt.headless=true',
 ];
 
-const recipeDir = join(projectRoot, 'scripts', 'kafka');
+export const recipeDir = join(projectRoot, 'scripts', 'kafka');
 const runDir = join(servicesDir, 'kafka');
 const dataDir = join(runDir, 'data');
 const logDir = join(runDir, 'logs');
@@ -105,7 +105,7 @@ async function javaMajor(java) {
 }
 
 /** A Java 17+ runtime: JAVA_HOME, PATH, or Debian's openjdk-17 when we may install it. */
-async function ensureJava() {
+export async function ensureJava() {
   const fromHome = process.env.JAVA_HOME && join(process.env.JAVA_HOME, 'bin', 'java');
   let java = fromHome && existsSync(fromHome) ? fromHome : which('java');
   if (!java) {
@@ -121,7 +121,7 @@ async function ensureJava() {
 }
 
 /** Downloads the broker's jars once per version; a half-finished download is never used. */
-async function ensureJars(timings) {
+export async function ensureJars(timings) {
   const libs = libsDir();
   const coreJar = join(libs, `kafka_2.13-${VERSION}.jar`);
   if (existsSync(coreJar)) return libs;
@@ -181,7 +181,7 @@ function renderConfig() {
 }
 
 /** A KRaft cluster id: 16 random bytes, URL-safe base64 without padding, not starting with '-'. */
-function newClusterId() {
+export function newClusterId() {
   for (;;) {
     const id = randomBytes(16).toString('base64url');
     if (!id.startsWith('-')) return id;
