@@ -674,6 +674,7 @@ export class KafkaRelay {
     const started = performance.now();
     const records: ProducerRecord[] = [];
     const parked = new Map(this.#parked);
+    const now = Date.now();
     for (const event of events) {
       const topic = this.#topics.topicFor(event.streamId);
       if (topic === undefined) continue;
@@ -682,7 +683,10 @@ export class KafkaRelay {
         await this.#topics.ensure(this.#admin!, [topic], { logger: this.#logger });
         this.#ensured.add(topic);
       }
-      const { limit } = await this.#topicReady(topic);
+      // Looked up once a session and every TOPIC_RECHECK_MS; no await per event otherwise.
+      const known = this.#topicInfo.get(topic);
+      const { limit } =
+        known && now - known.checkedAt < TOPIC_RECHECK_MS ? known : await this.#topicReady(topic);
       const record = encodeEvent(event, { topic, source: this.#source });
       const bytes = recordSize(record);
       if (bytes > limit) {
