@@ -59,6 +59,12 @@ function servicesUsedBy(file) {
   const used = [];
   if (/\b(postgresUrl|createTestDatabase)\b/.test(text)) used.push('postgres');
   if (/\b(kafkaConnection|kafkaBrokers|createTestTopic)\b/.test(text)) used.push('kafka');
+  // The three-broker cluster (three JVMs): only for the files that ask for it, and not at all
+  // with TIDEMARK_KAFKA_CLUSTER=0 (those files then skip).
+  if (/\b(kafkaClusterBrokers|kafkaClusterConnection)\b/.test(text)) {
+    if (process.env.TIDEMARK_KAFKA_CLUSTER !== '0') used.push('kafka-cluster');
+    else if (used.length === 0) used.push('none');
+  }
   // Imports the module but no helper we recognise: give it both rather than guess.
   return used.length > 0 ? used : ['postgres', 'kafka'];
 }
@@ -74,7 +80,7 @@ if (files.length === 0) {
 
 // The tests exercise the sources: bin/tidemark.js must not run a dist/ left by an earlier build.
 const env = { ...process.env, TIDEMARK_CLI_SOURCE: '1' };
-const wanted = [...new Set(files.flatMap((f) => needs.get(f)))];
+const wanted = [...new Set(files.flatMap((f) => needs.get(f)))].filter((s) => s !== 'none');
 if (wanted.length > 0 && !noServices) {
   // services.mjs honours DATABASE_URL / KAFKA_BROKERS as "use this one"; for tests that role is
   // played by the TIDEMARK_TEST_* variables, so the developer's own settings never leak in.
@@ -83,6 +89,9 @@ if (wanted.length > 0 && !noServices) {
   delete servicesEnv.KAFKA_BROKERS;
   if (process.env.TIDEMARK_TEST_DATABASE_URL)
     servicesEnv.DATABASE_URL = process.env.TIDEMARK_TEST_DATABASE_URL;
+  delete servicesEnv.KAFKA_CLUSTER_BROKERS;
+  if (process.env.TIDEMARK_TEST_KAFKA_CLUSTER_BROKERS)
+    servicesEnv.KAFKA_CLUSTER_BROKERS = process.env.TIDEMARK_TEST_KAFKA_CLUSTER_BROKERS;
   if (process.env.TIDEMARK_TEST_KAFKA_BROKERS) {
     servicesEnv.KAFKA_BROKERS = process.env.TIDEMARK_TEST_KAFKA_BROKERS;
     for (const [k, v] of Object.entries(process.env)) {
@@ -107,13 +116,17 @@ if (wanted.length > 0 && !noServices) {
     process.exit(1);
   }
   for (const line of up.stdout.split('\n')) {
-    const m = /^(DATABASE_URL|KAFKA_BROKERS)=(.+)$/.exec(line.trim());
+    const m = /^(DATABASE_URL|KAFKA_BROKERS|KAFKA_CLUSTER_BROKERS)=(.+)$/.exec(line.trim());
+    if (m?.[1] === 'KAFKA_CLUSTER_BROKERS') env.TIDEMARK_TEST_KAFKA_CLUSTER_BROKERS = m[2];
     if (m?.[1] === 'DATABASE_URL') env.TIDEMARK_TEST_DATABASE_URL = m[2];
     if (m?.[1] === 'KAFKA_BROKERS') env.TIDEMARK_TEST_KAFKA_BROKERS = m[2];
   }
   for (const service of wanted) {
-    const variable =
-      service === 'postgres' ? 'TIDEMARK_TEST_DATABASE_URL' : 'TIDEMARK_TEST_KAFKA_BROKERS';
+    const variable = {
+      postgres: 'TIDEMARK_TEST_DATABASE_URL',
+      kafka: 'TIDEMARK_TEST_KAFKA_BROKERS',
+      'kafka-cluster': 'TIDEMARK_TEST_KAFKA_CLUSTER_BROKERS',
+    }[service];
     if (!env[variable]) {
       console.error(`[test] services up printed no value for ${variable}; no test was run`);
       process.exit(1);

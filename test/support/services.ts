@@ -174,3 +174,30 @@ export async function createTestTopic(
     },
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// A three-broker Kafka cluster (scripts/services/kafka-cluster.mjs), for the tests in test/cluster/
+
+export const KAFKA_CLUSTER_VARIABLE = 'TIDEMARK_TEST_KAFKA_CLUSTER_BROKERS';
+
+/**
+ * The bootstrap brokers of the three-broker test cluster, or undefined when this run has none:
+ * cluster tests skip then (the cluster costs three JVMs; scripts/test.mjs starts it only for the
+ * files that call this).
+ */
+export function kafkaClusterBrokers(): string[] | undefined {
+  const value = process.env[KAFKA_CLUSTER_VARIABLE]?.trim();
+  if (!value) return undefined;
+  return value
+    .split(',')
+    .map((b) => b.trim())
+    .filter(Boolean);
+}
+
+/** How tests reach the three-broker cluster (plaintext, loopback). */
+export function kafkaClusterConnection(): KafkaConnection {
+  const brokers = kafkaClusterBrokers();
+  if (!brokers)
+    throw new MissingServiceError('A three-broker Kafka cluster', KAFKA_CLUSTER_VARIABLE);
+  return { brokers, clientId: 'tidemark-test-cluster' };
+}
