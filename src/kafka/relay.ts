@@ -416,6 +416,10 @@ export class KafkaRelay {
    * session is closed and the state is `refused`).
    */
   async #openSession(): Promise<boolean> {
+    // A fresh admin client too: after a broker failure, the old one's connections may be to a
+    // broker that is gone, and the session's topic checks must not wait on them.
+    await this.#admin?.close().catch(() => {});
+    this.#admin = new KafkaAdmin(this.#connection);
     const producer = new KafkaProducer(this.#connection, {
       transactionalId: this.transactionalId,
       transactionTimeoutMs: this.#transactionTimeoutMs,
