@@ -11,7 +11,6 @@
  */
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { kafkaConnectionFromEnv } from 'tidemark/kafka';
 import { ALL_ROLES, createOrdersService, type OrdersKafkaOptions, type Role } from './app.ts';
 
 const { values } = parseArgs({
@@ -67,7 +66,10 @@ if (
 }
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
 
-function kafkaFromEnv(env: NodeJS.ProcessEnv): OrdersKafkaOptions | undefined {
+async function kafkaFromEnv(env: NodeJS.ProcessEnv): Promise<OrdersKafkaOptions | undefined> {
+  // Kafka's client is loaded only when Kafka is configured.
+  if (!env.KAFKA_BROKERS?.trim()) return undefined;
+  const { kafkaConnectionFromEnv } = await import('tidemark/kafka');
   const connection = kafkaConnectionFromEnv(env);
   if (!connection) return undefined;
   const text = (name: string) => env[name] || undefined;
@@ -96,7 +98,7 @@ function kafkaFromEnv(env: NodeJS.ProcessEnv): OrdersKafkaOptions | undefined {
 
 let kafka: OrdersKafkaOptions | undefined;
 try {
-  kafka = kafkaFromEnv(process.env);
+  kafka = await kafkaFromEnv(process.env);
 } catch (error) {
   process.stderr.write(`invalid Kafka settings: ${(error as Error).message}\n`);
   process.exit(2);
