@@ -165,6 +165,12 @@ describe(`kafka cluster: broker and controller kills (${KILLS.join(', ')})`, { s
       let appended = 0;
       let acknowledged = 0;
       let writing = true;
+      // Woken on every acknowledged append: a wait for a count is a signal, not a poll.
+      const ackWaiters = new Set<{ count: number; resolve: () => void }>();
+      const whenAcknowledged = (count: number) =>
+        acknowledged >= count
+          ? Promise.resolve()
+          : new Promise<void>((resolve) => ackWaiters.add({ count, resolve }));
       const writers = Array.from({ length: WRITERS }, async () => {
         while (writing) {
           const n = 1 + Math.floor(Math.random() * 3);
@@ -179,6 +185,12 @@ describe(`kafka cluster: broker and controller kills (${KILLS.join(', ')})`, { s
             })),
           );
           acknowledged += n;
+          for (const waiter of ackWaiters) {
+            if (acknowledged < waiter.count) continue;
+            ackWaiters.delete(waiter);
+            waiter.resolve();
+          }
+          // Pacing of the load (RATE appends a second), not a wait for anything.
           await delay((1000 * WRITERS) / RATE);
         }
       });
@@ -188,7 +200,7 @@ describe(`kafka cluster: broker and controller kills (${KILLS.join(', ')})`, { s
         for (const [round, kind] of KILLS.entries()) {
           const phaseStart = acknowledged;
           // Kill a third of the way into the phase, while the relay publishes.
-          while (acknowledged < phaseStart + CHUNK / 3) await delay(20);
+          await whenAcknowledged(phaseStart + CHUNK / 3);
           const { leaders } = await partitionLeaders(brokers!, topic);
           const count = new Map<number, number>();
           for (const l of leaders) count.set(l, (count.get(l) ?? 0) + 1);
@@ -209,7 +221,7 @@ describe(`kafka cluster: broker and controller kills (${KILLS.join(', ')})`, { s
           );
           process.stderr.write(`cluster test: ${report[report.length - 1]}\n`);
           // The rest of the phase's events, after the restart.
-          while (acknowledged < phaseStart + CHUNK) await delay(20);
+          await whenAcknowledged(phaseStart + CHUNK);
         }
       } finally {
         writing = false;
