@@ -520,7 +520,20 @@ export class KafkaConsumer {
     const topicById = new Map<string, string>();
     for (const name of this.#options.topics) {
       const count = metadata.topics.get(name)?.partitionsCount;
-      if (count !== undefined) this.#partitionCounts.set(name, count);
+      if (count === undefined) continue;
+      const before = this.#partitionCounts.get(name);
+      if (before !== undefined && before !== count) {
+        // Keys map to other partitions now: a stream's new events may be in another partition
+        // than its old ones, and the partitions added are assigned to nobody until the group
+        // re-forms. Not something to carry on through quietly.
+        throw new KafkaOperationError(
+          'fetch',
+          `topic ${name} had ${before} partitions and has ${count} now: streams moved between partitions; restart the projectors so the group takes the new partitions (a stream read out of order across the change is held until its missing versions arrive), and see docs/kafka.md on changing partition counts`,
+          'PARTITIONS_CHANGED',
+          false,
+        );
+      }
+      this.#partitionCounts.set(name, count);
     }
     for (const tp of this.#assigned) {
       const position = this.#positions.get(key(tp.topic, tp.partition));

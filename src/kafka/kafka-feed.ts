@@ -138,6 +138,7 @@ const FATAL_FETCH_ERRORS = new Set([
   'UNKNOWN_TOPIC_OR_PARTITION',
   'TOPIC_AUTHORIZATION_FAILED',
   'CORRUPT_MESSAGE',
+  'PARTITIONS_CHANGED',
 ]);
 
 type Ends = Map<string, { end: bigint; start: bigint }>;
