@@ -20,6 +20,7 @@
  * partition (see {@link INVALID_RECORD_TYPE}), so nothing is dropped silently.
  */
 import {
+  ClosedError,
   InvalidArgumentError,
   type ConsistencyToken,
   type RecordedEvent,
@@ -209,6 +210,7 @@ class KafkaFeedReader implements FeedReader {
   readonly #consumer: KafkaConsumer;
   readonly #sources: ReadonlySet<string> | undefined;
   #reader: KafkaReader | undefined;
+  #closed = false;
   /**
    * Per version, the stored next offset of each owned partition (`null`: no row yet): the
    * compare-and-set's expectation. Moved only after a commit.
@@ -326,6 +328,8 @@ class KafkaFeedReader implements FeedReader {
   }
 
   #ensureReader(): KafkaReader {
+    // Closed: no new connections (status after stop reads the lag through the feed instead).
+    if (this.#closed) throw new ClosedError('kafka feed reader');
     this.#reader ??= new KafkaReader(this.#options.connection, { isolation: 'read_committed' });
     return this.#reader;
   }
@@ -552,6 +556,7 @@ class KafkaFeedReader implements FeedReader {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     await this.#consumer.close().catch(() => {});
     await this.#reader?.close().catch(() => {});
     this.#reader = undefined;

@@ -490,6 +490,8 @@ export class ProjectionEngine {
   }
 
   async status(slot: Slot): Promise<ProjectionStatus> {
+    // A Kafka feed's reader reads no lag once closed (no new connections after stop): then
+    // the state, `stopped`, is what says the version is not being applied.
     const lag = await (this.#reader?.lag(slot) ?? Promise.reject(new Error('not started'))).catch(
       (error: unknown) => {
         this.#logger.debug({ projection: slot.name, err: error }, 'status: lag unavailable');
