@@ -24,7 +24,13 @@ import {
   uniqueTopic,
   type TestDatabase,
 } from '../support/services.ts';
-import { expectedRows, startFixture, trackedRows, type FixtureProcess } from '../kafka/support.ts';
+import {
+  expectedRows,
+  offsetCommits,
+  startFixture,
+  trackedRows,
+  type FixtureProcess,
+} from '../kafka/support.ts';
 import {
   activeController,
   clusterIsLocal,
@@ -131,20 +137,13 @@ describe(`kafka cluster: broker and controller kills (${KILLS.join(', ')})`, { s
       // The first transaction the relay both sends and commits after `t0` (a commit already in
       // flight at the kill does not count): its commit time ends the stall.
       const commitAfter = async (t0: number, timeoutMs = 180_000) => {
-        const deadline = Date.now() + timeoutMs;
-        for (;;) {
-          for (const { role, process: child } of children) {
-            if (role !== 'relay') continue;
-            let sent = false;
-            for (const line of child.lines) {
-              if (Number(line.time) <= t0) continue;
-              if (line.msg === 'relay transaction sent; committing') sent = true;
-              if (sent && line.msg === 'relay transaction committed') return Number(line.time);
-            }
-          }
-          if (Date.now() > deadline) throw new Error('no relay commit after the kill');
-          await delay(25);
-        }
+        let sent = false;
+        const line = await relay.current.waitFor((l) => {
+          if (Number(l.time) <= t0) return false;
+          if (l.msg === 'relay transaction sent; committing') sent = true;
+          return sent && l.msg === 'relay transaction committed';
+        }, timeoutMs);
+        return Number(line.time);
       };
 
       const projector = supervise('projector', {
@@ -239,13 +238,15 @@ describe(`kafka cluster: broker and controller kills (${KILLS.join(', ')})`, { s
       assert.equal(stored.length, acknowledged, 'the store holds every acknowledged append');
       const sink = await PostgresProjectionSink.connect({ connectionString: readDb.url });
       try {
-        const deadline = Date.now() + 180_000;
-        for (;;) {
-          const rows = await trackedRows(sink).catch(() => undefined);
-          if (rows && (rows.totals['order'] ?? 0) >= stored.length) break;
-          if (Date.now() > deadline)
-            throw new Error(`read models stuck at ${rows?.totals['order']}`);
-          await delay(250);
+        // Woken by the projector's commits (a NOTIFY from the offsets table), not by a timer.
+        const commits = await offsetCommits(readDb.url);
+        try {
+          await commits.until(async () => {
+            const rows = await trackedRows(sink).catch(() => undefined);
+            return (rows?.totals['order'] ?? 0) >= stored.length;
+          }, 'the read models holding every acknowledged event');
+        } finally {
+          await commits.close();
         }
         relay.stopping = true;
         projector.stopping = true;

@@ -317,3 +317,49 @@ export function whenRunners(
     void test();
   });
 }
+
+/**
+ * Commits of projector processes, as a signal: a statement trigger on the offsets table (the
+ * ledger's tables must exist) NOTIFYs at each commit that moves offsets, and `until` re-checks
+ * its condition at each one, instead of polling on a timer.
+ */
+export async function offsetCommits(databaseUrl: string) {
+  const { default: pg } = await import('pg');
+  const listener = new pg.Client({ connectionString: databaseUrl });
+  await listener.connect();
+  const channel = `tm_test_${Math.random().toString(36).slice(2, 10)}`;
+  await listener.query(
+    `CREATE OR REPLACE FUNCTION ${channel}() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN PERFORM pg_notify('${channel}', ''); RETURN NULL; END $$`,
+  );
+  await listener.query(
+    `CREATE TRIGGER ${channel} AFTER INSERT OR UPDATE ON tm_projection_offsets
+     FOR EACH STATEMENT EXECUTE FUNCTION ${channel}()`,
+  );
+  await listener.query(`LISTEN ${channel}`);
+  return {
+    /** Resolves once `check` holds, looking again at each commit; rejects after `timeoutMs`. */
+    async until(check: () => Promise<boolean>, what: string, timeoutMs = 180_000): Promise<void> {
+      let wake: () => void = () => {};
+      const onNotice = () => wake();
+      listener.on('notification', onNotice);
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        wake();
+      }, timeoutMs);
+      try {
+        for (;;) {
+          const moved = new Promise<void>((resolve) => (wake = resolve));
+          if (await check()) return;
+          if (timedOut) throw new Error(`${what}: not after ${timeoutMs} ms`);
+          await moved;
+        }
+      } finally {
+        clearTimeout(timer);
+        listener.off('notification', onNotice);
+      }
+    },
+    close: () => listener.end(),
+  };
+}
