@@ -4,8 +4,17 @@
  * (through `scripts/services.mjs up kafka-cluster`, which starts the nodes that do not run).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  watch,
+  writeSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Admin, Connection, describeQuorumV2 } from '@platformatic/kafka';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -89,7 +98,8 @@ export async function kill9Node(node: number): Promise<void> {
     } catch {
       return;
     }
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // SIGKILL is delivered at once; the kernel reaps within a few turns of the event loop.
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 
@@ -155,8 +165,33 @@ export async function holdCluster(timeoutMs = 1_200_000): Promise<() => void> {
       announced = true;
     }
     if (Date.now() > deadline) throw new Error(`${path} held by pid ${holder} for too long`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await lockReleased(path, holder, deadline);
   }
+}
+
+/**
+ * Resolves when the lock file goes (the holder released it: a change in its folder) or its
+ * holder is gone (it died holding it: its exit cannot be watched from here, so the folder's
+ * next change, or the deadline, makes us look again).
+ */
+function lockReleased(path: string, holder: number, deadline: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      watcher.close();
+      clearTimeout(timer);
+      resolve();
+    };
+    const watcher = watch(dirname(path), () => {
+      if (!existsSync(path)) done();
+      try {
+        process.kill(holder, 0);
+      } catch {
+        done();
+      }
+    });
+    const timer = setTimeout(done, Math.max(0, deadline - Date.now()));
+    if (!existsSync(path)) done();
+  });
 }
 
 /** True when a node of the cluster is not running (a test ended between a kill and a restart). */

@@ -6,7 +6,6 @@
 // Default: 3,000 events, 5 kills. TIDEMARK_KAFKA_CRASH_FULL=1: 20,000 events, 20 kills.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { ProjectionRunner, ledger, ledgerMigrations } from 'tidemark';
 import { KafkaAdmin } from 'tidemark/kafka';
 import { MemoryEventStore } from 'tidemark/memory';
@@ -21,6 +20,7 @@ import {
 import {
   appendCounted,
   leaveOpenTransaction,
+  offsetCommits,
   publishAll,
   startFixture,
   trackedRows,
@@ -39,7 +39,7 @@ describe(`kafka: projector crash (${TOTAL} events)`, () => {
   const topic = uniqueTopic('projector-crash');
   const progressTopic = uniqueTopic('projector-crash-progress');
   const databases: TestDatabase[] = [];
-  const listeners: pg.Client[] = [];
+  const closers: { close(): Promise<void> }[] = [];
   let admin: KafkaAdmin;
   let rebuilt: TrackedRows;
 
@@ -78,7 +78,7 @@ describe(`kafka: projector crash (${TOTAL} events)`, () => {
     assert.equal(rebuilt.totals['order'], TOTAL);
   });
   after(async () => {
-    for (const listener of listeners) await listener.end().catch(() => {});
+    for (const closer of closers) await closer.close().catch(() => {});
     for (const db of databases) await db.drop();
     await admin.deleteTopic(topic, { ifExists: true });
     await admin.deleteTopic(progressTopic, { ifExists: true });
@@ -102,40 +102,17 @@ describe(`kafka: projector crash (${TOTAL} events)`, () => {
     // A statement trigger on the offsets table (created here, before any projector starts, with
     // the ledger's tables) NOTIFYs at each commit that moves offsets.
     await sink.migrate('projections', ledgerMigrations);
-    const listener = new pg.Client({ connectionString: db.url });
-    await listener.connect();
-    listeners.push(listener);
-    await listener.query(
-      `CREATE FUNCTION tm_test_offsets_moved() RETURNS trigger LANGUAGE plpgsql AS $$
-       BEGIN PERFORM pg_notify('tm_test_offsets', ''); RETURN NULL; END $$`,
-    );
-    await listener.query(
-      `CREATE TRIGGER tm_test_offsets_moved AFTER INSERT OR UPDATE ON tm_projection_offsets
-       FOR EACH STATEMENT EXECUTE FUNCTION tm_test_offsets_moved()`,
-    );
-    await listener.query('LISTEN tm_test_offsets');
-    /** Resolves when the stored offsets have moved past `target` (re-read at each commit's NOTIFY). */
+    const commits = await offsetCommits(db.url);
+    closers.push(commits);
+    /** Resolves when the stored offsets have moved past `target` (re-read at each commit). */
     const progressPast = async (target: number, timeoutMs = 120_000) => {
-      let wake: () => void = () => {};
-      const onNotice = () => wake();
-      listener.on('notification', onNotice);
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        wake();
-      }, timeoutMs);
-      try {
-        for (;;) {
-          const moved = new Promise<void>((resolve) => (wake = resolve));
-          const now = await applied();
-          if (now >= target) return now;
-          if (timedOut) throw new Error(`offsets stuck at ${now}, waiting for ${target}`);
-          await moved;
-        }
-      } finally {
-        clearTimeout(timer);
-        listener.off('notification', onNotice);
-      }
+      let now = 0;
+      await commits.until(
+        async () => (now = await applied()) >= target,
+        `offsets moving past ${target}`,
+        timeoutMs,
+      );
+      return now;
     };
     return { db, sink, applied, progressPast };
   }
