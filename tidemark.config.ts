@@ -12,5 +12,6 @@ export default defineConfig({
     topics: ['order-events'],
     groupPrefix: 'tidemark-orders',
     sources: ['tidemark://orders'],
+    categories: { order: 'order-events' },
   },
 });

@@ -18,6 +18,12 @@ export interface TidemarkConfig {
     groupPrefix?: string;
     /** The `ce_source` of the application's relays: records from any other are parked as foreign. */
     sources?: readonly string[];
+    /**
+     * Category → topic, as the relay routes them (e.g. `{ order: 'order-events' }`). With it, a
+     * rebuild from a topic whose retention dropped its beginning fills that part from the store
+     * (docs/retention.md); without it, such a rebuild stops with `kafka_history_truncated`.
+     */
+    categories?: Readonly<Record<string, string>>;
   };
 }
 

@@ -135,7 +135,7 @@ export async function feeds(
     }
     return result;
   }
-  const { kafkaConnectionFromEnv, kafkaFeed } = await import('../kafka/index.ts');
+  const { EventTopics, kafkaConnectionFromEnv, kafkaFeed } = await import('../kafka/index.ts');
   const connection = kafkaConnectionFromEnv(ctx.env);
   const topics = config.kafka?.topics;
   if (connection && topics && topics.length > 0) {
@@ -144,6 +144,15 @@ export async function feeds(
       topics,
       ...(config.kafka?.groupPrefix ? { groupPrefix: config.kafka.groupPrefix } : {}),
       ...(config.kafka?.sources ? { sources: config.kafka.sources } : {}),
+      // What retention dropped is filled from the store (docs/retention.md).
+      ...(config.kafka?.categories
+        ? {
+            backfill: {
+              store: storage.store,
+              topics: new EventTopics({ categories: config.kafka.categories }),
+            },
+          }
+        : {}),
     });
   } else if (required === 'kafka') {
     throw new CliError(

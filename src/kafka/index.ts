@@ -13,6 +13,7 @@ export {
   KafkaOperationError,
   KafkaProducerFencedError,
   KafkaWireFormatError,
+  KafkaHistoryTruncatedError,
   isProducerFenced,
   kafkaErrorClasses,
   translateKafkaError,
@@ -100,3 +101,4 @@ export {
   type ReleaseResult,
 } from './relay.ts';
 export { INVALID_RECORD_TYPE, kafkaFeed, type KafkaFeedOptions } from './kafka-feed.ts';
+export type { KafkaBackfillOptions } from './backfill.ts';

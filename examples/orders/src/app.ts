@@ -127,6 +127,8 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
         // Records from any other producer on the topic are parked as foreign, never applied.
         sources: [kafka.source ?? 'tidemark://orders'],
         ...(kafka.instanceId !== undefined ? { groupInstanceId: kafka.instanceId } : {}),
+        // What the topic's retention dropped is filled from the store (docs/retention.md).
+        backfill: { store, topics: topics! },
       })
     : storeFeed(store);
   const projections = roles.has('projector')
