@@ -15,7 +15,11 @@ import {
   type Logger,
   type ProjectionSink,
   type Upcasters,
+  type ArchivalTables,
+  type SegmentStore,
 } from './core/index.ts';
+import { ArchiveAwareStore, type ArchivableStore } from './archive/archive-aware-store.ts';
+import { DirectoryArchive } from './archive/segments.ts';
 
 export interface Storage {
   kind: 'sqlite' | 'postgres';
@@ -23,6 +27,8 @@ export interface Storage {
   location: string;
   store: FullEventStore;
   sink: ProjectionSink;
+  /** With `archiveDirectory`: the hot store's archive index and the segment files. */
+  archive?: { tables: ArchivalTables; segments: SegmentStore };
   close(): Promise<void>;
 }
 
@@ -31,6 +37,20 @@ export interface OpenStorageOptions {
   logger?: Logger;
   /** SQLite: create the file's folder when missing. Default true. */
   createDirectory?: boolean;
+  /**
+   * The archive's directory of segment files (docs/retention.md). With it, `store` is an
+   * {@link ArchiveAwareStore}: archived streams are read from there too.
+   */
+  archiveDirectory?: string;
+}
+
+/** The storage with its store made archive-aware, when an archive directory is given. */
+function withArchive(storage: Storage, directory: string | undefined): Storage {
+  if (directory === undefined) return storage;
+  const hot = storage.store as ArchivableStore;
+  const segments = new DirectoryArchive(directory);
+  const store = new ArchiveAwareStore(hot, segments);
+  return { ...storage, store, archive: { tables: store.tables, segments } };
 }
 
 const POSTGRES_URL = /^postgres(ql)?:\/\//i;
@@ -77,16 +97,19 @@ export async function openStorage(
     }
     const location = redactUrl(databaseUrl);
     logger.info({ database: location }, 'storage: PostgreSQL');
-    return {
-      kind: 'postgres',
-      location,
-      store,
-      sink,
-      close: async () => {
-        await store.close();
-        await sink.close();
+    return withArchive(
+      {
+        kind: 'postgres',
+        location,
+        store,
+        sink,
+        close: async () => {
+          await store.close();
+          await sink.close();
+        },
       },
-    };
+      options.archiveDirectory,
+    );
   }
   const { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } =
     await import('./sqlite/index.ts');
@@ -99,14 +122,17 @@ export async function openStorage(
   );
   const sink = new SqliteProjectionSink(database);
   logger.info({ database: path }, 'storage: SQLite');
-  return {
-    kind: 'sqlite',
-    location: path,
-    store,
-    sink,
-    close: async () => {
-      await store.close();
-      await database.close();
+  return withArchive(
+    {
+      kind: 'sqlite',
+      location: path,
+      store,
+      sink,
+      close: async () => {
+        await store.close();
+        await database.close();
+      },
     },
-  };
+    options.archiveDirectory,
+  );
 }
