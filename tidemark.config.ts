@@ -3,6 +3,7 @@
  * service): its projections, for rebuilds and dead-letter retries, and its Kafka relay's name.
  */
 import { defineConfig } from 'tidemark';
+import { orderArchivePolicy } from './examples/orders/src/archive-policy.ts';
 import { orderProjections } from './examples/orders/src/projections.ts';
 
 export default defineConfig({
@@ -14,4 +15,6 @@ export default defineConfig({
     sources: ['tidemark://orders'],
     categories: { order: 'order-events' },
   },
+  // `tidemark streams archive --older-than 90d --archive DIR` (or TIDEMARK_ARCHIVE_DIR).
+  archive: { prefix: 'order-', policy: orderArchivePolicy },
 });

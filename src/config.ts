@@ -1,4 +1,4 @@
-import type { ProjectionDefinition, Upcasters } from './core/index.ts';
+import type { ArchivePolicy, ProjectionDefinition, Upcasters } from './core/index.ts';
 
 /**
  * What the `tidemark` CLI needs to know of an application, exported (as default) by its
@@ -24,6 +24,15 @@ export interface TidemarkConfig {
      * (docs/retention.md); without it, such a rebuild stops with `kafka_history_truncated`.
      */
     categories?: Readonly<Record<string, string>>;
+  };
+  /** The archive of old streams, for `tidemark streams archive` (docs/retention.md). */
+  archive?: {
+    /** The directory of segment files (else `--archive DIR` or `TIDEMARK_ARCHIVE_DIR`). */
+    directory?: string;
+    /** Which old streams to move (default: every stream old enough). */
+    policy?: ArchivePolicy;
+    /** Only streams whose id starts with this. */
+    prefix?: string;
   };
 }
 

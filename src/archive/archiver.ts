@@ -20,13 +20,11 @@ import {
   silentLogger,
   type ArchivalTables,
   type ArchiveCandidate,
+  type ArchivePolicy,
   type Logger,
   type RawStoredEvent,
   type SegmentStore,
 } from '../core/index.ts';
-
-/** Which streams to archive, given all of a stream's events as stored (oldest first). */
-export type ArchivePolicy = (events: readonly RawStoredEvent[]) => boolean;
 
 export interface ArchiveStreamsOptions {
   readonly tables: ArchivalTables;

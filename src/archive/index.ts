@@ -7,7 +7,6 @@ export {
 export {
   archiveStreams,
   parseAge,
-  type ArchivePolicy,
   type ArchiveProgress,
   type ArchiveStreamsOptions,
 } from './archiver.ts';

@@ -100,7 +100,21 @@ async function open(ctx: Context, create: boolean): Promise<Storage> {
     throw new CliError(`no database at ${path} (set DATABASE_URL or --database)`, EXIT.unavailable);
   }
   const config = await loadConfig(ctx);
-  return openStorage(ctx.databaseUrl, config.upcasters ? { upcasters: config.upcasters } : {});
+  const archiveDirectory = archiveDirectoryOf(ctx, config);
+  return openStorage(ctx.databaseUrl, {
+    ...(config.upcasters ? { upcasters: config.upcasters } : {}),
+    ...(archiveDirectory !== undefined ? { archiveDirectory } : {}),
+  });
+}
+
+/**
+ * The archive's directory: `--archive DIR`, else TIDEMARK_ARCHIVE_DIR, else the config's. With
+ * one, every command reads archived streams too (docs/retention.md).
+ */
+export function archiveDirectoryOf(ctx: Context, config: TidemarkConfig): string | undefined {
+  const option = ctx.options.archive;
+  if (typeof option === 'string' && option !== '') return option;
+  return ctx.env.TIDEMARK_ARCHIVE_DIR || config.archive?.directory;
 }
 
 /** Runs `work` with the storage the context names, and closes it after. */

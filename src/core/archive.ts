@@ -85,3 +85,6 @@ export interface SegmentStore {
   /** Removes a segment; a missing one is not an error. */
   delete(segmentId: string): Promise<void>;
 }
+
+/** Which streams to archive, given all of a stream's events as stored (oldest first). */
+export type ArchivePolicy = (events: readonly RawStoredEvent[]) => boolean;

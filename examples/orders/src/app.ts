@@ -44,6 +44,8 @@ export interface OrdersServiceOptions {
    * (consumer groups) instead of the store's log. Unset: embedded, no Kafka.
    */
   kafka?: OrdersKafkaOptions;
+  /** The archive of old orders (a directory of segment files, docs/retention.md). Default: none. */
+  archiveDirectory?: string;
 }
 
 /** Kafka settings of the Orders service (main.ts reads them from KAFKA_* variables). */
@@ -84,7 +86,10 @@ export interface OrdersService {
 export async function createOrdersService(options: OrdersServiceOptions): Promise<OrdersService> {
   const roles = new Set(options.roles ?? ALL_ROLES);
   const logger = options.logger ?? silentLogger;
-  const storage = await openStorage(options.databaseUrl, { logger });
+  const storage = await openStorage(options.databaseUrl, {
+    logger,
+    ...(options.archiveDirectory ? { archiveDirectory: options.archiveDirectory } : {}),
+  });
   const { store, sink } = storage;
 
   const handler = new CommandHandler({

@@ -28,7 +28,8 @@ if (values.help) {
 
 Environment: PORT (3000), DATABASE_URL (./data/tidemark.db; or postgres://...),
 KAFKA_BROKERS (unset: embedded mode), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000),
-READY_MAX_LAG_EVENTS (unset: /ready ignores projection lag)
+READY_MAX_LAG_EVENTS (unset: /ready ignores projection lag), TIDEMARK_ARCHIVE_DIR (the
+archive of old orders; unset: none, docs/retention.md)
 Kafka mode: KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6), KAFKA_REPLICATION_FACTOR,
 KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX (tidemark-orders), KAFKA_GROUP_INSTANCE_ID,
 and KAFKA_SSL / KAFKA_SASL_* (docs/kafka-clusters.md)
@@ -111,6 +112,9 @@ const service = await createOrdersService({
   ...(consistencyTimeoutMs !== undefined ? { consistencyTimeoutMs } : {}),
   ...(maxReadyLagEvents !== undefined ? { maxReadyLagEvents } : {}),
   ...(kafka ? { kafka } : {}),
+  ...(process.env.TIDEMARK_ARCHIVE_DIR
+    ? { archiveDirectory: process.env.TIDEMARK_ARCHIVE_DIR }
+    : {}),
 });
 await service.start();
 const address = await service.app.listen({ port, host: process.env.HOST ?? '127.0.0.1' });
