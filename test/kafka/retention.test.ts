@@ -7,7 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { ProjectionRunner } from 'tidemark';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ArchiveAwareStore, DirectoryArchive, ProjectionRunner, archiveStreams } from 'tidemark';
 import {
   EventTopics,
   KafkaAdmin,
@@ -174,6 +177,41 @@ describe('kafka: bounded retention', () => {
       assert.equal(status.parked, 0);
     } finally {
       await second.stop();
+    }
+  });
+
+  it('fills from the store and the archive alike', async () => {
+    const models = sqliteStorage();
+    const dir = mkdtempSync(join(tmpdir(), 'tidemark-retention-archive-'));
+    after(async () => {
+      await models.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const segments = new DirectoryArchive(dir);
+    const store = new ArchiveAwareStore(storage.store, segments);
+    const all = await store.readAll({ maxCount: 10_000, upcast: false });
+    // Every stream but the one holding the log's last position leaves the hot tables.
+    const moved = await archiveStreams({ tables: store.tables, segments, olderThanMs: 0 });
+    assert.equal(moved.streams, streams.length - 1);
+    assert.ok((await storage.store.readAll({ maxCount: 10_000 })).length < all.length / 2);
+
+    const runner = new ProjectionRunner({
+      projection: trackingProjection(),
+      sink: models.sink,
+      feed: kafkaFeed({
+        connection: kafkaConnection(),
+        topics: [topic],
+        groupId: uniqueName('retention-archive'),
+        maxWaitMs: 100,
+        backfill: { store, topics: routing, batchSize: 4 },
+      }),
+    });
+    try {
+      await runner.start();
+      assert.equal(await runner.whenCaughtUp(30_000), true);
+      assert.deepEqual(await trackedRows(models.sink), expectedRows(all));
+    } finally {
+      await runner.stop();
     }
   });
 });

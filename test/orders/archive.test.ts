@@ -96,13 +96,14 @@ for (const backend of backends) {
       const item = await call('POST', '/orders/cancelled-1/items', line);
       assert.equal(item.status, 409);
       assert.equal(item.body.code, 'stream_archived');
-      // Creating an archived id again is the existing-order conflict, never a new stream.
+      // Creating an archived id again is refused the same way, never a new stream.
       const again = await call('POST', '/orders', {
         orderId: 'shipped-1',
         customerId: 'c-1',
         lines: [line],
       });
       assert.equal(again.status, 409);
+      assert.equal(again.body.code, 'stream_archived');
       assert.deepEqual(
         (await call('GET', '/orders/shipped-1/events')).body,
         before['shipped-1/events'],
