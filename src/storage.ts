@@ -42,13 +42,16 @@ export interface OpenStorageOptions {
    * {@link ArchiveAwareStore}: archived streams are read from there too.
    */
   archiveDirectory?: string;
+  /** The archive's segments in another store (an `S3Archive`, say); wins over `archiveDirectory`. */
+  archive?: SegmentStore;
 }
 
 /** The storage with its store made archive-aware, when an archive directory is given. */
-function withArchive(storage: Storage, directory: string | undefined): Storage {
-  if (directory === undefined) return storage;
+function withArchive(storage: Storage, options: OpenStorageOptions): Storage {
+  const directory = options.archiveDirectory;
+  if (directory === undefined && options.archive === undefined) return storage;
   const hot = storage.store as ArchivableStore;
-  const segments = new DirectoryArchive(directory);
+  const segments = options.archive ?? new DirectoryArchive(directory!);
   const store = new ArchiveAwareStore(hot, segments);
   return { ...storage, store, archive: { tables: store.tables, segments } };
 }
@@ -108,7 +111,7 @@ export async function openStorage(
           await sink.close();
         },
       },
-      options.archiveDirectory,
+      options,
     );
   }
   const { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } =
@@ -133,6 +136,6 @@ export async function openStorage(
         await database.close();
       },
     },
-    options.archiveDirectory,
+    options,
   );
 }

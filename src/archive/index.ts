@@ -1,4 +1,5 @@
 export { DirectoryArchive, SEGMENT_FORMAT, SEGMENT_VERSION } from './segments.ts';
+export { S3Archive, type S3ArchiveOptions } from './s3.ts';
 export {
   ArchiveAwareStore,
   type ArchivableStore,
@@ -10,3 +11,4 @@ export {
   type ArchiveProgress,
   type ArchiveStreamsOptions,
 } from './archiver.ts';
+export { segmentStoreAt } from './location.ts';

@@ -61,33 +61,7 @@ export class DirectoryArchive implements SegmentStore {
       await mkdir(this.directory, { recursive: true });
       this.#made = true;
     }
-    const lines = [
-      JSON.stringify({
-        format: SEGMENT_FORMAT,
-        version: SEGMENT_VERSION,
-        segmentId,
-        events: events.length,
-        minPosition: events[0]?.position ?? 0,
-        maxPosition: events.at(-1)?.position ?? 0,
-      }),
-    ];
-    for (const e of events) {
-      lines.push(
-        JSON.stringify({
-          position: e.position,
-          streamId: e.streamId,
-          streamVersion: e.streamVersion,
-          eventId: e.eventId,
-          type: e.type,
-          schemaVersion: e.schemaVersion,
-          data: e.data,
-          metadata: e.metadata,
-          recordedAt: e.recordedAt,
-        }),
-      );
-    }
-    lines.push(JSON.stringify({ end: true, events: events.length }));
-    const bytes = await gzipAsync(Buffer.from(`${lines.join('\n')}\n`, 'utf8'));
+    const bytes = await encodeSegment(segmentId, events);
     const partial = `${file}.partial`;
     const handle = await open(partial, 'w');
     try {
@@ -109,9 +83,9 @@ export class DirectoryArchive implements SegmentStore {
 
   async read(segmentId: string): Promise<RawStoredEvent[]> {
     const file = this.fileOf(segmentId);
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = (await gunzipAsync(await readFile(file))).toString('utf8');
+      bytes = await readFile(file);
     } catch (error) {
       throw new StorageError(
         `archive segment ${file} cannot be read: ${(error as Error).message}`,
@@ -120,30 +94,7 @@ export class DirectoryArchive implements SegmentStore {
         },
       );
     }
-    const lines = text.split('\n');
-    if (lines.at(-1) === '') lines.pop();
-    const damaged = (why: string) => new StorageError(`archive segment ${file}: ${why}`);
-    let header: { format?: unknown; version?: unknown; events?: unknown };
-    let end: { end?: unknown; events?: unknown };
-    try {
-      header = JSON.parse(lines[0] ?? '') as typeof header;
-      end = JSON.parse(lines.at(-1) ?? '') as typeof end;
-    } catch {
-      throw damaged('no header or end line');
-    }
-    if (header.format !== SEGMENT_FORMAT) throw damaged('not a Tidemark archive segment');
-    if (header.version !== SEGMENT_VERSION) {
-      throw damaged(
-        `format version ${String(header.version)}; this Tidemark reads ${SEGMENT_VERSION}`,
-      );
-    }
-    const count = lines.length - 2;
-    if (end.end !== true || end.events !== count || header.events !== count) {
-      throw damaged(`cut short: ${count} event lines, ${String(header.events)} announced`);
-    }
-    const events: RawStoredEvent[] = new Array(count);
-    for (let i = 0; i < count; i++) events[i] = JSON.parse(lines[i + 1]!) as RawStoredEvent;
-    return events;
+    return decodeSegment(file, bytes);
   }
 
   async delete(segmentId: string): Promise<void> {
@@ -151,4 +102,74 @@ export class DirectoryArchive implements SegmentStore {
     await rm(`${file}.partial`, { force: true });
     await rm(file, { force: true });
   }
+}
+
+/** A segment's bytes: the gzip of its lines (format above). */
+export async function encodeSegment(
+  segmentId: string,
+  events: readonly RawStoredEvent[],
+): Promise<Buffer> {
+  const lines = [
+    JSON.stringify({
+      format: SEGMENT_FORMAT,
+      version: SEGMENT_VERSION,
+      segmentId,
+      events: events.length,
+      minPosition: events[0]?.position ?? 0,
+      maxPosition: events.at(-1)?.position ?? 0,
+    }),
+  ];
+  for (const e of events) {
+    lines.push(
+      JSON.stringify({
+        position: e.position,
+        streamId: e.streamId,
+        streamVersion: e.streamVersion,
+        eventId: e.eventId,
+        type: e.type,
+        schemaVersion: e.schemaVersion,
+        data: e.data,
+        metadata: e.metadata,
+        recordedAt: e.recordedAt,
+      }),
+    );
+  }
+  lines.push(JSON.stringify({ end: true, events: events.length }));
+  return gzipAsync(Buffer.from(`${lines.join('\n')}\n`, 'utf8'));
+}
+
+/** A segment's events from its bytes; `where` names it in errors. Never reads short. */
+export async function decodeSegment(where: string, bytes: Buffer): Promise<RawStoredEvent[]> {
+  const damaged = (why: string) => new StorageError(`archive segment ${where}: ${why}`);
+  let text: string;
+  try {
+    text = (await gunzipAsync(bytes)).toString('utf8');
+  } catch (error) {
+    throw new StorageError(`archive segment ${where} cannot be read: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  let header: { format?: unknown; version?: unknown; events?: unknown };
+  let end: { end?: unknown; events?: unknown };
+  try {
+    header = JSON.parse(lines[0] ?? '') as typeof header;
+    end = JSON.parse(lines.at(-1) ?? '') as typeof end;
+  } catch {
+    throw damaged('no header or end line');
+  }
+  if (header.format !== SEGMENT_FORMAT) throw damaged('not a Tidemark archive segment');
+  if (header.version !== SEGMENT_VERSION) {
+    throw damaged(
+      `format version ${String(header.version)}; this Tidemark reads ${SEGMENT_VERSION}`,
+    );
+  }
+  const count = lines.length - 2;
+  if (end.end !== true || end.events !== count || header.events !== count) {
+    throw damaged(`cut short: ${count} event lines, ${String(header.events)} announced`);
+  }
+  const events: RawStoredEvent[] = new Array(count);
+  for (let i = 0; i < count; i++) events[i] = JSON.parse(lines[i + 1]!) as RawStoredEvent;
+  return events;
 }

@@ -66,8 +66,10 @@ Commands:
 Options:
   --database URL   the database (default: DATABASE_URL, else ./data/tidemark.db)
   --config FILE    the projections' config (default: ./tidemark.config.{ts,mjs,js})
-  --archive DIR    the archive of old streams (default: TIDEMARK_ARCHIVE_DIR, else the
-                   config's archive.directory); commands read archived streams too
+  --archive DIR|s3://BUCKET/PREFIX
+                   the archive of old streams (default: TIDEMARK_ARCHIVE_DIR, else the
+                   config's archive.directory; S3: TIDEMARK_S3_ENDPOINT names an S3-compatible
+                   server); commands read archived streams too
   --json           print JSON for scripts instead of tables
   -h, --help       this text
 

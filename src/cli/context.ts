@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   openStorage,
+  segmentStoreAt,
   sqlitePath,
   storeFeed,
   type Feed,
@@ -100,16 +101,16 @@ async function open(ctx: Context, create: boolean): Promise<Storage> {
     throw new CliError(`no database at ${path} (set DATABASE_URL or --database)`, EXIT.unavailable);
   }
   const config = await loadConfig(ctx);
-  const archiveDirectory = archiveDirectoryOf(ctx, config);
+  const location = archiveDirectoryOf(ctx, config);
   return openStorage(ctx.databaseUrl, {
     ...(config.upcasters ? { upcasters: config.upcasters } : {}),
-    ...(archiveDirectory !== undefined ? { archiveDirectory } : {}),
+    ...(location !== undefined ? { archive: await segmentStoreAt(location, ctx.env) } : {}),
   });
 }
 
 /**
- * The archive's directory: `--archive DIR`, else TIDEMARK_ARCHIVE_DIR, else the config's. With
- * one, every command reads archived streams too (docs/retention.md).
+ * The archive: `--archive DIR|s3://BUCKET/PREFIX`, else TIDEMARK_ARCHIVE_DIR, else the config's.
+ * With one, every command reads archived streams too (docs/retention.md).
  */
 export function archiveDirectoryOf(ctx: Context, config: TidemarkConfig): string | undefined {
   const option = ctx.options.archive;
