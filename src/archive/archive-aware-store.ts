@@ -7,11 +7,11 @@
  * - `readStream` of an archived stream reads its segment (the hot tables hold none of its events).
  * - `readAll` merges the hot log with the archived events in position order. Positions are
  *   never reused (SQLite keeps the log's last row hot, PostgreSQL takes them from a sequence),
- *   so archived positions are no gap: they are served from the archive. Archived events are
- *   settled long ago, so they never break the hot store's gap safety. The hot rows are read
+ *   so archived positions are no gap: they are served from the archive, up to the hot log's
+ *   gap-safe head (so the hot store's gap safety holds for them too). The hot rows are read
  *   before the segment index, so a stream archived in between shows twice, never not at all:
  *   duplicates (same position) are dropped.
- * - `headPosition` is the hot store's, or the archive's last position when that is higher.
+ * - `headPosition` is the hot store's: the stream holding the log's last position stays hot.
  * - `isArchived` lets the command handler refuse commands on archived streams; an append that
  *   races with the archiving is refused by the hot store itself (`stream_archived`).
  */
@@ -108,9 +108,11 @@ export class ArchiveAwareStore implements FullEventStore {
     const { after, maxCount } = allReadRange(options);
     const upcast = options?.upcast !== false;
     const hot = await this.hot.readAll<E>({ after, maxCount, upcast: false });
-    const full = hot.length === maxCount;
-    // With a full batch, archived events past its last position belong to a later batch.
-    const upper = full ? hot.at(-1)!.position : Number.POSITIVE_INFINITY;
+    // Archived events are returned up to the hot log's gap-safe head only: above it an append
+    // may still commit a lower position. That never holds them for long: the stream holding the
+    // hot log's last position is never archived, so the head passes every archived position as
+    // soon as that row is settled. With a full batch, what lies past its end is a later batch's.
+    const upper = hot.length === maxCount ? hot.at(-1)!.position : await this.hot.headPosition();
     const segments = (await this.tables.segments()).filter(
       (s) => s.state === 'sealed' && s.maxPosition > after && s.minPosition <= upper,
     );
@@ -150,13 +152,12 @@ export class ArchiveAwareStore implements FullEventStore {
     return this.hot.streamVersion(streamId);
   }
 
-  async headPosition(): Promise<number> {
-    const head = await this.hot.headPosition();
-    let archived = 0;
-    for (const s of await this.tables.segments()) {
-      if (s.state === 'sealed' && s.maxPosition > archived) archived = s.maxPosition;
-    }
-    return Math.max(head, archived);
+  /**
+   * The hot store's head: the stream holding the log's last position is never archived, so it
+   * is at or past every archived position, and it is what `readAll` reads up to.
+   */
+  headPosition(): Promise<number> {
+    return this.hot.headPosition();
   }
 
   listStreams(options?: ListStreamsOptions): Promise<StreamInfo[]> {
