@@ -458,9 +458,13 @@ class KafkaFeedReader implements FeedReader {
     const { name, version } = slot;
     return {
       events,
+      // Fill batches of one version run one at a time across members (a rebalance during a
+      // long fill may give the partition to another member, which fills it too): the applier
+      // reads the stream versions after this, so an event filled by both has one effect.
       claim: async (sql) => {
-        const state = await ledger.state(sql, name, version);
-        if (state === undefined || state === 'retired') throw new ProgressMovedError(name, version);
+        if (!(await ledger.claimExclusive(sql, name, version))) {
+          throw new ProgressMovedError(name, version);
+        }
       },
       save: async (sql, upTo) => {
         if (upTo !== events.length - 1) return;

@@ -18,8 +18,14 @@ import {
   KafkaReader,
   kafkaFeed,
 } from 'tidemark/kafka';
-import { sqliteStorage } from '../support/feed-fixtures.ts';
-import { kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';
+import { postgresStorage, sqliteStorage } from '../support/feed-fixtures.ts';
+import { schemaSource } from '../support/pg-schemas.ts';
+import {
+  createTestDatabase,
+  kafkaConnection,
+  uniqueName,
+  uniqueTopic,
+} from '../support/services.ts';
 import {
   appendCounted,
   expectedRows,
@@ -180,6 +186,34 @@ describe('kafka: bounded retention', () => {
     }
   });
 
+  it('fills PostgreSQL read models the same way', async () => {
+    const source = schemaSource(await createTestDatabase('retention'));
+    const models = await postgresStorage(source);
+    after(async () => {
+      await models.close();
+      await source.drop();
+    });
+    const runner = new ProjectionRunner({
+      projection: trackingProjection(),
+      sink: models.sink,
+      feed: kafkaFeed({
+        connection: kafkaConnection(),
+        topics: [topic],
+        groupId: uniqueName('retention-pg'),
+        maxWaitMs: 100,
+        backfill: { store: storage.store, topics: routing, batchSize: 3 },
+      }),
+    });
+    try {
+      await runner.start();
+      assert.equal(await runner.whenCaughtUp(30_000), true);
+      const all = await storage.store.readAll({ maxCount: 10_000, upcast: false });
+      assert.deepEqual(await trackedRows(models.sink), expectedRows(all));
+      assert.equal((await runner.status()).gaps, 0);
+    } finally {
+      await runner.stop();
+    }
+  });
   it('fills from the store and the archive alike', async () => {
     const models = sqliteStorage();
     const dir = mkdtempSync(join(tmpdir(), 'tidemark-retention-archive-'));
