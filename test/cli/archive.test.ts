@@ -113,3 +113,70 @@ describe('tidemark streams archive', () => {
     }
   });
 });
+
+describe('tidemark streams archive, killed', () => {
+  it(
+    'a run killed with SIGKILL midway loses nothing; a rerun finishes',
+    { timeout: 120_000 },
+    async () => {
+      const path = join(dir, 'killed.db');
+      const archive = join(dir, 'killed-archive');
+      const common = ['--database', path, '--archive', archive];
+      const old = new Date(Date.now() - 120 * 86_400_000);
+      const seeding = new SqliteEventStore(path, { now: () => old, synchronous: 'OFF' });
+      for (let i = 0; i < 300; i++) {
+        await seeding.appendToStream(`order-${String(i).padStart(4, '0')}`, [
+          { type: 'OrderCreated', data: { i } },
+          { type: 'OrderShipped', data: {} },
+        ]);
+      }
+      await seeding.appendToStream('order-last', [{ type: 'OrderCreated', data: {} }]);
+      const before = await seeding.readAll({ maxCount: 100_000, upcast: false });
+      await seeding.close();
+
+      // The CLI's own process: in a checkout bin/tidemark.js runs it as a child, and a SIGKILL
+      // of that wrapper would leave the worker running.
+      const child = spawn(
+        process.execPath,
+        [
+          '--conditions=tidemark-source',
+          join(root, 'src/cli/main.ts'),
+          ...['streams', 'archive', '--older-than', '90d', '--segment-streams', '1', ...common],
+        ],
+        { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      const exited = new Promise<string | null>((resolve) =>
+        child.on('exit', (_c, s) => resolve(s)),
+      );
+      for await (const text of createInterface({ input: child.stderr })) {
+        if (/in 5 segments/.test(text)) {
+          child.kill('SIGKILL'); // a crash, wherever it is in the next segment
+          break;
+        }
+      }
+      child.stderr.resume();
+      assert.equal(await exited, 'SIGKILL');
+
+      const rest = await cli(['streams', 'archive', '--older-than', '90d', '--json', ...common]);
+      assert.equal(rest.code, 0, rest.stderr);
+      const hot = new SqliteEventStore(path);
+      try {
+        const store = new ArchiveAwareStore(hot, new DirectoryArchive(archive));
+        const segments = await store.tables.segments();
+        assert.ok(segments.every((s) => s.state === 'sealed'));
+        assert.equal(
+          segments.reduce((n, s) => n + s.streams, 0),
+          300,
+        );
+        // One file per sealed segment: nothing the killed run left behind.
+        assert.deepEqual(
+          readdirSync(archive).sort(),
+          segments.map((s) => `${s.segmentId}.tmseg.gz`).sort(),
+        );
+        assert.deepEqual(await store.readAll({ maxCount: 100_000, upcast: false }), before);
+      } finally {
+        await hot.close();
+      }
+    },
+  );
+});
