@@ -196,7 +196,7 @@ export function registerCommandRoute(
       endSpan(trace.span);
       if (response.replayed) reply.header('idempotent-replayed', 'true');
       else
-        instruments.commandSeconds.observe((performance.now() - started) / 1000, { route: name });
+        instruments.commandSeconds.observe({ route: name }, (performance.now() - started) / 1000);
       logger?.debug(
         {
           command: name,

@@ -11,11 +11,4 @@ export {
   problemType,
   type Problem,
 } from './problem.ts';
-export {
-  Counter,
-  Gauge,
-  Histogram,
-  MetricsRegistry,
-  METRICS_CONTENT_TYPE,
-  type GaugeSample,
-} from './metrics.ts';
+export { Registry, createMetricsRegistry } from '../metrics.ts';
