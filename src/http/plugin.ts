@@ -19,18 +19,25 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { IdempotencyStore, Logger } from '../core/index.ts';
-import { registerCommandRoute, type CommandRoute } from './command-routes.ts';
+import { registerCommandRoute, type AnyCommandRoute, type CommandRoute } from './command-routes.ts';
 import { httpInstruments } from './context.ts';
 import { createMetricsRegistry, type Registry } from '../metrics.ts';
 import { OpenApiDocument } from './openapi.ts';
 import { registerOperationalRoutes, type ReadinessCheck } from './operational-routes.ts';
 import { problemMapper, sendProblem, type Problem } from './problem.ts';
-import { registerQueryRoute, type ConsistencyWaiter, type QueryRoute } from './query-routes.ts';
+import {
+  registerQueryRoute,
+  type AnyQueryRoute,
+  type ConsistencyWaiter,
+  type QueryRoute,
+} from './query-routes.ts';
 import { createValidators, useStrictJson } from './validation.ts';
 
 export interface TidemarkHttpOptions {
-  commands?: readonly CommandRoute<never, never>[];
-  queries?: readonly QueryRoute<never, never>[];
+  /** Command routes, declared with {@link commandRoute}. */
+  commands?: readonly AnyCommandRoute[];
+  /** Query routes, declared with {@link queryRoute}. */
+  queries?: readonly AnyQueryRoute[];
   /** Where idempotency records live (the event store, usually). Without it the header is ignored. */
   idempotency?: IdempotencyStore;
   /** How long a first execution may hold its key before a repeat may take it over. Default 30 s. */
