@@ -11,13 +11,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArchiveAwareStore, DirectoryArchive, ProjectionRunner, archiveStreams } from 'tidemark';
-import {
-  EventTopics,
-  KafkaAdmin,
-  KafkaHistoryTruncatedError,
-  KafkaReader,
-  kafkaFeed,
-} from 'tidemark/kafka';
+import { EventTopics, KafkaAdmin, KafkaHistoryTruncatedError, kafkaFeed } from 'tidemark/kafka';
+import { KafkaReader } from '../../src/kafka/internal.ts';
 import { postgresStorage, sqliteStorage } from '../support/feed-fixtures.ts';
 import { schemaSource } from '../support/pg-schemas.ts';
 import {
