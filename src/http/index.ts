@@ -19,3 +19,12 @@ export {
   METRICS_CONTENT_TYPE,
   type GaugeSample,
 } from './metrics.ts';
+export {
+  ADMIN_PROBLEM_CODES,
+  tidemarkAdmin,
+  type AdminConsoleOptions,
+  type AdminProblemCode,
+  type AdminRelaySource,
+  type AdminStreamKind,
+} from './admin/plugin.ts';
+export { type RebuildJob } from './admin/rebuilds.ts';
