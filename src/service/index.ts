@@ -7,6 +7,7 @@ export {
   createService,
   type Role,
   type Service,
+  type ServiceAdminOptions,
   type ServiceContext,
   type ServiceKafkaOptions,
   type ServiceOptions,

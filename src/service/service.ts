@@ -16,6 +16,11 @@ import {
   type ProjectionDefinition,
   type Upcasters,
 } from '../core/index.ts';
+import {
+  tidemarkAdmin,
+  type AdminConsoleOptions,
+  type AdminStreamKind,
+} from '../http/admin/plugin.ts';
 import { createHttpApp } from '../http/app.ts';
 import { tidemarkHttp, type TidemarkHttpOptions } from '../http/plugin.ts';
 import type { Problem } from '../http/problem.ts';
@@ -50,7 +55,22 @@ export interface ServiceRoutes {
   queries?: TidemarkHttpOptions['queries'];
   /** Turns a domain error into a problem before the defaults (undefined to pass). */
   mapError?: (error: unknown) => Problem | undefined;
+  /**
+   * The deciders of the service's streams, by stream id prefix (take them from the command
+   * handlers: `{ prefix: 'order-', decider: handler.decider }`): the admin console folds a
+   * stream's state at any version with them.
+   */
+  streams?: readonly AdminStreamKind[];
 }
+
+/** The admin console (docs/operations.md, "Admin console"), served at `/admin` by every role. */
+export type ServiceAdminOptions = Pick<
+  AdminConsoleOptions,
+  'authorize' | 'openForLocalDevelopment' | 'rebuildDropGraceMs' | 'refreshMs'
+> & {
+  /** Where it is served. Default `/admin`. */
+  prefix?: string;
+};
 
 /** Kafka mode: the relay publishes the store to Kafka and projections are fed from Kafka. */
 export interface ServiceKafkaOptions {
@@ -94,6 +114,11 @@ export interface ServiceOptions {
     requestLogger?: object;
   };
   readiness?: ReadinessRules;
+  /**
+   * Serves the admin console. It needs `authorize` (the operator role's check) unless
+   * `openForLocalDevelopment` is set. Unset: no console.
+   */
+  admin?: ServiceAdminOptions;
   /** The prom-client registry to add the service's metrics to. Default: a new one with prom-client's process metrics. */
   metrics?: Registry;
   logger?: Logger;
@@ -245,6 +270,40 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     logger,
   });
   await app.register(plugin);
+  if (options.admin) {
+    const { prefix = '/admin', ...access } = options.admin;
+    // Lag of versions on either feed: a service moved from embedded to Kafka mode still has
+    // store-fed versions in its ledger until the Kafka-fed ones take over.
+    const feeds = kafka ? { store: storeFeed(store), kafka: feed } : { store: feed };
+    await app.register(tidemarkAdmin, {
+      prefix,
+      ...access,
+      store,
+      sink,
+      projections: definitions,
+      feeds,
+      ...(options.upcasters ? { upcasters: options.upcasters } : {}),
+      ...(projections ? { host: projections } : {}),
+      ...(relay
+        ? { relay: { status: () => relay.status() } }
+        : kafka
+          ? {
+              // The relay runs in another process: its committed progress, read from Kafka.
+              relay: {
+                inspect: () =>
+                  k!.inspectRelay({
+                    connection: kafka.connection,
+                    store,
+                    name: kafka.relayName ?? options.name,
+                    timeoutMs: 10_000,
+                  }),
+              },
+            }
+          : {}),
+      ...(routes.streams ? { streams: routes.streams } : {}),
+      logger,
+    });
+  }
 
   let stopped = false;
   return {

@@ -9,6 +9,7 @@ import {
   createService,
   type Role,
   type Service,
+  type ServiceAdminOptions,
   type ServiceKafkaOptions,
 } from 'tidemark/service';
 import { orderDecider } from './domain.ts';
@@ -33,6 +34,8 @@ export interface OrdersServiceOptions {
   logger?: Logger;
   /** Kafka mode (main.ts reads it from KAFKA_* variables); unset: embedded. */
   kafka?: OrdersKafkaOptions;
+  /** The admin console at /admin (docs/operations.md); unset: none. */
+  admin?: ServiceAdminOptions;
 }
 
 /** Kafka settings of the Orders service: the library's, with the one topic of orders. */
@@ -63,6 +66,8 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
         commands: orderCommandRoutes(handler, () => crypto.randomUUID()),
         queries: orderQueryRoutes(readModels, store),
         mapError: mapOrderErrors,
+        // The console's stream browser folds orders with the handler's own decider.
+        streams: [{ prefix: 'order-', decider: handler.decider }],
       };
     },
     ...(options.roles ? { roles: options.roles } : {}),
@@ -79,6 +84,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     },
     readiness:
       options.maxReadyLagEvents !== undefined ? { maxLagEvents: options.maxReadyLagEvents } : {},
+    ...(options.admin ? { admin: options.admin } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
   });
   return Object.assign(service, { handler });

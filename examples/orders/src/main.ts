@@ -3,7 +3,8 @@
  *
  * Environment (read here and nowhere else): PORT (3000), DATABASE_URL (./data/tidemark.db),
  * KAFKA_BROKERS (unset: embedded, no Kafka), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000),
- * READY_MAX_LAG_EVENTS (unset: /ready ignores lag).
+ * READY_MAX_LAG_EVENTS (unset: /ready ignores lag), ADMIN_CONSOLE (unset: no console; `local`:
+ * the console at /admin, open to anyone who can reach the port, for a developer's machine).
  * Kafka mode also reads the connection variables of docs/kafka-clusters.md (KAFKA_SSL,
  * KAFKA_SASL_*, ...) and KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6),
  * KAFKA_REPLICATION_FACTOR (the broker's), KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX
@@ -28,7 +29,8 @@ if (values.help) {
 
 Environment: PORT (3000), DATABASE_URL (./data/tidemark.db; or postgres://...),
 KAFKA_BROKERS (unset: embedded mode), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000),
-READY_MAX_LAG_EVENTS (unset: /ready ignores projection lag)
+READY_MAX_LAG_EVENTS (unset: /ready ignores projection lag),
+ADMIN_CONSOLE (local: the admin console at /admin, open, for local development)
 Kafka mode: KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6), KAFKA_REPLICATION_FACTOR,
 KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX (tidemark-orders), KAFKA_GROUP_INSTANCE_ID,
 and KAFKA_SSL / KAFKA_SASL_* (docs/kafka-clusters.md)
@@ -65,6 +67,11 @@ if (
   process.exit(2);
 }
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
+const adminConsole = process.env.ADMIN_CONSOLE || undefined;
+if (adminConsole !== undefined && adminConsole !== 'local') {
+  process.stderr.write(`ADMIN_CONSOLE takes 'local' (open, for local development)\n`);
+  process.exit(2);
+}
 
 async function kafkaFromEnv(env: NodeJS.ProcessEnv): Promise<OrdersKafkaOptions | undefined> {
   // Kafka's client is loaded only when Kafka is configured.
@@ -111,6 +118,7 @@ const service = await createOrdersService({
   ...(consistencyTimeoutMs !== undefined ? { consistencyTimeoutMs } : {}),
   ...(maxReadyLagEvents !== undefined ? { maxReadyLagEvents } : {}),
   ...(kafka ? { kafka } : {}),
+  ...(adminConsole === 'local' ? { admin: { openForLocalDevelopment: true } } : {}),
 });
 await service.start();
 const address = await service.app.listen({ port, host: process.env.HOST ?? '127.0.0.1' });

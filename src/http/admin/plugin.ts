@@ -80,6 +80,7 @@ export const ADMIN_PROBLEM_CODES = {
   parked_not_found: 404,
   retry_failed: 409,
   rebuild_in_progress: 409,
+  rebuild_not_found: 404,
   version_not_found: 404,
   state_not_available: 404,
   relay_not_configured: 404,

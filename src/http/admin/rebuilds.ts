@@ -137,6 +137,23 @@ export class RebuildJobs {
     return { ...job };
   }
 
+  /** The job with this id, once it has finished (at once when it has), or after `timeoutMs`. */
+  async settled(id: number, timeoutMs: number): Promise<RebuildJob | undefined> {
+    const running = this.#running.get(id);
+    if (running && timeoutMs > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        running,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    const job = this.#jobs.find((j) => j.id === id);
+    return job && { ...job };
+  }
+
   /** Stops running rebuilds (their new versions stay `building`) and waits for them. */
   async close(): Promise<void> {
     this.#abort.abort();

@@ -210,6 +210,28 @@ export function registerAdminRoutes(api: FastifyInstance, ctx: Context): void {
 
   api.get('/rebuilds', async () => ({ rebuilds: rebuilds.list() }));
 
+  // One rebuild; with `waitMs`, answers when it has finished (or the wait is over): a script or
+  // a test can follow a rebuild without polling.
+  api.get(
+    '/rebuilds/:id',
+    {
+      schema: {
+        params: params({ id: { type: 'integer', minimum: 1, maximum: maxInt } }),
+        querystring: query({
+          waitMs: { type: 'integer', minimum: 0, maximum: 60_000, default: 0 },
+        }),
+      },
+    },
+    async (request) => {
+      const { id } = request.params as { id: number };
+      const { waitMs } = request.query as { waitMs: number };
+      const job = await rebuilds.settled(id, waitMs);
+      if (!job)
+        throw fail('rebuild_not_found', 'No such rebuild', `no rebuild ${id} in this process`);
+      return { rebuild: job };
+    },
+  );
+
   api.get('/relay', async () => {
     const source = options.relay;
     if (!source)
