@@ -668,52 +668,54 @@ function StreamPage({ streamId }: { streamId: string }) {
       <Problem error={error} />
       {value ? (
         <div class="stream">
-          <table data-testid="events">
-            <thead>
-              <tr>
-                <th>version</th>
-                <th>position</th>
-                <th>type</th>
-                <th>schema</th>
-                <th>recorded</th>
-                <th>data and metadata</th>
-              </tr>
-            </thead>
-            <tbody>
-              {value.events.map((e) => (
-                <tr
-                  key={e.eventId}
-                  data-version={e.streamVersion}
-                  class={at === e.streamVersion ? 'selected' : ''}
-                  onClick={() => {
-                    if (!value.stateAvailable) return;
-                    setAt(e.streamVersion);
-                    void show(e.streamVersion);
-                  }}
-                >
-                  <td>{e.streamVersion}</td>
-                  <td>{e.position}</td>
-                  <td>{e.type}</td>
-                  <td>{e.schemaVersion}</td>
-                  <td>{new Date(e.recordedAt).toLocaleString('en-GB')}</td>
-                  <td>
-                    <details>
-                      <summary>
-                        <code>{JSON.stringify(e.data).slice(0, 80)}</code>
-                      </summary>
-                      <pre>
-                        {JSON.stringify(
-                          { eventId: e.eventId, data: e.data, metadata: e.metadata },
-                          null,
-                          2,
-                        )}
-                      </pre>
-                    </details>
-                  </td>
+          <div class="events">
+            <table data-testid="events">
+              <thead>
+                <tr>
+                  <th>version</th>
+                  <th>position</th>
+                  <th>type</th>
+                  <th>schema</th>
+                  <th>recorded</th>
+                  <th>data and metadata</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {value.events.map((e) => (
+                  <tr
+                    key={e.eventId}
+                    data-version={e.streamVersion}
+                    class={at === e.streamVersion ? 'selected' : ''}
+                    onClick={() => {
+                      if (!value.stateAvailable) return;
+                      setAt(e.streamVersion);
+                      void show(e.streamVersion);
+                    }}
+                  >
+                    <td>{e.streamVersion}</td>
+                    <td>{e.position}</td>
+                    <td>{e.type}</td>
+                    <td>{e.schemaVersion}</td>
+                    <td>{new Date(e.recordedAt).toLocaleString('en-GB')}</td>
+                    <td>
+                      <details>
+                        <summary>
+                          <code>{JSON.stringify(e.data).slice(0, 80)}</code>
+                        </summary>
+                        <pre>
+                          {JSON.stringify(
+                            { eventId: e.eventId, data: e.data, metadata: e.metadata },
+                            null,
+                            2,
+                          )}
+                        </pre>
+                      </details>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
           <aside class="state">
             <h3>State at version</h3>
             {value.stateAvailable ? (

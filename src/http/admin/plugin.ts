@@ -143,6 +143,7 @@ async function adminConsolePlugin(app: FastifyInstance, options: AdminConsoleOpt
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Tidemark admin</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="${prefix}/assets/console.css?v=${styles.etag.slice(1, 9)}">
 </head>
 <body data-api="${prefix}/api" data-refresh-ms="${refreshMs}">
