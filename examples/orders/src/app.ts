@@ -7,6 +7,7 @@ import { CommandHandler, type Logger } from 'tidemark';
 import {
   ALL_ROLES,
   createService,
+  type Registry,
   type Role,
   type Service,
   type ServiceAdminOptions,
@@ -32,16 +33,19 @@ export interface OrdersServiceOptions {
   /** Readiness fails when a projection lags more than this many events. Default: never. */
   maxReadyLagEvents?: number;
   logger?: Logger;
+  /** The prom-client registry for the service's metrics. Default: one of its own. */
+  metrics?: Registry;
   /** Kafka mode (main.ts reads it from KAFKA_* variables); unset: embedded. */
   kafka?: OrdersKafkaOptions;
   /** The admin console at /admin (docs/operations.md); unset: none. */
   admin?: ServiceAdminOptions;
 }
 
-/** Kafka settings of the Orders service: the library's, with the one topic of orders. */
+/** Kafka settings of the Orders service: the library's; `topic` is the order category's. */
 export interface OrdersKafkaOptions extends Omit<ServiceKafkaOptions, 'topics'> {
   /** The topic of the `order` category. Default `order-events`. */
   topic?: string;
+  topics?: ServiceKafkaOptions['topics'];
 }
 
 export interface OrdersService extends Service {
@@ -71,7 +75,9 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       };
     },
     ...(options.roles ? { roles: options.roles } : {}),
-    ...(kafka ? { kafka: { ...kafka, topics: { order: kafka.topic ?? 'order-events' } } } : {}),
+    ...(kafka
+      ? { kafka: { ...kafka, topics: kafka.topics ?? { order: kafka.topic ?? 'order-events' } } }
+      : {}),
     http: {
       openapi: {
         title: 'Tidemark Orders',
@@ -86,6 +92,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       options.maxReadyLagEvents !== undefined ? { maxLagEvents: options.maxReadyLagEvents } : {},
     ...(options.admin ? { admin: options.admin } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   return Object.assign(service, { handler });
 }
