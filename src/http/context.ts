@@ -3,6 +3,7 @@
  * its error mapping and its OpenAPI document.
  */
 import type { IdempotencyStore, Logger } from '../core/index.ts';
+import type { Authenticator } from './auth.ts';
 import type { Counter, Histogram, MetricsRegistry } from './metrics.ts';
 import type { OpenApiDocument } from './openapi.ts';
 import type { ProblemMapper } from './problem.ts';
@@ -46,6 +47,8 @@ export interface RouteContext {
   instruments: HttpInstruments;
   openapi: OpenApiDocument;
   logger: Logger | undefined;
+  /** Guards the routes by role; undefined: open. */
+  auth: Authenticator | undefined;
 }
 
 /** What command routes need beyond the shared context. */

@@ -19,3 +19,17 @@ export {
   METRICS_CONTENT_TYPE,
   type GaugeSample,
 } from './metrics.ts';
+export {
+  DEFAULT_ROUTE_ROLES,
+  ROLES,
+  createAuthenticator,
+  principalOf,
+  type AuthHook,
+  type AuthOptions,
+  type Authenticator,
+  type JwtAuthOptions,
+  type OffAuthOptions,
+  type Principal,
+  type RouteKind,
+  type RouteRoles,
+} from './auth.ts';

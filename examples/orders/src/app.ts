@@ -16,7 +16,14 @@ import {
   type ProjectionStatus,
   type Storage,
 } from 'tidemark';
-import { MetricsRegistry, createHttpApp, tidemarkHttp } from 'tidemark/http';
+import {
+  MetricsRegistry,
+  createAuthenticator,
+  createHttpApp,
+  tidemarkHttp,
+  type AuthOptions,
+  type Authenticator,
+} from 'tidemark/http';
 // Types only: Kafka's client is loaded when the service runs in Kafka mode (an embedded
 // service never pays for it, about 12 MB of memory and 60 ms of start).
 import type { KafkaConnection, KafkaRelay } from 'tidemark/kafka';
@@ -44,6 +51,11 @@ export interface OrdersServiceOptions {
    * (consumer groups) instead of the store's log. Unset: embedded, no Kafka.
    */
   kafka?: OrdersKafkaOptions;
+  /**
+   * Bearer authentication (docs/orders-api.md): `{ mode: 'jwt', ... }`, or `{ mode: 'off' }` for
+   * local development (it warns). Unset: routes are open and the plugin warns.
+   */
+  auth?: AuthOptions;
 }
 
 /** Kafka settings of the Orders service (main.ts reads them from KAFKA_* variables). */
@@ -75,6 +87,8 @@ export interface OrdersService {
   relay: KafkaRelay | undefined;
   readModels: ReadModels;
   metrics: MetricsRegistry;
+  /** Guards routes by role; an admin surface puts `auth.guard('operations')` in front. */
+  auth: Authenticator | undefined;
   /** Starts the runners (the caller listens on the app). */
   start(): Promise<void>;
   /** Stops taking requests, finishes what is in flight, checkpoints, closes storage. */
@@ -143,6 +157,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
   if (relay) registerRelayMetrics(metrics, relay);
   if (kafka && projections) registerPartitionMetrics(metrics, statuses);
 
+  const auth = options.auth ? createAuthenticator({ ...options.auth, logger }) : undefined;
   const app = createHttpApp({
     ...(options.httpLogger ? { httpLogger: options.httpLogger } : {}),
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
@@ -162,6 +177,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       : {}),
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
     metrics,
+    ...(auth ? { auth } : {}),
     mapError: mapOrderErrors,
     logger,
     openapi: {
@@ -216,6 +232,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     relay,
     readModels,
     metrics,
+    auth,
     async start() {
       if (topics && projections && !relay) {
         // A projector may start before any relay: create the topic it subscribes to.
