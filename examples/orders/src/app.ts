@@ -98,6 +98,8 @@ export interface OrdersService {
 export async function createOrdersService(options: OrdersServiceOptions): Promise<OrdersService> {
   const roles = new Set(options.roles ?? ALL_ROLES);
   const logger = options.logger ?? silentLogger;
+  // First: a bad setting fails before anything is opened.
+  const auth = options.auth ? createAuthenticator({ ...options.auth, logger }) : undefined;
   const storage = await openStorage(options.databaseUrl, { logger });
   const { store, sink } = storage;
 
@@ -157,7 +159,6 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
   if (relay) registerRelayMetrics(metrics, relay);
   if (kafka && projections) registerPartitionMetrics(metrics, statuses);
 
-  const auth = options.auth ? createAuthenticator({ ...options.auth, logger }) : undefined;
   const app = createHttpApp({
     ...(options.httpLogger ? { httpLogger: options.httpLogger } : {}),
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
