@@ -142,6 +142,8 @@ export interface Authenticator {
    * open. `guard('operations')` is what an admin surface puts in front of its routes.
    */
   guard(kind: RouteKind): AuthHook | undefined;
+  /** The roles a kind of route accepts (one is enough); undefined when it is open. */
+  rolesFor(kind: RouteKind): readonly string[] | undefined;
   /** Verifies the request's bearer token (once per request); undefined in mode `off`. */
   authenticate(request: FastifyRequest): Promise<Principal | undefined>;
 }
@@ -166,6 +168,7 @@ export function createAuthenticator(options: AuthOptions): Authenticator {
       mode: 'off',
       requireRole: () => pass,
       guard: () => undefined,
+      rolesFor: () => undefined,
       authenticate: async () => undefined,
     };
   }
@@ -304,8 +307,13 @@ class JwtAuthenticator implements Authenticator {
   }
 
   guard(kind: RouteKind): AuthHook | undefined {
+    const roles = this.rolesFor(kind);
+    return roles ? this.requireRole(...roles) : undefined;
+  }
+
+  rolesFor(kind: RouteKind): readonly string[] | undefined {
     const roles = this.#routeRoles[kind];
-    return roles === 'open' ? undefined : this.requireRole(...roles);
+    return roles === 'open' ? undefined : roles;
   }
 
   /** Turns what `jose` throws into a refusal (the client's fault) or `unavailable` (ours). */

@@ -239,48 +239,53 @@ export function registerCommandRoute(
     },
   });
 
-  context.openapi.add(path, route.method, {
-    summary: route.summary,
-    parameters: [
-      ...parameters(route.params, 'path'),
-      {
-        name: 'If-Match',
-        in: 'header',
-        required: false,
-        schema: { type: 'string' },
-        description: '"<version>": fail with 412 unless the stream is at it',
-      },
-      {
-        name: 'Idempotency-Key',
-        in: 'header',
-        required: false,
-        schema: { type: 'string', maxLength: 255 },
-      },
-    ],
-    ...(body
-      ? {
-          requestBody: {
-            required: !route.bodyOptional,
-            content: { 'application/json': { schema: body } },
-          },
-        }
-      : {}),
-    responses: {
-      [String(successStatus)]: {
-        description: 'Done',
-        headers: {
-          ETag: { schema: { type: 'string' } },
-          'Consistency-Token': { schema: { type: 'string' } },
+  context.openapi.add(
+    path,
+    route.method,
+    {
+      summary: route.summary,
+      parameters: [
+        ...parameters(route.params, 'path'),
+        {
+          name: 'If-Match',
+          in: 'header',
+          required: false,
+          schema: { type: 'string' },
+          description: '"<version>": fail with 412 unless the stream is at it',
         },
-        content: { 'application/json': { schema: { type: 'object' } } },
+        {
+          name: 'Idempotency-Key',
+          in: 'header',
+          required: false,
+          schema: { type: 'string', maxLength: 255 },
+        },
+      ],
+      ...(body
+        ? {
+            requestBody: {
+              required: !route.bodyOptional,
+              content: { 'application/json': { schema: body } },
+            },
+          }
+        : {}),
+      responses: {
+        [String(successStatus)]: {
+          description: 'Done',
+          headers: {
+            ETag: { schema: { type: 'string' } },
+            'Consistency-Token': { schema: { type: 'string' } },
+          },
+          content: { 'application/json': { schema: { type: 'object' } } },
+        },
+        '400': problemResponse,
+        '404': problemResponse,
+        '409': problemResponse,
+        '412': problemResponse,
+        '413': problemResponse,
+        '415': problemResponse,
+        '422': problemResponse,
       },
-      '400': problemResponse,
-      '404': problemResponse,
-      '409': problemResponse,
-      '412': problemResponse,
-      '413': problemResponse,
-      '415': problemResponse,
-      '422': problemResponse,
     },
-  });
+    context.auth?.rolesFor('commands'),
+  );
 }

@@ -99,20 +99,25 @@ export function registerQueryRoute(
       return reply.send(body);
     },
   });
-  context.openapi.add(`${context.prefix}${route.url}`, 'GET', {
-    summary: route.summary,
-    parameters: [
-      ...parameters(route.params, 'path'),
-      ...parameters(route.querystring, 'query'),
-      { name: 'Consistency-Token', in: 'header', required: false, schema: { type: 'string' } },
-    ],
-    responses: {
-      '200': {
-        description: 'OK',
-        content: { 'application/json': { schema: { type: 'object' } } },
+  context.openapi.add(
+    `${context.prefix}${route.url}`,
+    'GET',
+    {
+      summary: route.summary,
+      parameters: [
+        ...parameters(route.params, 'path'),
+        ...parameters(route.querystring, 'query'),
+        { name: 'Consistency-Token', in: 'header', required: false, schema: { type: 'string' } },
+      ],
+      responses: {
+        '200': {
+          description: 'OK',
+          content: { 'application/json': { schema: { type: 'object' } } },
+        },
+        '400': problemResponse,
+        '404': problemResponse,
       },
-      '400': problemResponse,
-      '404': problemResponse,
     },
-  });
+    context.auth?.rolesFor('queries'),
+  );
 }

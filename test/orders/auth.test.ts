@@ -311,6 +311,32 @@ describe('bearer authentication (JWKS)', () => {
     for (const open of ['/health', '/ready', '/metrics', '/openapi.json']) {
       assert.equal((await call('GET', open)).status, 200, open);
     }
+    // Refusals are counted like any answer.
+    const metrics = String((await call('GET', '/metrics')).body);
+    for (const status of ['401', '403']) {
+      assert.match(
+        metrics,
+        new RegExp(
+          `tidemark_http_requests_total\\{[^}]*route="/orders/:orderId/history"[^}]*status="${status}"`,
+        ),
+      );
+    }
+  });
+
+  it('the OpenAPI document declares the bearer scheme and the roles of each operation', async () => {
+    const document = (await call('GET', '/openapi.json')).body as {
+      components?: { securitySchemes?: Record<string, unknown> };
+      paths: Record<string, Record<string, { security?: unknown; responses: object }>>;
+    };
+    assert.deepEqual(document.components?.securitySchemes?.bearer, {
+      type: 'http',
+      scheme: 'bearer',
+      bearerFormat: 'JWT',
+    });
+    const create = document.paths['/orders']!.post!;
+    assert.deepEqual(create.security, [{ bearer: ['writer'] }]);
+    assert.ok('401' in create.responses && '403' in create.responses);
+    assert.deepEqual(document.paths['/orders/{orderId}']!.get!.security, [{ bearer: ['reader'] }]);
   });
 
   it('another subject reusing an idempotency key gets 422, not the first answer', async () => {
@@ -370,10 +396,27 @@ describe('bearer authentication (shared secret)', () => {
   const secret = 'a shared secret of at least thirty-two bytes';
   const key = new TextEncoder().encode(secret);
   let hmac: TestService;
+  let actionsRun = 0;
   before(async () => {
     hmac = await startTestService({
-      auth: { mode: 'jwt', secret, issuer: ISSUER, audience: AUDIENCE, rolesClaim: 'scope' },
+      auth: {
+        mode: 'jwt',
+        secret,
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        rolesClaim: 'scope',
+        routeRoles: { operationalReads: ['operator'] },
+      },
     });
+    // An admin surface of the same service, guarded as the console is: every route behind
+    // guard('operations'), so the operator role.
+    await hmac.app.register(
+      async (admin) => {
+        admin.addHook('onRequest', hmac.auth!.guard('operations')!);
+        admin.post('/projections/:name/rebuild', async () => ({ started: ++actionsRun }));
+      },
+      { prefix: '/admin' },
+    );
   });
   after(() => hmac.dispose());
 
@@ -408,6 +451,48 @@ describe('bearer authentication (shared secret)', () => {
     assert.equal(forged.statusCode, 401);
     assert.equal(forged.json().reason, 'bad_signature');
     assert.equal(await hmac.storage.store.headPosition(), 1);
+  });
+
+  it('routes that change operational state need the operator role; the action runs only then', async () => {
+    const rebuild = (scope?: string) =>
+      hmac.app.inject({
+        method: 'POST',
+        url: '/admin/projections/order-list/rebuild',
+        headers: scope ? { authorization: `Bearer ${scope}` } : {},
+      });
+    const none = await rebuild();
+    assert.equal(none.statusCode, 401);
+    assert.equal(none.headers['www-authenticate'], 'Bearer');
+    const writer = await rebuild(
+      await token({ alg: 'HS256', key, extra: { scope: 'reader writer' } }),
+    );
+    assert.equal(writer.statusCode, 403);
+    assert.deepEqual(writer.json().required, ['operator']);
+    assert.equal(actionsRun, 0);
+    const operator = await rebuild(
+      await token({ alg: 'HS256', key, extra: { scope: 'operator' } }),
+    );
+    assert.equal(operator.statusCode, 200);
+    assert.equal(actionsRun, 1);
+  });
+
+  it('operational reads can be guarded too (routeRoles.operationalReads); /health stays open', async () => {
+    const get = async (url: string, scope?: string) =>
+      (
+        await hmac.app.inject({
+          method: 'GET',
+          url,
+          headers: scope
+            ? { authorization: `Bearer ${await token({ alg: 'HS256', key, extra: { scope } })}` }
+            : {},
+        })
+      ).statusCode;
+    assert.equal(await get('/health'), 200);
+    for (const url of ['/ready', '/metrics', '/openapi.json']) {
+      assert.equal(await get(url), 401, url);
+      assert.equal(await get(url, 'reader writer'), 403, url);
+      assert.equal(await get(url, 'operator'), 200, url);
+    }
   });
 
   it('refuses unsafe settings when it is built', () => {
