@@ -1,18 +1,31 @@
 // Starts the compiled Orders service (`npm run start:dist`, after `npm run build`) on a scratch
 // SQLite file, creates an order over HTTP, reads it back with its consistency token, and stops
-// the service with SIGTERM: what a production deployment runs, checked end to end. Then the
+// the service with SIGTERM: what a production deployment runs, checked end to end, with bearer
+// authentication on (a shared secret; a request without a token must be refused). Then the
 // compiled CLI (bin/tidemark.js with dist/ present) reads the same file with the repository's
 // tidemark.config.ts, which Node loads by stripping its types. Exits 1 with the output on any
 // failure. Used by .ci/run between the build and the tests.
+import { Buffer } from 'node:buffer';
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { SignJWT } from 'jose';
 
 const { fetch } = globalThis;
 const root = new URL('../', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'tidemark-smoke-'));
+// The service takes AUTH_SECRET's UTF-8 bytes as the HMAC key: sign with the same bytes.
+const secret = randomBytes(32).toString('base64url');
+const bearer = `Bearer ${await new SignJWT({ roles: ['reader', 'writer'] })
+  .setProtectedHeader({ alg: 'HS256' })
+  .setSubject('smoke')
+  .setIssuer('tidemark-smoke')
+  .setAudience('orders')
+  .setExpirationTime('5m')
+  .sign(Buffer.from(secret, 'utf8'))}`;
 const child = spawn(process.execPath, ['dist-examples/orders/src/main.js'], {
   cwd: root,
   env: {
@@ -21,6 +34,9 @@ const child = spawn(process.execPath, ['dist-examples/orders/src/main.js'], {
     DATABASE_URL: join(dir, 'smoke.db'),
     KAFKA_BROKERS: '',
     LOG_LEVEL: 'info',
+    AUTH_SECRET: secret,
+    AUTH_ISSUER: 'tidemark-smoke',
+    AUTH_AUDIENCE: 'orders',
   },
   stdio: ['ignore', 'pipe', 'pipe'],
 });
@@ -53,13 +69,20 @@ const address = await new Promise((resolve) => {
   });
 });
 
-const created = await fetch(`${address}/orders`, {
+const order1 = {
+  customerId: 'c-smoke',
+  lines: [{ sku: 'SKU-1', quantity: 2, unitPriceCents: 1299 }],
+};
+const refused = await fetch(`${address}/orders`, {
   method: 'POST',
   headers: { 'content-type': 'application/json' },
-  body: JSON.stringify({
-    customerId: 'c-smoke',
-    lines: [{ sku: 'SKU-1', quantity: 2, unitPriceCents: 1299 }],
-  }),
+  body: JSON.stringify(order1),
+});
+if (refused.status !== 401) fail(`POST /orders without a token answered ${refused.status}`);
+const created = await fetch(`${address}/orders`, {
+  method: 'POST',
+  headers: { 'content-type': 'application/json', authorization: bearer },
+  body: JSON.stringify(order1),
 });
 const body = await created.json();
 if (created.status !== 201)
@@ -67,7 +90,7 @@ if (created.status !== 201)
 const token = created.headers.get('consistency-token');
 if (!token) fail('POST /orders carried no Consistency-Token');
 const read = await fetch(`${address}/orders/${body.orderId}`, {
-  headers: { 'consistency-token': token },
+  headers: { 'consistency-token': token, authorization: bearer },
 });
 const order = await read.json();
 if (read.status !== 200 || read.headers.get('consistency') !== 'fresh' || order.lines?.length !== 1)
@@ -77,7 +100,9 @@ stopping = true;
 child.kill('SIGTERM');
 const code = await exited;
 if (code !== 0) fail(`the compiled service exited with ${code} after SIGTERM`);
-console.log(`[smoke] compiled service: created and read order ${body.orderId}, stopped cleanly`);
+console.log(
+  `[smoke] compiled service with bearer authentication: refused a request without a token, created and read order ${body.orderId}, stopped cleanly`,
+);
 
 // deployedCodeVersion is there only when the config's projections were loaded.
 const cliEnv = { ...process.env, DATABASE_URL: join(dir, 'smoke.db') };

@@ -14,6 +14,7 @@ import {
   type ExpectedVersion,
 } from '../core/index.ts';
 import { SpanKind, endSpan, startSpan, traceIdOf } from '../tracing.ts';
+import { principalOf, type Principal } from './auth.ts';
 import type { CommandContext } from './context.ts';
 import { idempotencyKeyOf, runIdempotent, type StoredResponse } from './idempotency.ts';
 import { parameters, problemResponse } from './openapi.ts';
@@ -30,6 +31,8 @@ export interface CommandRequest<Params = Record<string, string>, Body = unknown>
   /** The time the request arrived, ISO 8601: the command's clock. */
   at: string;
   headers: FastifyRequest['headers'];
+  /** Who sent it, when the plugin has an authenticator (its `subject` becomes `actor`). */
+  principal?: Principal;
 }
 
 export interface CommandRoute<Params = Record<string, string>, Body = unknown> {
@@ -113,11 +116,15 @@ export function registerCommandRoute(
   const path = `${context.prefix}${route.url}`;
   const name = `${route.method} ${path}`;
 
+  const guard = context.auth?.guard('commands');
   app.route({
     method: route.method,
     url: route.url,
     bodyLimit: context.bodyLimit,
     schema,
+    // Runs before the body is validated or anything is read or written: a refused request
+    // changes nothing and learns nothing about the order.
+    ...(guard ? { onRequest: guard } : {}),
     handler: async (request, reply) => {
       const started = performance.now();
       let payload: unknown = request.body;
@@ -135,11 +142,13 @@ export function registerCommandRoute(
       }
       const pinned = parseIfMatch(request.headers['if-match']);
       const key = idempotencyKeyOf(request.headers['idempotency-key']);
+      const principal = principalOf(request);
       const commandRequest: CommandRequest = {
         params: request.params as Record<string, string>,
         body: payload,
         at: new Date().toISOString(),
         headers: request.headers,
+        ...(principal ? { principal } : {}),
       };
 
       const correlationId =
@@ -173,6 +182,7 @@ export function registerCommandRoute(
             metadata: {
               correlationId,
               causationId: request.id,
+              ...(principal ? { actor: principal.subject } : {}),
               traceparent: trace.traceparent,
               ...(trace.tracestate ? { tracestate: trace.tracestate } : {}),
               // Lets a retry find these events if this process dies before the answer is stored.
@@ -199,6 +209,7 @@ export function registerCommandRoute(
           method: request.method,
           url: request.url,
           payload,
+          subject: principal?.subject,
           run,
           recover: async () => {
             const streamId = route.streamId(commandRequest);
@@ -228,48 +239,53 @@ export function registerCommandRoute(
     },
   });
 
-  context.openapi.add(path, route.method, {
-    summary: route.summary,
-    parameters: [
-      ...parameters(route.params, 'path'),
-      {
-        name: 'If-Match',
-        in: 'header',
-        required: false,
-        schema: { type: 'string' },
-        description: '"<version>": fail with 412 unless the stream is at it',
-      },
-      {
-        name: 'Idempotency-Key',
-        in: 'header',
-        required: false,
-        schema: { type: 'string', maxLength: 255 },
-      },
-    ],
-    ...(body
-      ? {
-          requestBody: {
-            required: !route.bodyOptional,
-            content: { 'application/json': { schema: body } },
-          },
-        }
-      : {}),
-    responses: {
-      [String(successStatus)]: {
-        description: 'Done',
-        headers: {
-          ETag: { schema: { type: 'string' } },
-          'Consistency-Token': { schema: { type: 'string' } },
+  context.openapi.add(
+    path,
+    route.method,
+    {
+      summary: route.summary,
+      parameters: [
+        ...parameters(route.params, 'path'),
+        {
+          name: 'If-Match',
+          in: 'header',
+          required: false,
+          schema: { type: 'string' },
+          description: '"<version>": fail with 412 unless the stream is at it',
         },
-        content: { 'application/json': { schema: { type: 'object' } } },
+        {
+          name: 'Idempotency-Key',
+          in: 'header',
+          required: false,
+          schema: { type: 'string', maxLength: 255 },
+        },
+      ],
+      ...(body
+        ? {
+            requestBody: {
+              required: !route.bodyOptional,
+              content: { 'application/json': { schema: body } },
+            },
+          }
+        : {}),
+      responses: {
+        [String(successStatus)]: {
+          description: 'Done',
+          headers: {
+            ETag: { schema: { type: 'string' } },
+            'Consistency-Token': { schema: { type: 'string' } },
+          },
+          content: { 'application/json': { schema: { type: 'object' } } },
+        },
+        '400': problemResponse,
+        '404': problemResponse,
+        '409': problemResponse,
+        '412': problemResponse,
+        '413': problemResponse,
+        '415': problemResponse,
+        '422': problemResponse,
       },
-      '400': problemResponse,
-      '404': problemResponse,
-      '409': problemResponse,
-      '412': problemResponse,
-      '413': problemResponse,
-      '415': problemResponse,
-      '422': problemResponse,
     },
-  });
+    context.auth?.rolesFor('commands'),
+  );
 }

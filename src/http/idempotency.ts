@@ -39,10 +39,15 @@ function canonicalJson(value: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
 }
 
-/** What makes two requests "the same request": method, path and body (key order ignored). */
-function fingerprint(method: string, path: string, body: unknown): string {
+/**
+ * What makes two requests "the same request": method, path and body (key order ignored), and
+ * who sent it: another subject reusing a key gets 422, never the first subject's answer.
+ * Without a subject the print is what it was before authentication existed.
+ */
+function fingerprint(method: string, path: string, body: unknown, subject?: string): string {
+  const who = subject === undefined ? '' : `\n${JSON.stringify(subject)}`;
   return createHash('sha256')
-    .update(`${method} ${path}\n${canonicalJson(body ?? null)}`)
+    .update(`${method} ${path}\n${canonicalJson(body ?? null)}${who}`)
     .digest('base64url');
 }
 
@@ -52,6 +57,8 @@ export interface IdempotentRequest {
   method: string;
   url: string;
   payload: unknown;
+  /** The authenticated subject, when there is one: part of what makes requests the same. */
+  subject?: string | undefined;
   /** Executes the command and gives its answer. */
   run: () => Promise<StoredResponse>;
   /** The answer an execution that died after appending would have given, from its events. */
@@ -72,7 +79,7 @@ export async function runIdempotent(
 ): Promise<StoredResponse & { replayed?: boolean }> {
   const { key, run, recover } = request;
   if (key === undefined || !store) return run();
-  const print = fingerprint(request.method, request.url, request.payload);
+  const print = fingerprint(request.method, request.url, request.payload, request.subject);
   const claim = await store.claimIdempotencyKey(key, print, leaseMs);
   if (claim.outcome !== 'claimed' && claim.fingerprint !== print) {
     throw new HttpProblem(

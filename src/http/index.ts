@@ -25,6 +25,20 @@ export {
 } from './problem.ts';
 export { Registry, createMetricsRegistry } from '../metrics.ts';
 export {
+  DEFAULT_ROUTE_ROLES,
+  ROLES,
+  createAuthenticator,
+  principalOf,
+  type AuthHook,
+  type AuthOptions,
+  type Authenticator,
+  type JwtAuthOptions,
+  type OffAuthOptions,
+  type Principal,
+  type RouteKind,
+  type RouteRoles,
+} from './auth.ts';
+export {
   ADMIN_PROBLEM_CODES,
   tidemarkAdmin,
   type AdminConsoleOptions,

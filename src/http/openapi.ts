@@ -27,14 +27,47 @@ export const parameters = (params: JsonSchema | undefined, where: 'path' | 'quer
 
 export class OpenApiDocument {
   readonly #paths: Record<string, Record<string, unknown>> = {};
+  #secured = false;
 
-  /** Adds an operation; `url` is the route's full Fastify path (prefix included). */
-  add(url: string, method: string, operation: Record<string, unknown>): void {
+  /**
+   * Adds an operation; `url` is the route's full Fastify path (prefix included). `roles`: the
+   * operation needs a bearer token with one of them (OpenAPI 3.1 lets a security requirement
+   * of a non-OAuth scheme list role names), and may answer 401 and 403.
+   */
+  add(
+    url: string,
+    method: string,
+    operation: Record<string, unknown>,
+    roles?: readonly string[],
+  ): void {
     const path = openApiPath(url);
-    this.#paths[path] = { ...this.#paths[path], [method.toLowerCase()]: operation };
+    const secured = roles
+      ? {
+          ...operation,
+          security: [{ bearer: [...roles] }],
+          responses: {
+            ...(operation.responses as Record<string, unknown>),
+            '401': problemResponse,
+            '403': problemResponse,
+          },
+        }
+      : operation;
+    if (roles) this.#secured = true;
+    this.#paths[path] = { ...this.#paths[path], [method.toLowerCase()]: secured };
   }
 
   toJSON(info: { title: string; version: string; description?: string }) {
-    return { openapi: '3.1.0', info, paths: this.#paths };
+    return {
+      openapi: '3.1.0',
+      info,
+      paths: this.#paths,
+      ...(this.#secured
+        ? {
+            components: {
+              securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } },
+            },
+          }
+        : {}),
+    };
   }
 }

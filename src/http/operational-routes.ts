@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from '../metrics.ts';
+import type { AuthHook } from './auth.ts';
 import type { OpenApiDocument } from './openapi.ts';
 
 export interface ReadinessCheck {
@@ -15,11 +16,14 @@ export interface OperationalOptions {
   metrics: Registry;
   readiness: ReadinessCheck | undefined;
   openapi: { document: OpenApiDocument; info: { title: string; version: string } } | undefined;
+  /** Guards /ready, /metrics and /openapi.json; /health stays open for liveness probes. */
+  guard: AuthHook | undefined;
 }
 
 export function registerOperationalRoutes(app: FastifyInstance, options: OperationalOptions) {
+  const guarded = options.guard ? { onRequest: options.guard } : {};
   app.get('/health', async () => ({ status: 'ok' }));
-  app.get('/ready', async (_request, reply) => {
+  app.get('/ready', guarded, async (_request, reply) => {
     if (!options.readiness) return { ready: true };
     try {
       const report = await options.readiness();
@@ -28,12 +32,12 @@ export function registerOperationalRoutes(app: FastifyInstance, options: Operati
       return reply.code(503).send({ ready: false, error: (error as Error).message });
     }
   });
-  app.get('/metrics', async (_request, reply) =>
+  app.get('/metrics', guarded, async (_request, reply) =>
     reply.header('content-type', options.metrics.contentType).send(await options.metrics.metrics()),
   );
   const openapi = options.openapi;
   if (openapi) {
     // Built on the first request: every route of the plugin is registered by then.
-    app.get('/openapi.json', async () => openapi.document.toJSON(openapi.info));
+    app.get('/openapi.json', guarded, async () => openapi.document.toJSON(openapi.info));
   }
 }

@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
 import { decodeConsistencyToken, type ConsistencyToken } from '../core/index.ts';
+import { principalOf, type Principal } from './auth.ts';
 import type { RouteContext } from './context.ts';
 import { parameters, problemResponse } from './openapi.ts';
 import { strictObject, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
@@ -14,6 +15,8 @@ export interface QueryRequest<Params = Record<string, string>, Query = Record<st
   headers: FastifyRequest['headers'];
   /** Set headers on the answer (an ETag, say). */
   setHeader(name: string, value: string): void;
+  /** Who asked, when the plugin has an authenticator. */
+  principal?: Principal;
 }
 
 export interface QueryRoute<Params = Record<string, string>, Query = Record<string, unknown>> {
@@ -68,10 +71,12 @@ export function registerQueryRoute(
     ...(route.params ? { params: strictObject(route.params) } : {}),
     ...(route.querystring ? { querystring: strictObject(route.querystring) } : {}),
   };
+  const guard = context.auth?.guard('queries');
   app.route({
     method: 'GET',
     url: route.url,
     schema,
+    ...(guard ? { onRequest: guard } : {}),
     handler: async (request, reply) => {
       const tokenHeader = request.headers['consistency-token'];
       if (typeof tokenHeader === 'string' && consistency && route.projections.length > 0) {
@@ -89,24 +94,30 @@ export function registerQueryRoute(
         query: request.query as Record<string, unknown>,
         headers: request.headers,
         setHeader: (name, value) => void reply.header(name, value),
+        ...(principalOf(request) ? { principal: principalOf(request)! } : {}),
       });
       return reply.send(body);
     },
   });
-  context.openapi.add(`${context.prefix}${route.url}`, 'GET', {
-    summary: route.summary,
-    parameters: [
-      ...parameters(route.params, 'path'),
-      ...parameters(route.querystring, 'query'),
-      { name: 'Consistency-Token', in: 'header', required: false, schema: { type: 'string' } },
-    ],
-    responses: {
-      '200': {
-        description: 'OK',
-        content: { 'application/json': { schema: { type: 'object' } } },
+  context.openapi.add(
+    `${context.prefix}${route.url}`,
+    'GET',
+    {
+      summary: route.summary,
+      parameters: [
+        ...parameters(route.params, 'path'),
+        ...parameters(route.querystring, 'query'),
+        { name: 'Consistency-Token', in: 'header', required: false, schema: { type: 'string' } },
+      ],
+      responses: {
+        '200': {
+          description: 'OK',
+          content: { 'application/json': { schema: { type: 'object' } } },
+        },
+        '400': problemResponse,
+        '404': problemResponse,
       },
-      '400': problemResponse,
-      '404': problemResponse,
     },
-  });
+    context.auth?.rolesFor('queries'),
+  );
 }

@@ -22,6 +22,7 @@ import {
   type AdminStreamKind,
 } from '../http/admin/plugin.ts';
 import { createHttpApp } from '../http/app.ts';
+import { createAuthenticator, type Authenticator, type AuthOptions } from '../http/auth.ts';
 import { tidemarkHttp, type TidemarkHttpOptions } from '../http/plugin.ts';
 import type { Problem } from '../http/problem.ts';
 import type { KafkaConnection } from '../kafka/connection.ts';
@@ -115,10 +116,18 @@ export interface ServiceOptions {
   };
   readiness?: ReadinessRules;
   /**
-   * Serves the admin console. It needs `authorize` (the operator role's check) unless
-   * `openForLocalDevelopment` is set. Unset: no console.
+   * Serves the admin console. Its API is behind the operator role of `auth`
+   * (`auth.guard('operations')`) unless `authorize` is given; with `auth` in mode `off` it is
+   * open (local development, logged); with neither, the service refuses to start. Unset: no
+   * console.
    */
   admin?: ServiceAdminOptions;
+  /**
+   * Who may call the routes (src/http/auth.ts): bearer JWTs with roles (`mode: 'jwt'`), or
+   * `mode: 'off'` for local development (it warns), or an authenticator built elsewhere. Unset:
+   * the routes are open and the HTTP plugin warns.
+   */
+  auth?: AuthOptions | Authenticator;
   /** The prom-client registry to add the service's metrics to. Default: a new one with prom-client's process metrics. */
   metrics?: Registry;
   logger?: Logger;
@@ -148,6 +157,8 @@ export interface Service {
   /** Kafka mode, role relay: the relay. */
   readonly relay: KafkaRelay | undefined;
   readonly metrics: Registry;
+  /** Guards routes by role; an admin surface puts `auth.guard('operations')` in front. */
+  readonly auth: Authenticator | undefined;
   /** Starts the runners. */
   start(): Promise<void>;
   /** Stops taking requests, finishes what is in flight, checkpoints, closes storage. */
@@ -162,6 +173,13 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const roles = [...new Set(options.roles ?? ALL_ROLES)];
   const logger = options.logger ?? silentLogger;
   const definitions = options.projections ?? [];
+  // Before anything is opened: a bad authentication setting fails here.
+  const auth =
+    options.auth === undefined
+      ? undefined
+      : 'requireRole' in options.auth
+        ? options.auth
+        : createAuthenticator({ logger, ...options.auth });
   const storage = await openStorage(options.storage, {
     logger,
     ...(options.upcasters ? { upcasters: options.upcasters } : {}),
@@ -258,6 +276,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     ...(routes.mapError ? { mapError: routes.mapError } : {}),
     metrics,
     logger,
+    ...(auth ? { auth } : {}),
     openapi: http.openapi ?? { title: options.name, version: '1.0.0' },
     readiness,
   };
@@ -272,12 +291,17 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   await app.register(plugin);
   if (options.admin) {
     const { prefix = '/admin', ...access } = options.admin;
+    const guard = access.authorize ?? auth?.guard('operations');
     // Lag of versions on either feed: a service moved from embedded to Kafka mode still has
     // store-fed versions in its ledger until the Kafka-fed ones take over.
     const feeds = kafka ? { store: storeFeed(store), kafka: feed } : { store: feed };
     await app.register(tidemarkAdmin, {
       prefix,
       ...access,
+      ...(guard ? { authorize: guard } : {}),
+      ...(auth?.mode === 'off' && access.openForLocalDevelopment === undefined
+        ? { openForLocalDevelopment: true }
+        : {}),
       store,
       sink,
       projections: definitions,
@@ -317,6 +341,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     projections,
     relay,
     metrics,
+    auth,
     status,
     readiness,
     async start() {

@@ -4,6 +4,7 @@
  * arrives as arguments; only main.ts reads the environment.
  */
 import { CommandHandler, type Logger } from 'tidemark';
+import type { AuthOptions } from 'tidemark/http';
 import {
   ALL_ROLES,
   createService,
@@ -37,8 +38,13 @@ export interface OrdersServiceOptions {
   metrics?: Registry;
   /** Kafka mode (main.ts reads it from KAFKA_* variables); unset: embedded. */
   kafka?: OrdersKafkaOptions;
-  /** The admin console at /admin (docs/operations.md); unset: none. */
+  /** The admin console at /admin (docs/operations.md), behind the operator role of `auth`; unset: none. */
   admin?: ServiceAdminOptions;
+  /**
+   * Bearer authentication (docs/orders-api.md): `{ mode: 'jwt', ... }`, or `{ mode: 'off' }` for
+   * local development (it warns). Unset: routes are open and the plugin warns.
+   */
+  auth?: AuthOptions;
 }
 
 /** Kafka settings of the Orders service: the library's; `topic` is the order category's. */
@@ -93,6 +99,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     ...(options.admin ? { admin: options.admin } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.auth ? { auth: options.auth } : {}),
   });
   return Object.assign(service, { handler });
 }

@@ -1,17 +1,21 @@
 /**
- * Entry point: `npm start -- [--role all|api|projector|relay] [--port N]`.
+ * Entry point: `npm start -- [--role all|api|projector|relay] [--port N] [--insecure-dev]`.
  *
  * Environment (read here and nowhere else): PORT (3000), DATABASE_URL (./data/tidemark.db),
  * KAFKA_BROKERS (unset: embedded, no Kafka), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000),
- * READY_MAX_LAG_EVENTS (unset: /ready ignores lag), ADMIN_CONSOLE (unset: no console; `local`:
- * the console at /admin, open to anyone who can reach the port, for a developer's machine).
+ * READY_MAX_LAG_EVENTS (unset: /ready ignores lag).
  * Kafka mode also reads the connection variables of docs/kafka-clusters.md (KAFKA_SSL,
  * KAFKA_SASL_*, ...) and KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6),
  * KAFKA_REPLICATION_FACTOR (the broker's), KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX
  * (tidemark-orders), KAFKA_GROUP_INSTANCE_ID (unset: dynamic membership).
+ * Authentication (README, docs/orders-api.md): AUTH_JWKS_URL or AUTH_SECRET, with AUTH_ISSUER and
+ * AUTH_AUDIENCE; AUTH_ROLES_CLAIM (roles), AUTH_ALGORITHMS, AUTH_CLOCK_TOLERANCE_SECONDS (30).
+ * With neither key setting the service starts only when told it is for local development
+ * (`--insecure-dev`, which `npm start` passes, or TIDEMARK_AUTH=off), and then it is open.
  */
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import type { AuthOptions } from 'tidemark/http';
 import { kafkaFromEnv, serve, type ServiceKafkaOptions } from 'tidemark/service';
 import { ALL_ROLES, createOrdersService, type Role } from './app.ts';
 
@@ -20,21 +24,25 @@ const { values } = parseArgs({
     role: { type: 'string', default: 'all' },
     port: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
+    'insecure-dev': { type: 'boolean' },
   },
 });
 
 if (values.help) {
   process.stdout.write(`Tidemark Orders reference service
 
-  npm start -- [--role all|api|projector|relay] [--port N]
+  npm start -- [--role all|api|projector|relay] [--port N] [--insecure-dev]
 
 Environment: PORT (3000), DATABASE_URL (./data/tidemark.db; or postgres://...),
 KAFKA_BROKERS (unset: embedded mode), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000),
-READY_MAX_LAG_EVENTS (unset: /ready ignores projection lag),
-ADMIN_CONSOLE (local: the admin console at /admin, open, for local development)
+READY_MAX_LAG_EVENTS (unset: /ready ignores projection lag)
 Kafka mode: KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6), KAFKA_REPLICATION_FACTOR,
 KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX (tidemark-orders), KAFKA_GROUP_INSTANCE_ID,
 and KAFKA_SSL / KAFKA_SASL_* (docs/kafka-clusters.md)
+Authentication: AUTH_JWKS_URL or AUTH_SECRET (32+ bytes), AUTH_ISSUER, AUTH_AUDIENCE,
+AUTH_ROLES_CLAIM (roles), AUTH_ALGORITHMS, AUTH_CLOCK_TOLERANCE_SECONDS (30).
+Without them the service refuses to start, unless started for local development
+(--insecure-dev, as npm start does, or TIDEMARK_AUTH=off): then every route is open.
 `);
   process.exit(0);
 }
@@ -68,9 +76,52 @@ if (
   process.exit(2);
 }
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
-const adminConsole = process.env.ADMIN_CONSOLE || undefined;
-if (adminConsole !== undefined && adminConsole !== 'local') {
-  process.stderr.write(`ADMIN_CONSOLE takes 'local' (open, for local development)\n`);
+
+/**
+ * Authentication from the environment. Key settings win over `--insecure-dev` (which `npm start`
+ * always passes), so a service given keys never runs open by accident; without keys, only an
+ * explicit development switch opens it, and createAuthenticator warns that it did.
+ */
+function authFromEnv(env: NodeJS.ProcessEnv, insecureDev: boolean): AuthOptions {
+  const text = (name: string) => env[name]?.trim() || undefined;
+  const list = (name: string) =>
+    text(name)
+      ?.split(',')
+      .map((v) => v.trim())
+      .filter(Boolean);
+  const jwksUrl = text('AUTH_JWKS_URL');
+  const secret = text('AUTH_SECRET');
+  const switchedOff = text('TIDEMARK_AUTH');
+  if (switchedOff !== undefined && switchedOff !== 'off') {
+    throw new Error(`TIDEMARK_AUTH accepts only 'off' (got '${switchedOff}')`);
+  }
+  if (jwksUrl === undefined && secret === undefined) {
+    if (switchedOff === 'off' || insecureDev) return { mode: 'off' };
+    throw new Error(
+      'no authentication configured: set AUTH_JWKS_URL or AUTH_SECRET with AUTH_ISSUER and AUTH_AUDIENCE, or start for local development with --insecure-dev (npm start) or TIDEMARK_AUTH=off',
+    );
+  }
+  if (switchedOff === 'off') {
+    throw new Error('TIDEMARK_AUTH=off and AUTH_JWKS_URL/AUTH_SECRET are both set: choose one');
+  }
+  const tolerance = text('AUTH_CLOCK_TOLERANCE_SECONDS');
+  return {
+    mode: 'jwt',
+    ...(jwksUrl !== undefined ? { jwksUrl } : {}),
+    ...(secret !== undefined ? { secret } : {}),
+    issuer: list('AUTH_ISSUER') ?? [],
+    audience: list('AUTH_AUDIENCE') ?? [],
+    ...(text('AUTH_ROLES_CLAIM') ? { rolesClaim: text('AUTH_ROLES_CLAIM')! } : {}),
+    ...(list('AUTH_ALGORITHMS') ? { algorithms: list('AUTH_ALGORITHMS')! } : {}),
+    ...(tolerance !== undefined ? { clockToleranceSeconds: Number(tolerance) } : {}),
+  };
+}
+
+let auth: AuthOptions;
+try {
+  auth = authFromEnv(process.env, values['insecure-dev'] === true);
+} catch (error) {
+  process.stderr.write(`invalid authentication settings: ${(error as Error).message}\n`);
   process.exit(2);
 }
 
@@ -82,17 +133,33 @@ try {
   process.exit(2);
 }
 
-const service = await createOrdersService({
-  databaseUrl,
-  roles,
-  logger,
-  ...(consistencyTimeoutMs !== undefined ? { consistencyTimeoutMs } : {}),
-  ...(maxReadyLagEvents !== undefined ? { maxReadyLagEvents } : {}),
-  ...(kafka ? { kafka } : {}),
-  ...(adminConsole === 'local' ? { admin: { openForLocalDevelopment: true } } : {}),
-});
+let service: Awaited<ReturnType<typeof createOrdersService>>;
+try {
+  service = await createOrdersService({
+    databaseUrl,
+    roles,
+    logger,
+    auth,
+    ...(consistencyTimeoutMs !== undefined ? { consistencyTimeoutMs } : {}),
+    ...(maxReadyLagEvents !== undefined ? { maxReadyLagEvents } : {}),
+    ...(kafka ? { kafka } : {}),
+    // The admin console at /admin, behind the operator role (open in local development).
+    admin: {},
+  });
+} catch (error) {
+  // A bad authentication setting (a short secret, a missing issuer) is the operator's to fix.
+  if ((error as { code?: string }).code !== 'invalid_argument') throw error;
+  process.stderr.write(`invalid settings: ${(error as Error).message}\n`);
+  process.exit(2);
+}
 const address = await serve(service, { port, host: process.env.HOST ?? '127.0.0.1', logger });
 logger.info(
-  { address, roles, database: databaseUrl, kafka: kafka ? kafka.connection.brokers : undefined },
+  {
+    address,
+    roles,
+    database: databaseUrl,
+    kafka: kafka ? kafka.connection.brokers : undefined,
+    auth: auth.mode,
+  },
   'Tidemark Orders is listening',
 );

@@ -64,7 +64,7 @@ export interface AdminConsoleOptions {
    * Runs first on every API route (an `onRequest` hook): answer 401/403 there (the operator role). Required unless
    * `openForLocalDevelopment` is set.
    */
-  authorize?: (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
+  authorize?: (request: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
   /** No access check at all: for a developer's own machine only (logged at start). */
   openForLocalDevelopment?: boolean;
   /** How long a console rebuild keeps the old version's tables after the switch-over. Default 10 000 ms. */
