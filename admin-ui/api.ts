@@ -56,6 +56,8 @@ export interface VersionStatus {
   parked: number;
   gaps: number;
   running: boolean | null;
+  /** Kafka-fed: each partition's stored offset and end. */
+  partitions?: { topic: string; partition: number; offset: number; end: number; lag: number }[];
   lastError?: string;
   note?: string;
 }

@@ -34,7 +34,11 @@ export function LagChart(props: { title: string; unit: string; samples: Samples;
         width: Math.max(320, element.clientWidth),
         height: 200,
         legend: { show: true },
-        scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max)] } },
+        scales: {
+          // One sample has no span: show the minute before it.
+          x: { time: true, range: (_u, min, max) => (min === max ? [min - 60, max] : [min, max]) },
+          y: { range: (_u, _min, max) => [0, Math.max(1, max)] },
+        },
         axes: [{}, { label: props.unit, size: 60 }],
         series: [
           {},
@@ -55,7 +59,7 @@ export function LagChart(props: { title: string; unit: string; samples: Samples;
   useEffect(() => () => chart.current?.plot.destroy(), []);
 
   return (
-    <figure class="chart" data-testid={props.testId}>
+    <figure class="chart" data-testid={props.testId} data-samples={props.samples.times.length}>
       <figcaption>{props.title}</figcaption>
       <div ref={box} />
     </figure>

@@ -222,13 +222,7 @@ function ProjectionsPage({ overview }: { overview: Overview }) {
               <td>{p.feed}</td>
               <td>{p.running === null ? '–' : p.running ? 'runs' : 'not here'}</td>
               <td>
-                <Num value={p.position} />
-                {p.head !== undefined ? (
-                  <small>
-                    {' '}
-                    / <Num value={p.head} />
-                  </small>
-                ) : null}
+                <Position status={p} />
               </td>
               <td class="lag-events">
                 <Num value={p.lagEvents} />
@@ -291,6 +285,38 @@ function ProjectionsPage({ overview }: { overview: Overview }) {
       <Rebuilds jobs={value?.rebuilds ?? []} />
       {overview.relay ? <Relay /> : null}
     </section>
+  );
+}
+
+/** Store-fed: log position of head; Kafka-fed: stored offsets of partition ends, summed. */
+function Position({ status }: { status: VersionStatus }) {
+  if (status.partitions) {
+    let offset = 0;
+    let end = 0;
+    for (const p of status.partitions) {
+      offset += p.offset;
+      end += p.end;
+    }
+    return (
+      <span title={`offsets over ${status.partitions.length} partitions`}>
+        <Num value={offset} />
+        <small>
+          {' '}
+          / <Num value={end} /> offsets
+        </small>
+      </span>
+    );
+  }
+  return (
+    <>
+      <Num value={status.position} />
+      {status.head !== undefined ? (
+        <small>
+          {' '}
+          / <Num value={status.head} />
+        </small>
+      ) : null}
+    </>
   );
 }
 

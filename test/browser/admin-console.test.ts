@@ -6,9 +6,7 @@
 //
 // With TIDEMARK_SCREENSHOTS=docs/images it also saves the screenshots of docs/operations.md.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { createOrder, poisonOrderDetails, startConsoleService } from '../support/admin.ts';
@@ -16,7 +14,6 @@ import { openBrowser, type TestBrowser } from '../support/browser.ts';
 import { json, type TestService } from '../support/orders.ts';
 
 const poison = poisonOrderDetails();
-const shots = process.env.TIDEMARK_SCREENSHOTS;
 let service: TestService;
 let browser: TestBrowser;
 let base: string;
@@ -28,11 +25,7 @@ async function api<T>(path: string): Promise<T> {
   return (await answer.json()) as T;
 }
 
-async function screenshot(name: string) {
-  if (!shots) return;
-  mkdirSync(shots, { recursive: true });
-  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
-}
+const screenshot = (name: string) => browser.screenshot(name);
 
 before(async () => {
   service = await startConsoleService();
@@ -74,6 +67,7 @@ describe('admin console in Chromium', () => {
     await rows.nth(2).waitFor();
     // The chart draws once a sample is in.
     await page.locator('[data-testid=chart-events] canvas').waitFor();
+    await page.locator('[data-testid=chart-events][data-samples="4"]').waitFor();
     const answer = await api<{
       projections: {
         name: string;

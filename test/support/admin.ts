@@ -56,7 +56,7 @@ export async function startConsoleService(
 
 /** Creates an order through the service's HTTP API; resolves with its id. */
 export async function createOrder(
-  service: TestService,
+  service: Pick<TestService, 'app'>,
   orderId: string,
   customerId = 'customer-1',
 ): Promise<string> {

@@ -3,7 +3,7 @@
  * driven by playwright-core. Nothing is downloaded: no browser of Playwright's own, no network
  * access of the browser's own (background networking, component updates and sync are off).
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -15,6 +15,8 @@ export interface TestBrowser {
   page: Page;
   /** Errors the page reported (uncaught exceptions, console errors, failed requests). */
   errors: string[];
+  /** With TIDEMARK_SCREENSHOTS=<folder> (docs/images): saves the page as <folder>/<name>.png. */
+  screenshot(name: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -54,6 +56,12 @@ export async function openBrowser(): Promise<TestBrowser> {
     context,
     page,
     errors,
+    async screenshot(name) {
+      const folder = process.env.TIDEMARK_SCREENSHOTS;
+      if (!folder) return;
+      mkdirSync(folder, { recursive: true });
+      await page.screenshot({ path: join(folder, `${name}.png`), fullPage: true });
+    },
     async close() {
       await context.close();
       rmSync(profile, { recursive: true, force: true });
