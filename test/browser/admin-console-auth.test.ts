@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { listParked } from 'tidemark';
-import { createOrder, poisonOrderDetails } from '../support/admin.ts';
+import { poisonOrderDetails } from '../support/admin.ts';
 import { openBrowser, type TestBrowser } from '../support/browser.ts';
 import { startTestService, type TestService } from '../support/orders.ts';
 
