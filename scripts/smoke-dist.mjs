@@ -96,12 +96,25 @@ const order = await read.json();
 if (read.status !== 200 || read.headers.get('consistency') !== 'fresh' || order.lines?.length !== 1)
   fail(`GET /orders/${body.orderId}: ${read.status} ${JSON.stringify(order)}`);
 
+// The admin console: its page and assets come from dist (copied by npm run build), its API is
+// behind the operator role.
+const page = await fetch(`${address}/admin`);
+const html = await page.text();
+const script = html.match(/src="([^"]+console\.js[^"]*)"/)?.[1];
+if (page.status !== 200 || !script) fail(`GET /admin answered ${page.status}`);
+const asset = await fetch(`${address}${script}`);
+if (asset.status !== 200 || (await asset.text()).length < 1000)
+  fail(`GET ${script} answered ${asset.status}`);
+const consoleApi = await fetch(`${address}/admin/api/projections`);
+if (consoleApi.status !== 401)
+  fail(`GET /admin/api/projections without a token answered ${consoleApi.status}`);
+
 stopping = true;
 child.kill('SIGTERM');
 const code = await exited;
 if (code !== 0) fail(`the compiled service exited with ${code} after SIGTERM`);
 console.log(
-  `[smoke] compiled service with bearer authentication: refused a request without a token, created and read order ${body.orderId}, stopped cleanly`,
+  `[smoke] compiled service with bearer authentication: refused a request without a token, created and read order ${body.orderId}, served the admin console (its API refused without a token), stopped cleanly`,
 );
 
 // deployedCodeVersion is there only when the config's projections were loaded.
