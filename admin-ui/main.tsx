@@ -71,6 +71,18 @@ function Problem({ error }: { error: Error | undefined }) {
   );
 }
 
+function Head({ columns }: { columns: string[] }) {
+  return (
+    <thead>
+      <tr>
+        {columns.map((c, i) => (
+          <th key={i}>{c}</th>
+        ))}
+      </tr>
+    </thead>
+  );
+}
+
 function Num({ value }: { value: number | null | undefined }) {
   return <>{value === null || value === undefined ? '–' : value.toLocaleString('en')}</>;
 }
@@ -183,21 +195,21 @@ function ProjectionsPage({ overview }: { overview: Overview }) {
       </p>
       <Problem error={error} />
       <table data-testid="projections">
-        <thead>
-          <tr>
-            <th>projection</th>
-            <th>version</th>
-            <th>state</th>
-            <th>feed</th>
-            <th>here</th>
-            <th>position</th>
-            <th>lag (events)</th>
-            <th>lag (s)</th>
-            <th>parked</th>
-            <th>gaps</th>
-            <th>note</th>
-          </tr>
-        </thead>
+        <Head
+          columns={[
+            'projection',
+            'version',
+            'state',
+            'feed',
+            'here',
+            'position',
+            'lag (events)',
+            'lag (s)',
+            'parked',
+            'gaps',
+            'note',
+          ]}
+        />
         <tbody>
           {rows.map((p) => (
             <tr
@@ -324,17 +336,9 @@ function Rebuilds({ jobs }: { jobs: RebuildJob[] }) {
   if (jobs.length === 0) return <p class="hint">No rebuild started from this process.</p>;
   return (
     <table data-testid="rebuilds">
-      <thead>
-        <tr>
-          <th>projection</th>
-          <th>version</th>
-          <th>from</th>
-          <th>state</th>
-          <th>progress</th>
-          <th>started</th>
-          <th>dropped</th>
-        </tr>
-      </thead>
+      <Head
+        columns={['projection', 'version', 'from', 'state', 'progress', 'started', 'dropped']}
+      />
       <tbody>
         {jobs.map((j) => (
           <tr key={j.id} data-rebuild={j.id} data-state={j.state} data-version={j.version}>
@@ -413,16 +417,7 @@ function Relay() {
             <>
               <h3>Streams the relay holds back (an event too big to publish)</h3>
               <table>
-                <thead>
-                  <tr>
-                    <th>stream</th>
-                    <th>version</th>
-                    <th>position</th>
-                    <th>type</th>
-                    <th>bytes</th>
-                    <th>limit</th>
-                  </tr>
-                </thead>
+                <Head columns={['stream', 'version', 'position', 'type', 'bytes', 'limit']} />
                 <tbody>
                   {value.parked.map((p) => (
                     <tr key={p.streamId}>
@@ -545,17 +540,7 @@ function ParkedPage({ overview, query }: { overview: Overview; query: URLSearchP
               </button>
             </header>
             <table>
-              <thead>
-                <tr>
-                  <th>version</th>
-                  <th>type</th>
-                  <th>reason</th>
-                  <th>attempts</th>
-                  <th>error</th>
-                  <th>parked</th>
-                  <th />
-                </tr>
-              </thead>
+              <Head columns={['version', 'type', 'reason', 'attempts', 'error', 'parked', '']} />
               <tbody>
                 {events.map((p) => (
                   <tr key={p.event.eventId} data-event={p.event.eventId}>
@@ -601,10 +586,13 @@ function StreamsPage({ query }: { query: URLSearchParams }) {
   const prefix = query.get('prefix') ?? '';
   const [text, setText] = useState(prefix);
   const { value, error } = usePoll(
-    () =>
-      api<{
+    async () => ({
+      // The answer says which search it answers: the table shows it (a page signal for tests).
+      prefix,
+      ...(await api<{
         streams: { streamId: string; version: number; position: number; updatedAt: string }[];
-      }>(`/streams?limit=100${prefix ? `&prefix=${enc(prefix)}` : ''}`),
+      }>(`/streams?limit=100${prefix ? `&prefix=${enc(prefix)}` : ''}`)),
+    }),
     [prefix],
     0,
   );
@@ -627,15 +615,8 @@ function StreamsPage({ query }: { query: URLSearchParams }) {
         <button type="submit">Search</button>
       </form>
       <Problem error={error} />
-      <table data-testid="streams">
-        <thead>
-          <tr>
-            <th>stream</th>
-            <th>version</th>
-            <th>last position</th>
-            <th>updated</th>
-          </tr>
-        </thead>
+      <table data-testid="streams" data-prefix={value?.prefix}>
+        <Head columns={['stream', 'version', 'last position', 'updated']} />
         <tbody>
           {(value?.streams ?? []).map((s) => (
             <tr key={s.streamId} data-stream={s.streamId}>
@@ -696,16 +677,9 @@ function StreamPage({ streamId }: { streamId: string }) {
         <div class="stream">
           <div class="events">
             <table data-testid="events">
-              <thead>
-                <tr>
-                  <th>version</th>
-                  <th>position</th>
-                  <th>type</th>
-                  <th>schema</th>
-                  <th>recorded</th>
-                  <th>data and metadata</th>
-                </tr>
-              </thead>
+              <Head
+                columns={['version', 'position', 'type', 'schema', 'recorded', 'data and metadata']}
+              />
               <tbody>
                 {value.events.map((e) => (
                   <tr

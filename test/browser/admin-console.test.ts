@@ -142,7 +142,7 @@ describe('admin console in Chromium', () => {
     await page.click('a[href="#/streams"]');
     await page.fill('input[name=prefix]', 'order-a-');
     await page.click('form.search button');
-    await page.locator('table[data-testid=streams] tr[data-stream="order-a-1002"]').waitFor();
+    await page.locator('table[data-testid=streams][data-prefix="order-a-"]').waitFor();
     const shown = await page
       .locator('table[data-testid=streams] tbody tr')
       .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-stream')));
