@@ -74,19 +74,7 @@ export interface AdminConsoleOptions {
   logger?: Logger;
 }
 
-/** The problem codes the console's API answers with, besides the shared ones (docs/errors.md). */
-export const ADMIN_PROBLEM_CODES = {
-  unknown_projection: 404,
-  parked_not_found: 404,
-  retry_failed: 409,
-  rebuild_in_progress: 409,
-  rebuild_not_found: 404,
-  version_not_found: 404,
-  state_not_available: 404,
-  relay_not_configured: 404,
-} as const;
-
-export type AdminProblemCode = keyof typeof ADMIN_PROBLEM_CODES;
+export { ADMIN_PROBLEM_CODES, type AdminProblemCode } from './problems.ts';
 
 const ASSETS = new URL('./assets/', import.meta.url);
 

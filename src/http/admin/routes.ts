@@ -15,8 +15,8 @@ import {
 } from '../../index.ts';
 import { HttpProblem } from '../problem.ts';
 import type { JsonSchema } from '../validation.ts';
-import type { AdminConsoleOptions, AdminProblemCode } from './plugin.ts';
-import { ADMIN_PROBLEM_CODES } from './plugin.ts';
+import type { AdminConsoleOptions } from './plugin.ts';
+import { adminProblem as fail } from './problems.ts';
 import type { RebuildJobs } from './rebuilds.ts';
 
 interface Context {
@@ -25,9 +25,6 @@ interface Context {
   rebuilds: RebuildJobs;
   refreshMs: number;
 }
-
-const fail = (code: AdminProblemCode, title: string, detail: string) =>
-  new HttpProblem(ADMIN_PROBLEM_CODES[code], code, title, detail);
 
 const maxInt = Number.MAX_SAFE_INTEGER;
 const name = { type: 'string', minLength: 1, maxLength: 200 };
