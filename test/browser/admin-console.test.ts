@@ -52,6 +52,15 @@ before(async () => {
     url: '/orders/broken-1/items',
     ...json({ sku: 'sku-9', quantity: 1, unitPriceCents: 500 }),
   });
+  // A second one, whose added item the operator will decide never to apply.
+  poison.orders.add('broken-2');
+  await createOrder(service, 'broken-2', 'dan');
+  await service.app.inject({
+    method: 'POST',
+    url: '/orders/broken-2/items',
+    ...json({ sku: 'sku-bad', quantity: 1, unitPriceCents: 1 }),
+  });
+  await service.app.inject({ method: 'POST', url: '/orders/broken-2/confirm' });
   assert.equal(await service.projections!.whenCaughtUp(10_000), true);
 });
 
@@ -99,7 +108,11 @@ describe('admin console in Chromium', () => {
         parked,
       })),
     );
-    assert.equal(shown.find((r) => r.name === 'order-details')!.parked, 2);
+    assert.equal(
+      shown.find((r) => r.name === 'order-details')!.parked,
+      2 + 3,
+      'two poisoned orders',
+    );
     await screenshot('admin-projections');
   });
 
@@ -132,10 +145,39 @@ describe('admin console in Chromium', () => {
     poison.fixed = true;
     await stream.locator('[data-testid=retry]').click();
     await page.getByText('applied 2 parked event(s) of order-broken-1').waitFor();
-    await page.locator('[data-testid=no-parked]').waitFor();
+    await stream.waitFor({ state: 'detached' });
     const order = await fetch(`${base}/orders/broken-1`);
     assert.equal(order.status, 200);
     assert.equal(((await order.json()) as { version: number }).version, 2);
+  });
+
+  it('skips an event for good, then retries the rest of its stream', async () => {
+    const stream = page.locator('[data-testid=parked-stream][data-stream="order-broken-2"]');
+    await stream.waitFor();
+    const { parked } = await api<{ parked: { event: { eventId: string; type: string } }[] }>(
+      '/parked?stream=order-broken-2',
+    );
+    assert.deepEqual(
+      parked.map((p) => p.event.type),
+      ['OrderCreated', 'ItemAdded', 'OrderConfirmed'],
+    );
+    const added = parked[1]!.event.eventId;
+    await stream.locator(`tr[data-event="${added}"] [data-testid=skip]`).click();
+    await page.getByText(`skipped ${added}; retry order-broken-2 to apply the rest`).waitFor();
+    await stream.locator(`tr[data-event="${added}"]`).waitFor({ state: 'detached' });
+    await stream.locator('[data-testid=retry]').click();
+    await page.getByText('applied 2 parked event(s) of order-broken-2').waitFor();
+    await page.locator('[data-testid=no-parked]').waitFor();
+    const order = (await (await fetch(`${base}/orders/broken-2`)).json()) as {
+      status: string;
+      lines: { sku: string }[];
+    };
+    assert.equal(order.status, 'confirmed');
+    assert.deepEqual(
+      order.lines.map((l) => l.sku),
+      ['sku-1'],
+      'the skipped item was never applied',
+    );
   });
 
   it('browses a stream: its events with metadata, and its state at any version', async () => {
