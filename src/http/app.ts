@@ -44,5 +44,5 @@ export function createHttpApp(options: HttpAppOptions = {}): FastifyInstance {
       problem(404, 'route_not_found', 'Not found', `no route for ${request.method} ${request.url}`),
     ),
   );
-  return app as unknown as FastifyInstance;
+  return app;
 }

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
+import Fastify from 'fastify';
 import { collectDefaultMetrics } from 'prom-client';
 import { Registry } from 'tidemark/service';
 import { createOrdersService } from '../../examples/orders/src/app.ts';
@@ -74,6 +75,32 @@ describe('createService', () => {
       assert.equal(own.metrics, registry, 'the service serves the application’s registry');
     } finally {
       await own.stop();
+    }
+  });
+
+  it('mounts its routes in an application of one’s own, under a prefix', async () => {
+    const service = await createOrdersService({ databaseUrl: join(dir, 'mounted.db') });
+    const host = Fastify();
+    host.get('/', async () => ({ home: true }));
+    await host.register(service.plugin, { prefix: '/shop' });
+    try {
+      await service.start();
+      const created = await host.inject({
+        method: 'POST',
+        url: '/shop/orders',
+        payload: { customerId: 'c', lines: [] },
+      });
+      assert.equal(created.statusCode, 201, created.body);
+      const read = await host.inject({
+        url: `/shop/orders/${created.json().orderId}`,
+        headers: { 'consistency-token': String(created.headers['consistency-token']) },
+      });
+      assert.equal(read.headers.consistency, 'fresh');
+      assert.deepEqual((await host.inject({ url: '/' })).json(), { home: true });
+      assert.equal((await host.inject({ url: '/shop/ready' })).statusCode, 200);
+    } finally {
+      await host.close();
+      await service.stop();
     }
   });
 

@@ -36,16 +36,12 @@ const balances = defineProjection<Event>({
   },
   async apply(event, { sql, table }) {
     const id = event.streamId.slice('account-'.length);
-    if (event.type === 'Opened')
-      await sql.execute(`INSERT INTO ${table('balances')} VALUES ($1, $2, 0)`, [
-        id,
-        event.data.owner,
-      ]);
-    else
-      await sql.execute(
-        `UPDATE ${table('balances')} SET balance_cents = balance_cents + $2 WHERE account_id = $1`,
-        [id, event.data.amountCents],
-      );
+    await sql.execute(
+      event.type === 'Opened'
+        ? `INSERT INTO ${table('balances')} VALUES ($1, $2, 0)`
+        : `UPDATE ${table('balances')} SET balance_cents = balance_cents + $2 WHERE account_id = $1`,
+      [id, event.type === 'Opened' ? event.data.owner : event.data.amountCents],
+    );
   },
 });
 
@@ -53,13 +49,17 @@ const params = {
   type: 'object',
   properties: { id: { type: 'string', pattern: '^[a-z0-9-]{1,40}$' } },
 };
+const object = <T>(properties: Record<string, object>) =>
+  schemaOf<T>({ type: 'object', required: Object.keys(properties), properties });
+const streamId = (r: { params: { id: string } }) => `account-${r.params.id}`;
+const response = (result: { nextExpectedVersion: number }) => ({
+  version: result.nextExpectedVersion,
+});
 
-export interface AccountsOptions {
+export const createAccountsService = (options: {
   storage: string;
   kafka?: ServiceKafkaOptions | undefined;
-}
-
-export const createAccountsService = (options: AccountsOptions) =>
+}) =>
   createService({
     name: 'accounts',
     storage: options.storage,
@@ -67,58 +67,44 @@ export const createAccountsService = (options: AccountsOptions) =>
     ...(options.kafka ? { kafka: options.kafka } : {}),
     routes: ({ store, readModels }) => {
       const handler = new CommandHandler({ decider: account, store });
-      const answer = (result: { nextExpectedVersion: number }) => ({
-        version: result.nextExpectedVersion,
+      const commands = [
+        commandRoute({
+          method: 'PUT',
+          url: '/accounts/:id',
+          params,
+          body: object<{ owner: string }>({ owner: { type: 'string', minLength: 1 } }),
+          handler,
+          requireStream: false,
+          successStatus: 201,
+          streamId,
+          command: (r) => ({ type: 'Open', data: { owner: r.body.owner } }),
+          response,
+        }),
+        commandRoute({
+          method: 'POST',
+          url: '/accounts/:id/deposits',
+          params,
+          body: object<{ amountCents: number }>({ amountCents: { type: 'integer', minimum: 1 } }),
+          handler,
+          streamId,
+          command: (r) => ({ type: 'Deposit', data: { amountCents: r.body.amountCents } }),
+          response,
+        }),
+      ];
+      const balance = queryRoute({
+        url: '/accounts/:id',
+        params,
+        projections: ['balances'],
+        handler: async ({ params }) => {
+          const table = await readModels.table('balances', 'balances');
+          const [row] = await readModels.query<{ owner: string; balance_cents: number }>(
+            `SELECT owner, balance_cents FROM ${table} WHERE account_id = $1`,
+            [params.id],
+          );
+          if (!row) throw new HttpProblem(404, 'account_not_found', 'Account not found');
+          return { id: params.id, owner: row.owner, balanceCents: Number(row.balance_cents) };
+        },
       });
-      return {
-        commands: [
-          commandRoute({
-            method: 'PUT',
-            url: '/accounts/:id',
-            params,
-            body: schemaOf<{ owner: string }>({
-              type: 'object',
-              required: ['owner'],
-              properties: { owner: { type: 'string', minLength: 1 } },
-            }),
-            handler,
-            requireStream: false,
-            successStatus: 201,
-            streamId: (r) => `account-${r.params.id}`,
-            command: (r) => ({ type: 'Open', data: { owner: r.body.owner } }),
-            response: answer,
-          }),
-          commandRoute({
-            method: 'POST',
-            url: '/accounts/:id/deposits',
-            params,
-            body: schemaOf<{ amountCents: number }>({
-              type: 'object',
-              required: ['amountCents'],
-              properties: { amountCents: { type: 'integer', minimum: 1 } },
-            }),
-            handler,
-            streamId: (r) => `account-${r.params.id}`,
-            command: (r) => ({ type: 'Deposit', data: { amountCents: r.body.amountCents } }),
-            response: answer,
-          }),
-        ],
-        queries: [
-          queryRoute({
-            url: '/accounts/:id',
-            params,
-            projections: ['balances'],
-            handler: async ({ params }) => {
-              const table = await readModels.table('balances', 'balances');
-              const [row] = await readModels.query<{ owner: string; balance_cents: number }>(
-                `SELECT owner, balance_cents FROM ${table} WHERE account_id = $1`,
-                [params.id],
-              );
-              if (!row) throw new HttpProblem(404, 'account_not_found', 'Account not found');
-              return { id: params.id, owner: row.owner, balanceCents: Number(row.balance_cents) };
-            },
-          }),
-        ],
-      };
+      return { commands, queries: [balance] };
     },
   });
