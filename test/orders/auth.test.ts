@@ -248,8 +248,22 @@ describe('bearer authentication (JWKS)', () => {
     });
     assert.match(
       refused.headers.get('www-authenticate') ?? '',
-      /^Bearer error="insufficient_scope"/,
+      /^Bearer error="insufficient_scope", error_description="[^"\\]+", scope="writer"$/,
     );
+  });
+
+  it('a subject with quotes, line breaks or non-ASCII still gets a clean 403 challenge', async () => {
+    const refused = await call('POST', '/orders', {
+      bearer: await token({ sub: 'Zoë "the reader"\r\nX-Evil: 1', roles: ['reader'] }),
+      body: newOrder(),
+    });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.headers.get('x-evil'), null);
+    assert.match(
+      refused.headers.get('www-authenticate') ?? '',
+      /^Bearer error="insufficient_scope", error_description="[\x20\x21\x23-\x5b\x5d-\x7e]+", scope="writer"$/,
+    );
+    assert.equal(refused.body.code, 'forbidden');
   });
 
   it('a refused command on an existing order leaves its stream as it was', async () => {
