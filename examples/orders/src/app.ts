@@ -8,6 +8,7 @@ import type { AuthOptions } from 'tidemark/http';
 import {
   ALL_ROLES,
   createService,
+  type Registry,
   type Role,
   type Service,
   type ServiceKafkaOptions,
@@ -32,6 +33,8 @@ export interface OrdersServiceOptions {
   /** Readiness fails when a projection lags more than this many events. Default: never. */
   maxReadyLagEvents?: number;
   logger?: Logger;
+  /** The prom-client registry for the service's metrics. Default: one of its own. */
+  metrics?: Registry;
   /** Kafka mode (main.ts reads it from KAFKA_* variables); unset: embedded. */
   kafka?: OrdersKafkaOptions;
   /**
@@ -41,10 +44,11 @@ export interface OrdersServiceOptions {
   auth?: AuthOptions;
 }
 
-/** Kafka settings of the Orders service: the library's, with the one topic of orders. */
+/** Kafka settings of the Orders service: the library's; `topic` is the order category's. */
 export interface OrdersKafkaOptions extends Omit<ServiceKafkaOptions, 'topics'> {
   /** The topic of the `order` category. Default `order-events`. */
   topic?: string;
+  topics?: ServiceKafkaOptions['topics'];
 }
 
 export interface OrdersService extends Service {
@@ -72,7 +76,9 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       };
     },
     ...(options.roles ? { roles: options.roles } : {}),
-    ...(kafka ? { kafka: { ...kafka, topics: { order: kafka.topic ?? 'order-events' } } } : {}),
+    ...(kafka
+      ? { kafka: { ...kafka, topics: kafka.topics ?? { order: kafka.topic ?? 'order-events' } } }
+      : {}),
     http: {
       openapi: {
         title: 'Tidemark Orders',
@@ -86,6 +92,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     readiness:
       options.maxReadyLagEvents !== undefined ? { maxLagEvents: options.maxReadyLagEvents } : {},
     ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
     ...(options.auth ? { auth: options.auth } : {}),
   });
   return Object.assign(service, { handler });
