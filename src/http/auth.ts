@@ -385,21 +385,27 @@ function rolesIn(payload: JWTPayload, path: readonly string[]): string[] {
   return [];
 }
 
+/**
+ * RFC 6750 §3 allows only %x20-21 / %x23-5B / %x5D-7E inside these quoted values (no quote, no
+ * backslash, nothing outside visible ASCII). A token's subject can hold anything, and a header
+ * value Node refuses would turn a 403 into a 500.
+ */
+const quotable = (text: string) => text.replace(/[^\x20\x21\x23-\x5b\x5d-\x7e]/g, '?');
+
 /** Answers a refusal: problem+json with the RFC 6750 challenge. */
 function refuse(
   reply: FastifyReply,
   error: AuthenticationError | AuthorizationError,
   instance: string,
 ) {
-  // error_description may not hold '"' or '\' (RFC 6750 §3); the messages above have neither.
-  const description = error.message.replace(/["\\]/g, "'");
   const challenge =
     error instanceof AuthorizationError
-      ? `Bearer error="insufficient_scope", error_description="${description}"`
+      ? // §3: `scope` names what would be enough (here: any one of these roles).
+        `Bearer error="insufficient_scope", error_description="${quotable(error.message)}", scope="${quotable(error.required.join(' '))}"`
       : error.reason === 'missing'
         ? // §3.1: a request without credentials gets a challenge without an error code.
           'Bearer'
-        : `Bearer error="invalid_token", error_description="${description}"`;
+        : `Bearer error="invalid_token", error_description="${quotable(error.message)}"`;
   const body = problemForTidemarkError(error, false);
   return sendProblem(reply.header('www-authenticate', challenge), { ...body, instance });
 }

@@ -20,6 +20,7 @@ import {
 } from 'jose';
 import { isTidemarkError, type Logger } from 'tidemark';
 import { createAuthenticator } from 'tidemark/http';
+import { authFromEnv } from 'tidemark/service';
 import { startServiceProcess } from '../support/process.ts';
 import { startTestService, type TestService } from '../support/orders.ts';
 
@@ -248,8 +249,22 @@ describe('bearer authentication (JWKS)', () => {
     });
     assert.match(
       refused.headers.get('www-authenticate') ?? '',
-      /^Bearer error="insufficient_scope"/,
+      /^Bearer error="insufficient_scope", error_description="[^"\\]+", scope="writer"$/,
     );
+  });
+
+  it('a subject with quotes, line breaks or non-ASCII still gets a clean 403 challenge', async () => {
+    const refused = await call('POST', '/orders', {
+      bearer: await token({ sub: 'Zoë "the reader"\r\nX-Evil: 1', roles: ['reader'] }),
+      body: newOrder(),
+    });
+    assert.equal(refused.status, 403);
+    assert.equal(refused.headers.get('x-evil'), null);
+    assert.match(
+      refused.headers.get('www-authenticate') ?? '',
+      /^Bearer error="insufficient_scope", error_description="[\x20\x21\x23-\x5b\x5d-\x7e]+", scope="writer"$/,
+    );
+    assert.equal(refused.body.code, 'forbidden');
   });
 
   it('a refused command on an existing order leaves its stream as it was', async () => {
@@ -516,6 +531,34 @@ describe('bearer authentication (shared secret)', () => {
         () => createAuthenticator(options as never),
         (error) => isTidemarkError(error, 'invalid_argument'),
         JSON.stringify(options),
+      );
+    }
+  });
+});
+
+describe('authFromEnv: settings from the environment', () => {
+  const keys = { AUTH_SECRET: 's'.repeat(32), AUTH_ISSUER: 'a, b', AUTH_AUDIENCE: 'orders' };
+  it('keys win over the development switch; lists are comma-separated', () => {
+    assert.deepEqual(authFromEnv({ ...keys, AUTH_ROLES_CLAIM: 'scope' }, { insecureDev: true }), {
+      mode: 'jwt',
+      secret: 's'.repeat(32),
+      issuer: ['a', 'b'],
+      audience: ['orders'],
+      rolesClaim: 'scope',
+    });
+  });
+  it('off only when asked for, and never beside keys', () => {
+    assert.deepEqual(authFromEnv({}, { insecureDev: true }), { mode: 'off' });
+    assert.deepEqual(authFromEnv({ TIDEMARK_AUTH: 'off' }), { mode: 'off' });
+    for (const [env, insecureDev] of [
+      [{}, false],
+      [{ ...keys, TIDEMARK_AUTH: 'off' }, false],
+      [{ TIDEMARK_AUTH: 'no' }, true],
+    ] as const) {
+      assert.throws(
+        () => authFromEnv(env, { insecureDev }),
+        (error) => isTidemarkError(error, 'invalid_argument'),
+        JSON.stringify(env),
       );
     }
   });

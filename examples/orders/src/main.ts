@@ -8,15 +8,16 @@
  * KAFKA_SASL_*, ...) and KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6),
  * KAFKA_REPLICATION_FACTOR (the broker's), KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX
  * (tidemark-orders), KAFKA_GROUP_INSTANCE_ID (unset: dynamic membership).
- * Authentication (README, docs/orders-api.md): AUTH_JWKS_URL or AUTH_SECRET, with AUTH_ISSUER and
- * AUTH_AUDIENCE; AUTH_ROLES_CLAIM (roles), AUTH_ALGORITHMS, AUTH_CLOCK_TOLERANCE_SECONDS (30).
- * With neither key setting the service starts only when told it is for local development
- * (`--insecure-dev`, which `npm start` passes, or TIDEMARK_AUTH=off), and then it is open.
+ * Authentication (`authFromEnv`; README, docs/orders-api.md): AUTH_JWKS_URL or AUTH_SECRET, with
+ * AUTH_ISSUER and AUTH_AUDIENCE; AUTH_ROLES_CLAIM (roles), AUTH_ALGORITHMS,
+ * AUTH_CLOCK_TOLERANCE_SECONDS (30). With neither key the service starts only when told it is for
+ * local development (`--insecure-dev`, which `npm start` passes, or TIDEMARK_AUTH=off), and then
+ * it is open.
  */
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import type { AuthOptions } from 'tidemark/http';
-import { kafkaFromEnv, serve, type ServiceKafkaOptions } from 'tidemark/service';
+import { authFromEnv, kafkaFromEnv, serve, type ServiceKafkaOptions } from 'tidemark/service';
 import { ALL_ROLES, createOrdersService, type Role } from './app.ts';
 
 const { values } = parseArgs({
@@ -77,49 +78,9 @@ if (
 }
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
 
-/**
- * Authentication from the environment. Key settings win over `--insecure-dev` (which `npm start`
- * always passes), so a service given keys never runs open by accident; without keys, only an
- * explicit development switch opens it, and createAuthenticator warns that it did.
- */
-function authFromEnv(env: NodeJS.ProcessEnv, insecureDev: boolean): AuthOptions {
-  const text = (name: string) => env[name]?.trim() || undefined;
-  const list = (name: string) =>
-    text(name)
-      ?.split(',')
-      .map((v) => v.trim())
-      .filter(Boolean);
-  const jwksUrl = text('AUTH_JWKS_URL');
-  const secret = text('AUTH_SECRET');
-  const switchedOff = text('TIDEMARK_AUTH');
-  if (switchedOff !== undefined && switchedOff !== 'off') {
-    throw new Error(`TIDEMARK_AUTH accepts only 'off' (got '${switchedOff}')`);
-  }
-  if (jwksUrl === undefined && secret === undefined) {
-    if (switchedOff === 'off' || insecureDev) return { mode: 'off' };
-    throw new Error(
-      'no authentication configured: set AUTH_JWKS_URL or AUTH_SECRET with AUTH_ISSUER and AUTH_AUDIENCE, or start for local development with --insecure-dev (npm start) or TIDEMARK_AUTH=off',
-    );
-  }
-  if (switchedOff === 'off') {
-    throw new Error('TIDEMARK_AUTH=off and AUTH_JWKS_URL/AUTH_SECRET are both set: choose one');
-  }
-  const tolerance = text('AUTH_CLOCK_TOLERANCE_SECONDS');
-  return {
-    mode: 'jwt',
-    ...(jwksUrl !== undefined ? { jwksUrl } : {}),
-    ...(secret !== undefined ? { secret } : {}),
-    issuer: list('AUTH_ISSUER') ?? [],
-    audience: list('AUTH_AUDIENCE') ?? [],
-    ...(text('AUTH_ROLES_CLAIM') ? { rolesClaim: text('AUTH_ROLES_CLAIM')! } : {}),
-    ...(list('AUTH_ALGORITHMS') ? { algorithms: list('AUTH_ALGORITHMS')! } : {}),
-    ...(tolerance !== undefined ? { clockToleranceSeconds: Number(tolerance) } : {}),
-  };
-}
-
 let auth: AuthOptions;
 try {
-  auth = authFromEnv(process.env, values['insecure-dev'] === true);
+  auth = authFromEnv(process.env, { insecureDev: values['insecure-dev'] === true });
 } catch (error) {
   process.stderr.write(`invalid authentication settings: ${(error as Error).message}\n`);
   process.exit(2);
@@ -147,7 +108,8 @@ try {
     admin: {},
   });
 } catch (error) {
-  // A bad authentication setting (a short secret, a missing issuer) is the operator's to fix.
+  // A bad authentication setting (a short secret, a missing issuer) is the operator's to fix;
+  // it is checked before storage is opened.
   if ((error as { code?: string }).code !== 'invalid_argument') throw error;
   process.stderr.write(`invalid settings: ${(error as Error).message}\n`);
   process.exit(2);
