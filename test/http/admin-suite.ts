@@ -371,6 +371,27 @@ export function adminApiSuite(backend: AdminSuiteBackend): void {
         headers: { 'content-type': 'text/plain' },
       });
       assert.equal(text.statusCode, 415);
+      // A browser on another site cannot make the console act (no preflight for a plain POST).
+      for (const headers of [
+        { 'sec-fetch-site': 'cross-site' },
+        { 'sec-fetch-site': 'same-site' },
+        { origin: 'http://elsewhere.example' },
+        { origin: 'null' },
+      ]) {
+        const answer = await service.app.inject({
+          method: 'POST',
+          url: '/admin/api/projections/order-list/rebuild',
+          headers,
+        });
+        assert.equal(answer.statusCode, 403, JSON.stringify(headers));
+        assert.equal((answer.json() as { code: string }).code, 'cross_origin_refused');
+      }
+      const own = await service.app.inject({
+        method: 'POST',
+        url: '/admin/api/projections/nope/rebuild',
+        headers: { origin: 'http://localhost:80', 'sec-fetch-site': 'same-origin' },
+      });
+      assert.equal((own.json() as { code: string }).code, 'unknown_projection', 'its own page may');
       assert.deepEqual(await ledgerState(), before);
       assert.equal(
         (await get<{ rebuilds: unknown[] }>('/admin/api/rebuilds')).body.rebuilds.length,

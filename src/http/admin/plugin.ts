@@ -30,6 +30,7 @@ import {
 import type { RelayInspection, RelayStatus } from '../../kafka/relay.ts';
 import { problemMapper, sendProblem } from '../problem.ts';
 import { createValidators, useStrictJson } from '../validation.ts';
+import { adminProblem } from './problems.ts';
 import { RebuildJobs } from './rebuilds.ts';
 import { registerAdminRoutes } from './routes.ts';
 
@@ -171,6 +172,7 @@ async function adminConsolePlugin(app: FastifyInstance, options: AdminConsoleOpt
     async (api) => {
       // First thing, before the body is read or validated: a caller without the role learns nothing.
       if (options.authorize) api.addHook('onRequest', options.authorize);
+      api.addHook('onRequest', refuseCrossOrigin);
       // The API's answers are about now: never cached.
       api.addHook('onSend', async (_request, reply) => {
         reply.header('cache-control', 'no-store');
@@ -179,6 +181,39 @@ async function adminConsolePlugin(app: FastifyInstance, options: AdminConsoleOpt
     },
     { prefix: '/api' },
   );
+}
+
+/**
+ * Actions only from the console's own origin. A page elsewhere can make a browser send a plain
+ * POST (no preflight) to a console it can reach, such as one open for local development on
+ * 127.0.0.1: browsers say where such a request comes from (`Sec-Fetch-Site`, `Origin`), and a
+ * request from another site is refused before it does anything. Clients that are not browsers
+ * send neither header and are not affected.
+ */
+async function refuseCrossOrigin(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (request.method === 'GET' || request.method === 'HEAD') return;
+  const site = request.headers['sec-fetch-site'];
+  const origin = request.headers.origin;
+  let foreign = site !== undefined && site !== 'same-origin' && site !== 'none';
+  if (!foreign && origin !== undefined) {
+    try {
+      // Compared as URLs of the same scheme, so a default port written or not is the same host.
+      const from = new URL(origin);
+      foreign = from.host !== new URL(`${from.protocol}//${request.headers.host ?? ''}`).host;
+    } catch {
+      foreign = true;
+    }
+  }
+  if (foreign) {
+    await sendProblem(reply, {
+      ...adminProblem(
+        'cross_origin_refused',
+        'Cross-origin request refused',
+        `actions are taken only from the console's own page (origin ${origin ?? 'unknown'}, fetch site ${site ?? 'unknown'})`,
+      ).problem,
+      instance: request.url,
+    });
+  }
 }
 
 /**

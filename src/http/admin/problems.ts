@@ -14,6 +14,7 @@ export const ADMIN_PROBLEM_CODES = {
   version_not_found: 404,
   state_not_available: 404,
   relay_not_configured: 404,
+  cross_origin_refused: 403,
 } as const;
 
 export type AdminProblemCode = keyof typeof ADMIN_PROBLEM_CODES;
