@@ -22,7 +22,12 @@ import { MetricsRegistry, tidemarkHttp } from 'tidemark/http';
 import type { KafkaConnection, KafkaRelay } from 'tidemark/kafka';
 import { orderDecider } from './domain.ts';
 import { orderProjections } from './projections.ts';
-import { mapOrderErrors, orderCommandRoutes, orderQueryRoutes } from './routes.ts';
+import {
+  MAX_PATH_PARAM_LENGTH,
+  mapOrderErrors,
+  orderCommandRoutes,
+  orderQueryRoutes,
+} from './routes.ts';
 
 export type Role = 'api' | 'projector' | 'relay';
 export const ALL_ROLES: readonly Role[] = ['api', 'projector', 'relay'];
@@ -149,6 +154,8 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     // Clients resend on a dropped connection; keep-alive makes that rare.
     keepAliveTimeout: 10_000,
     return503OnClosing: true,
+    // Every id the contract accepts must fit in a path segment (the default is 100).
+    maxParamLength: MAX_PATH_PARAM_LENGTH,
     // Request ids become correlation and causation ids: unique across processes and restarts.
     genReqId: () => crypto.randomUUID(),
   });

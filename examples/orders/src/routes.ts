@@ -33,8 +33,33 @@ import {
 
 export type OrderHandler = CommandHandler<OrderState, OrderCommand, OrderEvent>;
 
-const ID = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._~-]+$' };
-const SKU = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[^\\u0000-\\u001f/]+$' };
+// `.` and `..` are dot segments (RFC 3986, section 5.2.4): clients remove them from a URL's path
+// before sending it, so an order, sku or customer with such an id could never be addressed.
+const NOT_DOT_SEGMENT = { not: { enum: ['.', '..'] } };
+const ID = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[A-Za-z0-9._~-]+$',
+  ...NOT_DOT_SEGMENT,
+};
+const SKU = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[^\\u0000-\\u001f/]+$',
+  ...NOT_DOT_SEGMENT,
+};
+const CUSTOMER_ID = { type: 'string', minLength: 1, maxLength: 128, ...NOT_DOT_SEGMENT };
+
+/**
+ * The longest path parameter the contract's own limits allow, in the unit the router measures
+ * (UTF-16 code units of the decoded segment; the schemas count code points, and one code point
+ * is at most two units): a 128-character customer id of emoji in `/customers/{id}/summary`.
+ * The Fastify app must accept at least this (`maxParamLength`, 100 by default), else an id that
+ * was accepted on create could never be read; longer segments are refused before the schema.
+ */
+export const MAX_PATH_PARAM_LENGTH = 2 * CUSTOMER_ID.maxLength;
 const line = {
   type: 'object',
   required: ['sku', 'quantity', 'unitPriceCents'],
@@ -81,7 +106,7 @@ export function orderCommandRoutes(
       required: ['customerId', 'lines'],
       properties: {
         orderId: ID,
-        customerId: { type: 'string', minLength: 1, maxLength: 128 },
+        customerId: CUSTOMER_ID,
         lines: { type: 'array', maxItems: MAX_LINES, items: line },
       },
     },
@@ -241,7 +266,7 @@ export function orderQueryRoutes(
     querystring: {
       type: 'object',
       properties: {
-        customerId: { type: 'string', minLength: 1, maxLength: 128 },
+        customerId: CUSTOMER_ID,
         status: { type: 'string', enum: statuses },
         limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
         cursor: { type: 'string', minLength: 1, maxLength: 100 },
@@ -280,7 +305,7 @@ export function orderQueryRoutes(
     params: {
       type: 'object',
       required: ['customerId'],
-      properties: { customerId: { type: 'string', minLength: 1, maxLength: 128 } },
+      properties: { customerId: CUSTOMER_ID },
     },
     projections: ['customer-summary'],
     handler: async ({ params }) => {
@@ -321,20 +346,24 @@ export function orderQueryRoutes(
     querystring: {
       type: 'object',
       required: ['version'],
-      properties: { version: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER } },
+      // Any integer: one outside 1..current is an unknown version of a known order (404), as
+      // the contract says, not a malformed request.
+      properties: { version: { type: 'integer' } },
     },
     projections: [],
     handler: async ({ params, query }) => {
       const recorded = await store.readStream<OrderEvent>(streamIdOf(params.orderId), {
-        toVersion: query.version,
+        toVersion: Math.min(Math.max(query.version, 1), Number.MAX_SAFE_INTEGER),
       });
       if (recorded.length === 0) throw notFound(params.orderId);
-      if (recorded.length < query.version) {
+      if (query.version < 1 || recorded.length < query.version) {
         throw new HttpProblem(
           404,
           'version_not_found',
           'Version not found',
-          `order ${params.orderId} is at version ${recorded.length}`,
+          query.version < 1
+            ? `versions start at 1`
+            : `order ${params.orderId} is at version ${recorded.length}`,
         );
       }
       const state = fold(orderDecider, recorded as unknown as OrderEvent[]);
