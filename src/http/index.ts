@@ -1,15 +1,9 @@
-export {
-  tidemarkHttp,
-  parseIfMatch,
-  type CommandRequest,
-  type CommandRoute,
-  type ConsistencyWaiter,
-  type JsonSchema,
-  type QueryRequest,
-  type QueryRoute,
-  type ReadinessCheck,
-  type TidemarkHttpOptions,
-} from './plugin.ts';
+export { tidemarkHttp, type TidemarkHttpOptions } from './plugin.ts';
+export { createHttpApp, type HttpAppOptions } from './app.ts';
+export { parseIfMatch, type CommandRequest, type CommandRoute } from './command-routes.ts';
+export { type ConsistencyWaiter, type QueryRequest, type QueryRoute } from './query-routes.ts';
+export { type ReadinessCheck } from './operational-routes.ts';
+export { type JsonSchema } from './validation.ts';
 export {
   HttpProblem,
   PROBLEM_CONTENT_TYPE,

@@ -4,7 +4,7 @@
  * `relay` (publishing to Kafka). Configuration arrives as arguments; only main.ts reads the
  * environment.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import {
   CommandHandler,
   ProjectionHost,
@@ -16,7 +16,7 @@ import {
   type ProjectionStatus,
   type Storage,
 } from 'tidemark';
-import { MetricsRegistry, tidemarkHttp } from 'tidemark/http';
+import { MetricsRegistry, createHttpApp, tidemarkHttp } from 'tidemark/http';
 // Types only: Kafka's client is loaded when the service runs in Kafka mode (an embedded
 // service never pays for it, about 12 MB of memory and 60 ms of start).
 import type { KafkaConnection, KafkaRelay } from 'tidemark/kafka';
@@ -148,16 +148,12 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
   if (relay) registerRelayMetrics(metrics, relay);
   if (kafka && projections) registerPartitionMetrics(metrics, statuses);
 
-  const app = Fastify({
-    ...(options.httpLogger ? { loggerInstance: options.httpLogger as never } : {}),
-    bodyLimit: options.bodyLimit ?? 1024 * 1024,
-    // Clients resend on a dropped connection; keep-alive makes that rare.
-    keepAliveTimeout: 10_000,
-    return503OnClosing: true,
-    // Every id the contract accepts must fit in a path segment (the default is 100).
+  const app = createHttpApp({
+    // Every id the contract accepts must fit in a path segment.
     maxParamLength: MAX_PATH_PARAM_LENGTH,
-    // Request ids become correlation and causation ids: unique across processes and restarts.
-    genReqId: () => crypto.randomUUID(),
+    ...(options.httpLogger ? { httpLogger: options.httpLogger } : {}),
+    ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
+    logger,
   });
   await app.register(tidemarkHttp, {
     ...(roles.has('api')
