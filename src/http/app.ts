@@ -34,7 +34,9 @@ export function createHttpApp(options: HttpAppOptions = {}): FastifyInstance {
     // Clients resend on a dropped connection; keep-alive makes that rare.
     keepAliveTimeout: 10_000,
     return503OnClosing: true,
-    ...(options.maxParamLength !== undefined ? { maxParamLength: options.maxParamLength } : {}),
+    ...(options.maxParamLength !== undefined
+      ? { routerOptions: { maxParamLength: options.maxParamLength } }
+      : {}),
     // Request ids become correlation and causation ids: unique across processes and restarts.
     genReqId: () => crypto.randomUUID(),
   });
