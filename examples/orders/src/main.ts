@@ -113,7 +113,25 @@ const service = await createOrdersService({
   ...(kafka ? { kafka } : {}),
 });
 await service.start();
-const address = await service.app.listen({ port, host: process.env.HOST ?? '127.0.0.1' });
+const host = process.env.HOST ?? '127.0.0.1';
+let address: string;
+try {
+  address = await service.app.listen({ port, host });
+} catch (error) {
+  // A port already taken (a second role started with the same PORT, say) is the operator's
+  // setting, not a crash: say so in one line, and stop what was started.
+  const code = (error as NodeJS.ErrnoException).code;
+  const reason =
+    code === 'EADDRINUSE'
+      ? `${host}:${port} is already in use; give each process its own PORT (or --port)`
+      : code === 'EACCES' || code === 'EADDRNOTAVAIL'
+        ? `cannot listen on ${host}:${port} (${code})`
+        : undefined;
+  if (!reason) throw error;
+  process.stderr.write(`tidemark orders: ${reason}\n`);
+  await service.stop();
+  process.exit(1);
+}
 logger.info(
   { address, roles, database: databaseUrl, kafka: kafka ? kafka.connection.brokers : undefined },
   'Tidemark Orders is listening',
