@@ -18,7 +18,7 @@ import type { CommandContext } from './context.ts';
 import { idempotencyKeyOf, runIdempotent, type StoredResponse } from './idempotency.ts';
 import { parameters, problemResponse } from './openapi.ts';
 import { HttpProblem, PROBLEM_CONTENT_TYPE } from './problem.ts';
-import { strictObject, type JsonSchema } from './validation.ts';
+import { strictObject, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyHandler = CommandHandler<any, any, any>;
@@ -58,6 +58,23 @@ export interface CommandRoute<Params = Record<string, string>, Body = unknown> {
     result: CommandResult<unknown, Event>,
     request: CommandRequest<Params, Body>,
   ) => string;
+}
+
+/** A command route of any params and body, as the plugin takes them. */
+export type AnyCommandRoute = CommandRoute<never, never>;
+
+/**
+ * Declares a command route with its types inferred: params from the path (`/orders/:orderId`
+ * gives `{ orderId: string }`), the body from a {@link schemaOf} schema (none: `undefined`).
+ */
+export function commandRoute<const Url extends string, Body = undefined>(
+  route: Omit<CommandRoute<PathParams<Url>, Body>, 'url' | 'body'> & {
+    url: Url;
+    body?: TypedSchema<Body>;
+  },
+): AnyCommandRoute {
+  // The plugin validates params and body against the schemas before these functions run.
+  return route as AnyCommandRoute;
 }
 
 /** Parses `If-Match` into a pinned expected version. `*` means the stream must exist. */
@@ -196,7 +213,7 @@ export function registerCommandRoute(
       endSpan(trace.span);
       if (response.replayed) reply.header('idempotent-replayed', 'true');
       else
-        instruments.commandSeconds.observe((performance.now() - started) / 1000, { route: name });
+        instruments.commandSeconds.observe({ route: name }, (performance.now() - started) / 1000);
       logger?.debug(
         {
           command: name,

@@ -1,9 +1,21 @@
 export { tidemarkHttp, type TidemarkHttpOptions } from './plugin.ts';
 export { createHttpApp, type HttpAppOptions } from './app.ts';
-export { parseIfMatch, type CommandRequest, type CommandRoute } from './command-routes.ts';
-export { type ConsistencyWaiter, type QueryRequest, type QueryRoute } from './query-routes.ts';
+export {
+  commandRoute,
+  parseIfMatch,
+  type AnyCommandRoute,
+  type CommandRequest,
+  type CommandRoute,
+} from './command-routes.ts';
+export {
+  queryRoute,
+  type AnyQueryRoute,
+  type ConsistencyWaiter,
+  type QueryRequest,
+  type QueryRoute,
+} from './query-routes.ts';
 export { type ReadinessCheck } from './operational-routes.ts';
-export { type JsonSchema } from './validation.ts';
+export { schemaOf, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 export {
   HttpProblem,
   PROBLEM_CONTENT_TYPE,
@@ -11,11 +23,4 @@ export {
   problemType,
   type Problem,
 } from './problem.ts';
-export {
-  Counter,
-  Gauge,
-  Histogram,
-  MetricsRegistry,
-  METRICS_CONTENT_TYPE,
-  type GaugeSample,
-} from './metrics.ts';
+export { Registry, createMetricsRegistry } from '../metrics.ts';

@@ -3,7 +3,7 @@
  * (`/metrics`) and the OpenAPI document (`/openapi.json`).
  */
 import type { FastifyInstance } from 'fastify';
-import { METRICS_CONTENT_TYPE, type MetricsRegistry } from './metrics.ts';
+import type { Registry } from '../metrics.ts';
 import type { OpenApiDocument } from './openapi.ts';
 
 export interface ReadinessCheck {
@@ -12,7 +12,7 @@ export interface ReadinessCheck {
 }
 
 export interface OperationalOptions {
-  metrics: MetricsRegistry;
+  metrics: Registry;
   readiness: ReadinessCheck | undefined;
   openapi: { document: OpenApiDocument; info: { title: string; version: string } } | undefined;
 }
@@ -29,7 +29,7 @@ export function registerOperationalRoutes(app: FastifyInstance, options: Operati
     }
   });
   app.get('/metrics', async (_request, reply) =>
-    reply.header('content-type', METRICS_CONTENT_TYPE).send(await options.metrics.render()),
+    reply.header('content-type', options.metrics.contentType).send(await options.metrics.metrics()),
   );
   const openapi = options.openapi;
   if (openapi) {

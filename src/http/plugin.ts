@@ -19,18 +19,25 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { IdempotencyStore, Logger } from '../core/index.ts';
-import { registerCommandRoute, type CommandRoute } from './command-routes.ts';
+import { registerCommandRoute, type AnyCommandRoute, type CommandRoute } from './command-routes.ts';
 import { httpInstruments } from './context.ts';
-import { MetricsRegistry } from './metrics.ts';
+import { createMetricsRegistry, type Registry } from '../metrics.ts';
 import { OpenApiDocument } from './openapi.ts';
 import { registerOperationalRoutes, type ReadinessCheck } from './operational-routes.ts';
 import { problemMapper, sendProblem, type Problem } from './problem.ts';
-import { registerQueryRoute, type ConsistencyWaiter, type QueryRoute } from './query-routes.ts';
+import {
+  registerQueryRoute,
+  type AnyQueryRoute,
+  type ConsistencyWaiter,
+  type QueryRoute,
+} from './query-routes.ts';
 import { createValidators, useStrictJson } from './validation.ts';
 
 export interface TidemarkHttpOptions {
-  commands?: readonly CommandRoute<never, never>[];
-  queries?: readonly QueryRoute<never, never>[];
+  /** Command routes, declared with {@link commandRoute}. */
+  commands?: readonly AnyCommandRoute[];
+  /** Query routes, declared with {@link queryRoute}. */
+  queries?: readonly AnyQueryRoute[];
   /** Where idempotency records live (the event store, usually). Without it the header is ignored. */
   idempotency?: IdempotencyStore;
   /** How long a first execution may hold its key before a repeat may take it over. Default 30 s. */
@@ -40,7 +47,11 @@ export interface TidemarkHttpOptions {
   consistencyTimeoutMs?: number;
   /** Largest accepted body in bytes. Default 1 MiB. */
   bodyLimit?: number;
-  metrics?: MetricsRegistry;
+  /**
+   * The prom-client registry the plugin's metrics go to, and `/metrics` serves. Default: one of
+   * its own, with prom-client's process metrics.
+   */
+  metrics?: Registry;
   readiness?: ReadinessCheck;
   openapi?: { title: string; version: string; description?: string };
   /** Turns an error into a problem before the defaults (return undefined to pass). */
@@ -52,7 +63,7 @@ async function tidemarkHttpPlugin(
   app: FastifyInstance,
   options: TidemarkHttpOptions,
 ): Promise<void> {
-  const metrics = options.metrics ?? new MetricsRegistry();
+  const metrics = options.metrics ?? createMetricsRegistry();
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const logger = options.logger;
   const validators = createValidators();
@@ -77,8 +88,8 @@ async function tidemarkHttpPlugin(
   });
   app.addHook('onResponse', async (request, reply) => {
     instruments.requests.inc({
-      route: request.routeOptions.url ?? 'unknown',
       method: request.method,
+      route: request.routeOptions.url ?? 'unknown',
       status: reply.statusCode,
     });
   });

@@ -84,10 +84,6 @@ export function problemForTidemarkError(error: TidemarkError, pinned: boolean): 
         details ? { details } : {},
       );
     }
-    case 'idempotency_key_reused':
-      return problem(422, error.code, 'Idempotency key reused', error.message);
-    case 'idempotency_in_progress':
-      return problem(409, error.code, 'Request in progress', error.message);
     case 'closed':
     case 'unavailable':
       return problem(503, error.code, 'Service unavailable', error.message);

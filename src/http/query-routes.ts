@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
 import { decodeConsistencyToken, type ConsistencyToken } from '../core/index.ts';
 import type { RouteContext } from './context.ts';
 import { parameters, problemResponse } from './openapi.ts';
-import { strictObject, type JsonSchema } from './validation.ts';
+import { strictObject, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 
 export interface QueryRequest<Params = Record<string, string>, Query = Record<string, unknown>> {
   params: Params;
@@ -25,6 +25,23 @@ export interface QueryRoute<Params = Record<string, string>, Query = Record<stri
   projections: readonly string[];
   /** Returns the JSON body; throw {@link HttpProblem} for a problem (404, say). */
   handler: (request: QueryRequest<Params, Query>) => Promise<unknown>;
+}
+
+/** A query route of any params and query, as the plugin takes them. */
+export type AnyQueryRoute = QueryRoute<never, never>;
+
+/**
+ * Declares a query route with its types inferred: params from the path, the query string from a
+ * {@link schemaOf} schema (none: `{}`).
+ */
+export function queryRoute<const Url extends string, Query = Record<string, never>>(
+  route: Omit<QueryRoute<PathParams<Url>, Query>, 'url' | 'querystring'> & {
+    url: Url;
+    querystring?: TypedSchema<Query>;
+  },
+): AnyQueryRoute {
+  // The plugin validates params and query string against the schemas before the handler runs.
+  return route as unknown as AnyQueryRoute;
 }
 
 /** Waits until read models have applied a write (`ReadModels` is one). */

@@ -70,3 +70,28 @@ export function useStrictJson(app: FastifyInstance, validators: Validators, body
     },
   );
 }
+
+declare const described: unique symbol;
+
+/**
+ * A JSON Schema that carries, for the type checker only, the type of the values it accepts:
+ * route builders read it to type `body` and `query`. Write it with {@link schemaOf}.
+ */
+export type TypedSchema<T> = JsonSchema & { readonly [described]?: T };
+
+/**
+ * Declares the type a schema validates, e.g. `schemaOf<{ sku: string }>({ type: 'object', … })`.
+ * The schema is what is enforced at run time; keeping the two in agreement is the author's part.
+ */
+export const schemaOf = <T>(schema: JsonSchema): TypedSchema<T> => schema as TypedSchema<T>;
+
+type ParamNames<Url extends string> = Url extends `${string}:${infer Name}/${infer Rest}`
+  ? Name | ParamNames<`/${Rest}`>
+  : Url extends `${string}:${infer Name}`
+    ? Name
+    : never;
+
+/** The params of a Fastify path: `'/orders/:orderId'` gives `{ orderId: string }`. */
+export type PathParams<Url extends string> = string extends Url
+  ? Record<string, string>
+  : { [Name in ParamNames<Url>]: string };

@@ -12,10 +12,13 @@ import {
 } from 'tidemark';
 import {
   HttpProblem,
+  commandRoute,
   problem,
-  type CommandRoute,
+  queryRoute,
+  schemaOf,
+  type AnyCommandRoute,
+  type AnyQueryRoute,
   type Problem,
-  type QueryRoute,
 } from 'tidemark/http';
 import {
   MAX_LINES,
@@ -60,7 +63,7 @@ const CUSTOMER_ID = { type: 'string', minLength: 1, maxLength: 128, ...NOT_DOT_S
  * was accepted on create could never be read; longer segments are refused before the schema.
  */
 export const MAX_PATH_PARAM_LENGTH = 2 * CUSTOMER_ID.maxLength;
-const line = {
+const line = schemaOf<OrderLine>({
   type: 'object',
   required: ['sku', 'quantity', 'unitPriceCents'],
   additionalProperties: false,
@@ -69,7 +72,7 @@ const line = {
     quantity: { type: 'integer', minimum: 1, maximum: MAX_QUANTITY },
     unitPriceCents: { type: 'integer', minimum: 0, maximum: MAX_UNIT_PRICE_CENTS },
   },
-};
+});
 const orderParams = { type: 'object', required: ['orderId'], properties: { orderId: ID } };
 const statuses: OrderStatus[] = ['open', 'confirmed', 'cancelled', 'shipped'];
 
@@ -90,18 +93,12 @@ const answer = (result: Result, request: { params: Params }) => ({
   version: result.nextExpectedVersion,
 });
 
-export function orderCommandRoutes(
-  handler: OrderHandler,
-  newId: () => string,
-): CommandRoute<never, never>[] {
-  const create: CommandRoute<
-    Record<string, never>,
-    { orderId?: string; customerId: string; lines: OrderLine[] }
-  > = {
+export function orderCommandRoutes(handler: OrderHandler, newId: () => string): AnyCommandRoute[] {
+  const create = commandRoute({
     method: 'POST',
     url: '/orders',
     summary: 'Create an order (version 1), with its first lines',
-    body: {
+    body: schemaOf<{ orderId?: string; customerId: string; lines: OrderLine[] }>({
       type: 'object',
       required: ['customerId', 'lines'],
       properties: {
@@ -109,7 +106,7 @@ export function orderCommandRoutes(
         customerId: CUSTOMER_ID,
         lines: { type: 'array', maxItems: MAX_LINES, items: line },
       },
-    },
+    }),
     handler,
     requireStream: false,
     successStatus: 201,
@@ -121,7 +118,7 @@ export function orderCommandRoutes(
     }),
     response: (result, r) => ({ orderId: idFor(r), version: result.nextExpectedVersion }),
     location: (_result, r) => `/orders/${idFor(r)}`,
-  };
+  });
   const ids = new WeakMap<object, string>();
   function idFor(r: { body: { orderId?: string }; headers: Record<string, unknown> }): string {
     if (r.body.orderId) return r.body.orderId;
@@ -138,21 +135,22 @@ export function orderCommandRoutes(
   }
 
   const simple = (
-    url: string,
+    url: `/orders/:orderId/${string}`,
     summary: string,
     command: (r: { params: Params; at: string }) => OrderCommand,
-  ): CommandRoute<Params, undefined> => ({
-    method: 'POST',
-    url,
-    summary,
-    params: orderParams,
-    handler,
-    streamId: (r) => streamIdOf(r.params.orderId),
-    command,
-    response: answer,
-  });
+  ) =>
+    commandRoute({
+      method: 'POST',
+      url,
+      summary,
+      params: orderParams,
+      handler,
+      streamId: (r) => streamIdOf(r.params.orderId),
+      command,
+      response: answer,
+    });
 
-  const addItem: CommandRoute<Params, OrderLine> = {
+  const addItem = commandRoute({
     method: 'POST',
     url: '/orders/:orderId/items',
     summary: 'Add an item (the same sku adds to its line)',
@@ -162,8 +160,8 @@ export function orderCommandRoutes(
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'AddItem', data: { ...r.body, at: r.at } }),
     response: answer,
-  };
-  const removeItem: CommandRoute<Params & { sku: string }, undefined> = {
+  });
+  const removeItem = commandRoute({
     method: 'DELETE',
     url: '/orders/:orderId/items/:sku',
     summary: 'Remove the whole line of a sku',
@@ -172,19 +170,22 @@ export function orderCommandRoutes(
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'RemoveItem', data: { sku: r.params.sku, at: r.at } }),
     response: answer,
-  };
-  const cancel: CommandRoute<Params, { reason?: string }> = {
+  });
+  const cancel = commandRoute({
     method: 'POST',
     url: '/orders/:orderId/cancel',
     summary: 'Cancel an order (not once shipped)',
     params: orderParams,
-    body: { type: 'object', properties: { reason: { type: 'string', maxLength: 500 } } },
+    body: schemaOf<{ reason?: string }>({
+      type: 'object',
+      properties: { reason: { type: 'string', maxLength: 500 } },
+    }),
     bodyOptional: true,
     handler,
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'CancelOrder', data: { reason: r.body.reason, at: r.at } }),
     response: answer,
-  };
+  });
 
   return [
     create,
@@ -199,7 +200,7 @@ export function orderCommandRoutes(
       type: 'ShipOrder',
       data: { at: r.at },
     })),
-  ] as unknown as CommandRoute<never, never>[];
+  ];
 }
 
 const notFound = (orderId: string) =>
@@ -235,11 +236,8 @@ function eventView(event: RecordedEvent) {
   };
 }
 
-export function orderQueryRoutes(
-  readModels: ReadModels,
-  store: EventStore,
-): QueryRoute<never, never>[] {
-  const getOrder: QueryRoute<Params> = {
+export function orderQueryRoutes(readModels: ReadModels, store: EventStore): AnyQueryRoute[] {
+  const getOrder = queryRoute({
     url: '/orders/:orderId',
     summary: 'An order, from the order-details read model',
     params: orderParams,
@@ -255,15 +253,17 @@ export function orderQueryRoutes(
       setHeader('etag', `"${view.version}"`);
       return view;
     },
-  };
+  });
 
-  const listOrders: QueryRoute<
-    Record<string, never>,
-    { customerId?: string; status?: OrderStatus; limit: number; cursor?: string }
-  > = {
+  const listOrders = queryRoute({
     url: '/orders',
     summary: 'Orders, oldest first, by customer and status, a page at a time',
-    querystring: {
+    querystring: schemaOf<{
+      customerId?: string;
+      status?: OrderStatus;
+      limit: number;
+      cursor?: string;
+    }>({
       type: 'object',
       properties: {
         customerId: CUSTOMER_ID,
@@ -271,7 +271,7 @@ export function orderQueryRoutes(
         limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
         cursor: { type: 'string', minLength: 1, maxLength: 100 },
       },
-    },
+    }),
     projections: ['order-list'],
     handler: async ({ query }) => {
       const table = await readModels.table('order-list', 'order_list');
@@ -297,9 +297,9 @@ export function orderQueryRoutes(
           rows.length > limit && last ? encodeCursor(Number(last.created_position)) : null,
       };
     },
-  };
+  });
 
-  const summary: QueryRoute<{ customerId: string }> = {
+  const summary = queryRoute({
     url: '/customers/:customerId/summary',
     summary: "A customer's orders: count, still open, and the total of confirmed and shipped ones",
     params: {
@@ -325,9 +325,9 @@ export function orderQueryRoutes(
         totalSpentCents: Number(row?.total_spent_cents ?? 0),
       };
     },
-  };
+  });
 
-  const events: QueryRoute<Params> = {
+  const events = queryRoute({
     url: '/orders/:orderId/events',
     summary: "The order's events from the store, in stream order",
     params: orderParams,
@@ -337,19 +337,19 @@ export function orderQueryRoutes(
       if (recorded.length === 0) throw notFound(params.orderId);
       return { events: recorded.map(eventView) };
     },
-  };
+  });
 
-  const history: QueryRoute<Params, { version: number }> = {
+  const history = queryRoute({
     url: '/orders/:orderId/history',
     summary: "The order as it was at a version, folded from the store's events",
     params: orderParams,
-    querystring: {
+    querystring: schemaOf<{ version: number }>({
       type: 'object',
       required: ['version'],
       // Any integer: one outside 1..current is an unknown version of a known order (404), as
       // the contract says, not a malformed request.
       properties: { version: { type: 'integer' } },
-    },
+    }),
     projections: [],
     handler: async ({ params, query }) => {
       const recorded = await store.readStream<OrderEvent>(streamIdOf(params.orderId), {
@@ -366,16 +366,16 @@ export function orderQueryRoutes(
             : `order ${params.orderId} is at version ${recorded.length}`,
         );
       }
-      const state = fold(orderDecider, recorded as unknown as OrderEvent[]);
+      const state = fold(orderDecider, recorded);
       return {
         orderId: params.orderId,
         version: query.version,
         state: orderView(state, query.version),
       };
     },
-  };
+  });
 
-  return [getOrder, listOrders, summary, events, history] as unknown as QueryRoute<never, never>[];
+  return [getOrder, listOrders, summary, events, history];
 }
 
 /** Domain-flavoured problems for generic errors: an unknown stream is an unknown order. */
