@@ -7,6 +7,7 @@ import {
   ANY,
   STREAM_EXISTS,
   encodeConsistencyToken,
+  isTidemarkError,
   type Command,
   type CommandHandler,
   type CommandResult,
@@ -17,7 +18,7 @@ import { SpanKind, endSpan, startSpan, traceIdOf } from '../tracing.ts';
 import type { CommandContext } from './context.ts';
 import { idempotencyKeyOf, runIdempotent, type StoredResponse } from './idempotency.ts';
 import { parameters, problemResponse } from './openapi.ts';
-import { HttpProblem, PROBLEM_CONTENT_TYPE } from './problem.ts';
+import { HttpProblem, PROBLEM_CONTENT_TYPE, problem } from './problem.ts';
 import { strictObject, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -77,7 +78,17 @@ export function commandRoute<const Url extends string, Body = undefined>(
   return route as AnyCommandRoute;
 }
 
-/** Parses `If-Match` into a pinned expected version. `*` means the stream must exist. */
+/**
+ * A version no stream ever reaches: what an entity tag pins when it names no version (`"0"`,
+ * `"01"`), so that it fails like any other version that is not the current one.
+ */
+const NO_VERSION = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Parses `If-Match` into a pinned expected version. `*` means the stream must exist. Entity tags
+ * are compared strongly, that is exactly (RFC 9110, 8.8.3.2): `"01"` is not the tag `"1"` of
+ * version 1, and neither it nor `"0"` is the tag of any version, so they never match.
+ */
 export function parseIfMatch(header: string | undefined): ExpectedVersion | undefined {
   if (header === undefined) return undefined;
   const value = header.trim();
@@ -91,7 +102,24 @@ export function parseIfMatch(header: string | undefined): ExpectedVersion | unde
       'If-Match must be one strong entity tag, "<version>" (or *)',
     );
   }
-  return Number(match[1]);
+  const version = Number(match[1]);
+  return version >= 1 && String(version) === match[1] ? version : NO_VERSION;
+}
+
+/** `X-Correlation-Id`: stored in every event of the command, so it is bounded. */
+const CORRELATION_ID = /^[\x21-\x7e]{1,128}$/;
+
+function correlationIdOf(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (typeof header !== 'string' || !CORRELATION_ID.test(header)) {
+    throw new HttpProblem(
+      400,
+      'invalid_correlation_id',
+      'Invalid X-Correlation-Id',
+      'use 1 to 128 visible ASCII characters',
+    );
+  }
+  return header;
 }
 
 export function registerCommandRoute(
@@ -142,8 +170,7 @@ export function registerCommandRoute(
         headers: request.headers,
       };
 
-      const correlationId =
-        (request.headers['x-correlation-id'] as string | undefined) ?? request.id;
+      const correlationId = correlationIdOf(request.headers['x-correlation-id']) ?? request.id;
       const trace = startSpan(
         name,
         SpanKind.SERVER,
@@ -181,7 +208,19 @@ export function registerCommandRoute(
           });
           return success(result, streamId);
         } catch (error) {
-          const answer = toProblem(error, pinned !== undefined);
+          const answer =
+            pinned !== undefined && !requireStream && isTidemarkError(error, 'stream_not_found')
+              ? // A create that sent If-Match: the tag names a version of a stream that does not
+                // exist, so the precondition fails (RFC 9110, 13.1.1); without it the request
+                // would have succeeded, so the precondition decides the answer.
+                problem(
+                  412,
+                  'wrong_expected_version',
+                  'Precondition failed',
+                  'If-Match names a version, but there is none yet',
+                  { currentVersion: 0 },
+                )
+              : toProblem(error, pinned !== undefined);
           if (answer.code === 'wrong_expected_version') instruments.conflicts.inc({ route: path });
           if (answer.status >= 500) throw error;
           return {
