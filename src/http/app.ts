@@ -54,5 +54,5 @@ export function createHttpApp(options: HttpAppOptions = {}): FastifyInstance {
       options.logger?.error({ err: error, url: request.url }, 'request failed');
     return sendProblem(reply, { ...body, instance: request.url });
   });
-  return app as unknown as FastifyInstance;
+  return app;
 }

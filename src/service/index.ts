@@ -13,5 +13,6 @@ export {
   type ServiceRoutes,
   type ServiceStatus,
 } from './service.ts';
+export { kafkaFromEnv, serve, type ServeOptions } from './entry.ts';
 export { judgeReadiness, type ReadinessReport, type ReadinessRules } from './readiness.ts';
 export { Registry, createMetricsRegistry } from '../metrics.ts';

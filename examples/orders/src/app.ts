@@ -7,6 +7,7 @@ import { CommandHandler, type Logger } from 'tidemark';
 import {
   ALL_ROLES,
   createService,
+  type Registry,
   type Role,
   type Service,
   type ServiceKafkaOptions,
@@ -32,14 +33,17 @@ export interface OrdersServiceOptions {
   /** Readiness fails when a projection lags more than this many events. Default: never. */
   maxReadyLagEvents?: number;
   logger?: Logger;
+  /** The prom-client registry for the service's metrics. Default: one of its own. */
+  metrics?: Registry;
   /** Kafka mode (main.ts reads it from KAFKA_* variables); unset: embedded. */
   kafka?: OrdersKafkaOptions;
 }
 
-/** Kafka settings of the Orders service: the library's, with the one topic of orders. */
+/** Kafka settings of the Orders service: the library's; `topic` is the order category's. */
 export interface OrdersKafkaOptions extends Omit<ServiceKafkaOptions, 'topics'> {
   /** The topic of the `order` category. Default `order-events`. */
   topic?: string;
+  topics?: ServiceKafkaOptions['topics'];
 }
 
 export interface OrdersService extends Service {
@@ -67,7 +71,9 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       };
     },
     ...(options.roles ? { roles: options.roles } : {}),
-    ...(kafka ? { kafka: { ...kafka, topics: { order: kafka.topic ?? 'order-events' } } } : {}),
+    ...(kafka
+      ? { kafka: { ...kafka, topics: kafka.topics ?? { order: kafka.topic ?? 'order-events' } } }
+      : {}),
     http: {
       // Every id the contract accepts must fit in a path segment.
       maxParamLength: MAX_PATH_PARAM_LENGTH,
@@ -83,6 +89,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     readiness:
       options.maxReadyLagEvents !== undefined ? { maxLagEvents: options.maxReadyLagEvents } : {},
     ...(options.logger ? { logger: options.logger } : {}),
+    ...(options.metrics ? { metrics: options.metrics } : {}),
   });
   return Object.assign(service, { handler });
 }
