@@ -17,7 +17,15 @@ import {
 import { SpanKind, endSpan, startSpan, traceIdOf } from '../tracing.ts';
 import type { CommandContext } from './context.ts';
 import { idempotencyKeyOf, runIdempotent, type StoredResponse } from './idempotency.ts';
-import { parameters, problemResponse } from './openapi.ts';
+import {
+  CORRELATION_ID_PATTERN,
+  IDEMPOTENCY_KEY_PATTERN,
+  IF_MATCH_PATTERN,
+  RESPONSE_HEADERS,
+  headerParameter,
+  parameters,
+  problemResponse,
+} from './openapi.ts';
 import { HttpProblem, PROBLEM_CONTENT_TYPE, problem } from './problem.ts';
 import { strictObject, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 
@@ -49,6 +57,11 @@ export interface CommandRoute<Params = Record<string, string>, Body = unknown> {
   requireStream?: boolean;
   /** Status of a success. Default 200. */
   successStatus?: number;
+  /**
+   * The JSON Schema of a success's body, for the OpenAPI document (answers are not filtered by
+   * it). Default: any JSON value.
+   */
+  responseSchema?: JsonSchema;
   /** Body of a success. */
   response: (
     result: CommandResult<unknown, Event>,
@@ -107,7 +120,7 @@ export function parseIfMatch(header: string | undefined): ExpectedVersion | unde
 }
 
 /** `X-Correlation-Id`: stored in every event of the command, so it is bounded. */
-const CORRELATION_ID = /^[\x21-\x7e]{1,128}$/;
+const CORRELATION_ID = new RegExp(CORRELATION_ID_PATTERN);
 
 function correlationIdOf(header: string | string[] | undefined): string | undefined {
   if (header === undefined) return undefined;
@@ -267,23 +280,31 @@ export function registerCommandRoute(
     },
   });
 
+  const hasParams = Object.keys((route.params?.properties as object | undefined) ?? {}).length > 0;
+  const replayed = { 'Idempotent-Replayed': RESPONSE_HEADERS.idempotentReplayed };
   context.openapi.add(path, route.method, {
     summary: route.summary,
     parameters: [
       ...parameters(route.params, 'path'),
-      {
-        name: 'If-Match',
-        in: 'header',
-        required: false,
-        schema: { type: 'string' },
-        description: '"<version>": fail with 412 unless the stream is at it',
-      },
-      {
-        name: 'Idempotency-Key',
-        in: 'header',
-        required: false,
-        schema: { type: 'string', maxLength: 255 },
-      },
+      headerParameter(
+        'If-Match',
+        IF_MATCH_PATTERN,
+        '"<version>": fail with 412 unless the stream is at that version (compared exactly); *: the stream must exist',
+      ),
+      ...(context.idempotency
+        ? [
+            headerParameter(
+              'Idempotency-Key',
+              IDEMPOTENCY_KEY_PATTERN,
+              'A repeat gets the first answer (keys are global)',
+            ),
+          ]
+        : []),
+      headerParameter(
+        'X-Correlation-Id',
+        CORRELATION_ID_PATTERN,
+        "Stored in the events' metadata (default: the request id)",
+      ),
     ],
     ...(body
       ? {
@@ -295,20 +316,28 @@ export function registerCommandRoute(
       : {}),
     responses: {
       [String(successStatus)]: {
-        description: 'Done',
+        description: 'Done: the stream version after the command',
         headers: {
-          ETag: { schema: { type: 'string' } },
-          'Consistency-Token': { schema: { type: 'string' } },
+          ETag: RESPONSE_HEADERS.etag,
+          'Consistency-Token': RESPONSE_HEADERS.consistencyToken,
+          ...(route.location ? { Location: RESPONSE_HEADERS.location } : {}),
+          ...replayed,
         },
-        content: { 'application/json': { schema: { type: 'object' } } },
+        content: { 'application/json': { schema: route.responseSchema ?? {} } },
       },
-      '400': problemResponse,
-      '404': problemResponse,
-      '409': problemResponse,
-      '412': problemResponse,
-      '413': problemResponse,
-      '415': problemResponse,
-      '422': problemResponse,
+      ...Object.fromEntries(
+        [
+          400,
+          ...(requireStream ? [404] : []),
+          409,
+          412,
+          413,
+          ...(hasParams ? [414] : []),
+          415,
+          ...(context.idempotency ? [422] : []),
+          503,
+        ].map((status) => [String(status), problemResponse(status, replayed)]),
+      ),
     },
   });
 }

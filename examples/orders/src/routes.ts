@@ -85,6 +85,56 @@ export function idFromKey(key: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
+// The answers' schemas, for the OpenAPI document (the routes' JSON is what these describe).
+const VERSION = { type: 'integer', minimum: 1 };
+const COUNT = { type: 'integer', minimum: 0 };
+const TIME = { type: 'string', format: 'date-time' };
+const COMMAND_ANSWER = {
+  type: 'object',
+  required: ['orderId', 'version'],
+  additionalProperties: false,
+  properties: { orderId: ID, version: VERSION },
+};
+const ORDER_VIEW = {
+  type: 'object',
+  required: [
+    'orderId',
+    'customerId',
+    'status',
+    'lines',
+    'totalCents',
+    'version',
+    'createdAt',
+    'updatedAt',
+  ],
+  additionalProperties: false,
+  properties: {
+    orderId: ID,
+    customerId: CUSTOMER_ID,
+    status: { type: 'string', enum: ['open', 'confirmed', 'cancelled', 'shipped'] },
+    lines: { type: 'array', items: { ...line, additionalProperties: false } },
+    totalCents: COUNT,
+    version: VERSION,
+    createdAt: TIME,
+    updatedAt: TIME,
+  },
+};
+const EVENT_TYPES: OrderEvent['type'][] = [
+  'OrderCreated',
+  'ItemAdded',
+  'ItemRemoved',
+  'OrderConfirmed',
+  'OrderCancelled',
+  'OrderShipped',
+];
+const ETAG = {
+  ETag: {
+    description: "The order's version as a strong entity tag",
+    required: true,
+    schema: { type: 'string', pattern: '^"[1-9][0-9]*"$' },
+  },
+};
+
 type Params = { orderId: string };
 type Result = { nextExpectedVersion: number };
 
@@ -116,6 +166,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
       type: 'CreateOrder',
       data: { orderId: idFor(r), customerId: r.body.customerId, lines: r.body.lines, at: r.at },
     }),
+    responseSchema: COMMAND_ANSWER,
     response: (result, r) => ({ orderId: idFor(r), version: result.nextExpectedVersion }),
     location: (_result, r) => `/orders/${idFor(r)}`,
   });
@@ -147,6 +198,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
       handler,
       streamId: (r) => streamIdOf(r.params.orderId),
       command,
+      responseSchema: COMMAND_ANSWER,
       response: answer,
     });
 
@@ -159,6 +211,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
     handler,
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'AddItem', data: { ...r.body, at: r.at } }),
+    responseSchema: COMMAND_ANSWER,
     response: answer,
   });
   const removeItem = commandRoute({
@@ -169,6 +222,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
     handler,
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'RemoveItem', data: { sku: r.params.sku, at: r.at } }),
+    responseSchema: COMMAND_ANSWER,
     response: answer,
   });
   const cancel = commandRoute({
@@ -184,6 +238,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
     handler,
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'CancelOrder', data: { reason: r.body.reason, at: r.at } }),
+    responseSchema: COMMAND_ANSWER,
     response: answer,
   });
 
@@ -242,6 +297,8 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Any
     summary: 'An order, from the order-details read model',
     params: orderParams,
     projections: ['order-details'],
+    responseSchema: ORDER_VIEW,
+    responseHeaders: ETAG,
     handler: async ({ params, setHeader }) => {
       const orders = await readModels.table('order-details', 'orders');
       const [row] = await readModels.query<{ doc: string }>(
@@ -273,6 +330,15 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Any
       },
     }),
     projections: ['order-list'],
+    responseSchema: {
+      type: 'object',
+      required: ['items', 'nextCursor'],
+      additionalProperties: false,
+      properties: {
+        items: { type: 'array', items: ORDER_VIEW },
+        nextCursor: { type: ['string', 'null'] },
+      },
+    },
     handler: async ({ query }) => {
       const table = await readModels.table('order-list', 'order_list');
       const where: string[] = [];
@@ -308,6 +374,17 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Any
       properties: { customerId: CUSTOMER_ID },
     },
     projections: ['customer-summary'],
+    responseSchema: {
+      type: 'object',
+      required: ['customerId', 'orderCount', 'openOrders', 'totalSpentCents'],
+      additionalProperties: false,
+      properties: {
+        customerId: CUSTOMER_ID,
+        orderCount: COUNT,
+        openOrders: COUNT,
+        totalSpentCents: COUNT,
+      },
+    },
     handler: async ({ params }) => {
       const table = await readModels.table('customer-summary', 'customer_summary');
       const [row] = await readModels.query<{
@@ -332,6 +409,41 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Any
     summary: "The order's events from the store, in stream order",
     params: orderParams,
     projections: [],
+    responseSchema: {
+      type: 'object',
+      required: ['events'],
+      additionalProperties: false,
+      properties: {
+        events: {
+          type: 'array',
+          minItems: 1,
+          items: {
+            type: 'object',
+            required: [
+              'eventId',
+              'type',
+              'streamVersion',
+              'position',
+              'schemaVersion',
+              'data',
+              'metadata',
+              'recordedAt',
+            ],
+            additionalProperties: false,
+            properties: {
+              eventId: { type: 'string', minLength: 1 },
+              type: { type: 'string', enum: EVENT_TYPES },
+              streamVersion: VERSION,
+              position: VERSION,
+              schemaVersion: VERSION,
+              data: { type: 'object' },
+              metadata: { type: 'object' },
+              recordedAt: TIME,
+            },
+          },
+        },
+      },
+    },
     handler: async ({ params }) => {
       const recorded = await store.readStream(streamIdOf(params.orderId));
       if (recorded.length === 0) throw notFound(params.orderId);
@@ -351,6 +463,12 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Any
       properties: { version: { type: 'integer' } },
     }),
     projections: [],
+    responseSchema: {
+      type: 'object',
+      required: ['orderId', 'version', 'state'],
+      additionalProperties: false,
+      properties: { orderId: ID, version: VERSION, state: ORDER_VIEW },
+    },
     handler: async ({ params, query }) => {
       const recorded = await store.readStream<OrderEvent>(streamIdOf(params.orderId), {
         toVersion: Math.min(Math.max(query.version, 1), Number.MAX_SAFE_INTEGER),
