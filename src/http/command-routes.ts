@@ -7,6 +7,7 @@ import {
   ANY,
   STREAM_EXISTS,
   encodeConsistencyToken,
+  isTidemarkError,
   type Command,
   type CommandHandler,
   type CommandResult,
@@ -17,8 +18,16 @@ import { SpanKind, endSpan, startSpan, traceIdOf } from '../tracing.ts';
 import { principalOf, type Principal } from './auth.ts';
 import type { CommandContext } from './context.ts';
 import { idempotencyKeyOf, runIdempotent, type StoredResponse } from './idempotency.ts';
-import { parameters, problemResponse } from './openapi.ts';
-import { HttpProblem, PROBLEM_CONTENT_TYPE } from './problem.ts';
+import {
+  CORRELATION_ID_PATTERN,
+  IDEMPOTENCY_KEY_PATTERN,
+  IF_MATCH_PATTERN,
+  RESPONSE_HEADERS,
+  headerParameter,
+  parameters,
+  problemResponse,
+} from './openapi.ts';
+import { HttpProblem, PROBLEM_CONTENT_TYPE, problem } from './problem.ts';
 import { strictObject, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -51,6 +60,11 @@ export interface CommandRoute<Params = Record<string, string>, Body = unknown> {
   requireStream?: boolean;
   /** Status of a success. Default 200. */
   successStatus?: number;
+  /**
+   * The JSON Schema of a success's body, for the OpenAPI document (answers are not filtered by
+   * it). Default: any JSON value.
+   */
+  responseSchema?: JsonSchema;
   /** Body of a success. */
   response: (
     result: CommandResult<unknown, Event>,
@@ -80,7 +94,17 @@ export function commandRoute<const Url extends string, Body = undefined>(
   return route as AnyCommandRoute;
 }
 
-/** Parses `If-Match` into a pinned expected version. `*` means the stream must exist. */
+/**
+ * A version no stream ever reaches: what an entity tag pins when it names no version (`"0"`,
+ * `"01"`), so that it fails like any other version that is not the current one.
+ */
+const NO_VERSION = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Parses `If-Match` into a pinned expected version. `*` means the stream must exist. Entity tags
+ * are compared strongly, that is exactly (RFC 9110, 8.8.3.2): `"01"` is not the tag `"1"` of
+ * version 1, and neither it nor `"0"` is the tag of any version, so they never match.
+ */
 export function parseIfMatch(header: string | undefined): ExpectedVersion | undefined {
   if (header === undefined) return undefined;
   const value = header.trim();
@@ -94,7 +118,24 @@ export function parseIfMatch(header: string | undefined): ExpectedVersion | unde
       'If-Match must be one strong entity tag, "<version>" (or *)',
     );
   }
-  return Number(match[1]);
+  const version = Number(match[1]);
+  return version >= 1 && String(version) === match[1] ? version : NO_VERSION;
+}
+
+/** `X-Correlation-Id`: stored in every event of the command, so it is bounded. */
+const CORRELATION_ID = new RegExp(CORRELATION_ID_PATTERN);
+
+function correlationIdOf(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (typeof header !== 'string' || !CORRELATION_ID.test(header)) {
+    throw new HttpProblem(
+      400,
+      'invalid_correlation_id',
+      'Invalid X-Correlation-Id',
+      'use 1 to 128 visible ASCII characters',
+    );
+  }
+  return header;
 }
 
 export function registerCommandRoute(
@@ -151,8 +192,7 @@ export function registerCommandRoute(
         ...(principal ? { principal } : {}),
       };
 
-      const correlationId =
-        (request.headers['x-correlation-id'] as string | undefined) ?? request.id;
+      const correlationId = correlationIdOf(request.headers['x-correlation-id']) ?? request.id;
       const trace = startSpan(
         name,
         SpanKind.SERVER,
@@ -191,7 +231,19 @@ export function registerCommandRoute(
           });
           return success(result, streamId);
         } catch (error) {
-          const answer = toProblem(error, pinned !== undefined);
+          const answer =
+            pinned !== undefined && !requireStream && isTidemarkError(error, 'stream_not_found')
+              ? // A create that sent If-Match: the tag names a version of a stream that does not
+                // exist, so the precondition fails (RFC 9110, 13.1.1); without it the request
+                // would have succeeded, so the precondition decides the answer.
+                problem(
+                  412,
+                  'wrong_expected_version',
+                  'Precondition failed',
+                  'If-Match names a version, but there is none yet',
+                  { currentVersion: 0 },
+                )
+              : toProblem(error, pinned !== undefined);
           if (answer.code === 'wrong_expected_version') instruments.conflicts.inc({ route: path });
           if (answer.status >= 500) throw error;
           return {
@@ -239,6 +291,8 @@ export function registerCommandRoute(
     },
   });
 
+  const hasParams = Object.keys((route.params?.properties as object | undefined) ?? {}).length > 0;
+  const replayed = { 'Idempotent-Replayed': RESPONSE_HEADERS.idempotentReplayed };
   context.openapi.add(
     path,
     route.method,
@@ -246,19 +300,25 @@ export function registerCommandRoute(
       summary: route.summary,
       parameters: [
         ...parameters(route.params, 'path'),
-        {
-          name: 'If-Match',
-          in: 'header',
-          required: false,
-          schema: { type: 'string' },
-          description: '"<version>": fail with 412 unless the stream is at it',
-        },
-        {
-          name: 'Idempotency-Key',
-          in: 'header',
-          required: false,
-          schema: { type: 'string', maxLength: 255 },
-        },
+        headerParameter(
+          'If-Match',
+          IF_MATCH_PATTERN,
+          '"<version>": fail with 412 unless the stream is at that version (compared exactly); *: the stream must exist',
+        ),
+        ...(context.idempotency
+          ? [
+              headerParameter(
+                'Idempotency-Key',
+                IDEMPOTENCY_KEY_PATTERN,
+                'A repeat gets the first answer (keys are global)',
+              ),
+            ]
+          : []),
+        headerParameter(
+          'X-Correlation-Id',
+          CORRELATION_ID_PATTERN,
+          "Stored in the events' metadata (default: the request id)",
+        ),
       ],
       ...(body
         ? {
@@ -270,20 +330,28 @@ export function registerCommandRoute(
         : {}),
       responses: {
         [String(successStatus)]: {
-          description: 'Done',
+          description: 'Done: the stream version after the command',
           headers: {
-            ETag: { schema: { type: 'string' } },
-            'Consistency-Token': { schema: { type: 'string' } },
+            ETag: RESPONSE_HEADERS.etag,
+            'Consistency-Token': RESPONSE_HEADERS.consistencyToken,
+            ...(route.location ? { Location: RESPONSE_HEADERS.location } : {}),
+            ...replayed,
           },
-          content: { 'application/json': { schema: { type: 'object' } } },
+          content: { 'application/json': { schema: route.responseSchema ?? {} } },
         },
-        '400': problemResponse,
-        '404': problemResponse,
-        '409': problemResponse,
-        '412': problemResponse,
-        '413': problemResponse,
-        '415': problemResponse,
-        '422': problemResponse,
+        ...Object.fromEntries(
+          [
+            400,
+            ...(requireStream ? [404] : []),
+            409,
+            412,
+            413,
+            ...(hasParams ? [414] : []),
+            415,
+            ...(context.idempotency ? [422] : []),
+            503,
+          ].map((status) => [String(status), problemResponse(status, replayed)]),
+        ),
       },
     },
     context.auth?.rolesFor('commands'),

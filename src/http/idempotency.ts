@@ -5,9 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { IdempotencyStore } from '../core/index.ts';
+import { IDEMPOTENCY_KEY_PATTERN } from './openapi.ts';
 import { HttpProblem } from './problem.ts';
 
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+const IDEMPOTENCY_KEY = new RegExp(IDEMPOTENCY_KEY_PATTERN);
 /** Headers of an answer that a replay repeats (besides its content type). */
 const REPLAYED_HEADERS: readonly string[] = ['etag', 'location', 'consistency-token'];
 

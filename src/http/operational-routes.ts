@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Registry } from '../metrics.ts';
 import type { AuthHook } from './auth.ts';
 import type { OpenApiDocument } from './openapi.ts';
+import type { JsonSchema } from './validation.ts';
 
 export interface ReadinessCheck {
   /** Resolves with details when ready; throws (or resolves `ready: false`) when not. */
@@ -39,5 +40,51 @@ export function registerOperationalRoutes(app: FastifyInstance, options: Operati
   if (openapi) {
     // Built on the first request: every route of the plugin is registered by then.
     app.get('/openapi.json', guarded, async () => openapi.document.toJSON(openapi.info));
+    describe(openapi.document, app.prefix);
   }
+}
+
+const READY_REPORT = {
+  type: 'object',
+  required: ['ready'],
+  properties: {
+    ready: { type: 'boolean' },
+    details: { type: 'object', description: "The service's own report (projections, relay, …)" },
+    error: { type: 'string', description: 'Why readiness could not be told' },
+  },
+};
+
+/** The operational routes in the OpenAPI document. */
+function describe(document: OpenApiDocument, prefix: string): void {
+  const json = (schema: JsonSchema) => ({ 'application/json': { schema } });
+  document.add(`${prefix}/health`, 'GET', {
+    summary: 'Liveness: the process answers',
+    responses: {
+      '200': {
+        description: 'Alive',
+        content: json({
+          type: 'object',
+          required: ['status'],
+          properties: { status: { const: 'ok' } },
+        }),
+      },
+    },
+  });
+  document.add(`${prefix}/ready`, 'GET', {
+    summary: 'Readiness: 200 when every check passes, 503 with the report when not',
+    responses: {
+      '200': { description: 'Ready', content: json(READY_REPORT) },
+      '503': { description: 'Not ready (or closing)', content: json(READY_REPORT) },
+    },
+  });
+  document.add(`${prefix}/metrics`, 'GET', {
+    summary: 'Prometheus metrics (text exposition format)',
+    responses: {
+      '200': { description: 'Metrics', content: { 'text/plain': { schema: { type: 'string' } } } },
+    },
+  });
+  document.add(`${prefix}/openapi.json`, 'GET', {
+    summary: 'This document',
+    responses: { '200': { description: 'OpenAPI 3.1', content: json({ type: 'object' }) } },
+  });
 }

@@ -6,7 +6,13 @@ import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
 import { decodeConsistencyToken, type ConsistencyToken } from '../core/index.ts';
 import { principalOf, type Principal } from './auth.ts';
 import type { RouteContext } from './context.ts';
-import { parameters, problemResponse } from './openapi.ts';
+import {
+  CONSISTENCY_TOKEN_PATTERN,
+  RESPONSE_HEADERS,
+  headerParameter,
+  parameters,
+  problemResponses,
+} from './openapi.ts';
 import { strictObject, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 
 export interface QueryRequest<Params = Record<string, string>, Query = Record<string, unknown>> {
@@ -26,6 +32,16 @@ export interface QueryRoute<Params = Record<string, string>, Query = Record<stri
   querystring?: JsonSchema;
   /** The read models the answer comes from: a `Consistency-Token` waits for these. */
   projections: readonly string[];
+  /**
+   * The JSON Schema of the answer's body, for the OpenAPI document (answers are not filtered by
+   * it). Default: any JSON value.
+   */
+  responseSchema?: JsonSchema;
+  /** Headers the handler sets (with `setHeader`), for the OpenAPI document. */
+  responseHeaders?: Record<
+    string,
+    { description?: string; required?: boolean; schema: JsonSchema }
+  >;
   /** Returns the JSON body; throw {@link HttpProblem} for a problem (404, say). */
   handler: (request: QueryRequest<Params, Query>) => Promise<unknown>;
 }
@@ -99,6 +115,7 @@ export function registerQueryRoute(
       return reply.send(body);
     },
   });
+  const hasParams = Object.keys((route.params?.properties as object | undefined) ?? {}).length > 0;
   context.openapi.add(
     `${context.prefix}${route.url}`,
     'GET',
@@ -107,15 +124,19 @@ export function registerQueryRoute(
       parameters: [
         ...parameters(route.params, 'path'),
         ...parameters(route.querystring, 'query'),
-        { name: 'Consistency-Token', in: 'header', required: false, schema: { type: 'string' } },
+        headerParameter(
+          'Consistency-Token',
+          CONSISTENCY_TOKEN_PATTERN,
+          "A command answer's token: wait (bounded) until the read models have that write",
+        ),
       ],
       responses: {
         '200': {
-          description: 'OK',
-          content: { 'application/json': { schema: { type: 'object' } } },
+          description: 'The answer',
+          headers: { Consistency: RESPONSE_HEADERS.consistency, ...route.responseHeaders },
+          content: { 'application/json': { schema: route.responseSchema ?? {} } },
         },
-        '400': problemResponse,
-        '404': problemResponse,
+        ...problemResponses([400, ...(hasParams ? [404, 414] : []), 503]),
       },
     },
     context.auth?.rolesFor('queries'),

@@ -114,10 +114,25 @@ export interface ServeOptions {
  */
 export async function serve(service: Service, options: ServeOptions): Promise<string> {
   await service.start();
-  const address = await service.app.listen({
-    port: options.port,
-    host: options.host ?? '127.0.0.1',
-  });
+  const host = options.host ?? '127.0.0.1';
+  let address: string;
+  try {
+    address = await service.app.listen({ port: options.port, host });
+  } catch (error) {
+    // A port already taken (a second role started with the same PORT, say) is the operator's
+    // setting, not a crash: say so in one line, and stop what was started.
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'EADDRINUSE'
+        ? `${host}:${options.port} is already in use; give each process its own PORT (or --port)`
+        : code === 'EACCES' || code === 'EADDRNOTAVAIL'
+          ? `cannot listen on ${host}:${options.port} (${code})`
+          : undefined;
+    if (!reason) throw error;
+    process.stderr.write(`${service.name}: ${reason}\n`);
+    await service.stop();
+    process.exit(1);
+  }
   const logger = options.logger;
   let stopping = false;
   const shutdown = async (reason: string, code: number) => {

@@ -113,6 +113,8 @@ export interface ServiceOptions {
     openapi?: { title: string; version: string; description?: string };
     /** A Fastify logger (pino) for request logs. Default: none. */
     requestLogger?: object;
+    /** The longest path parameter the routes take (createHttpApp's maxParamLength). */
+    maxParamLength?: number;
   };
   readiness?: ReadinessRules;
   /**
@@ -285,6 +287,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   };
   const app = createHttpApp({
     ...(http.requestLogger ? { httpLogger: http.requestLogger } : {}),
+    ...(http.maxParamLength !== undefined ? { maxParamLength: http.maxParamLength } : {}),
     ...(http.bodyLimit !== undefined ? { bodyLimit: http.bodyLimit } : {}),
     logger,
   });

@@ -17,6 +17,7 @@ import {
 import { orderDecider } from './domain.ts';
 import { orderProjections } from './projections.ts';
 import {
+  MAX_PATH_PARAM_LENGTH,
   mapOrderErrors,
   orderCommandRoutes,
   orderQueryRoutes,
@@ -85,6 +86,8 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       ? { kafka: { ...kafka, topics: kafka.topics ?? { order: kafka.topic ?? 'order-events' } } }
       : {}),
     http: {
+      // Every id the contract accepts must fit in a path segment.
+      maxParamLength: MAX_PATH_PARAM_LENGTH,
       openapi: {
         title: 'Tidemark Orders',
         version: '1.0.0',
