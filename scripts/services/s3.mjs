@@ -134,6 +134,11 @@ export async function down({ purge = false } = {}) {
   }
 }
 
+/** Whether a server this checkout started runs now. */
+export function running() {
+  return isRecordedProcess(readState());
+}
+
 export function status() {
   const state = readState();
   if (isRecordedProcess(state)) {

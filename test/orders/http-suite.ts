@@ -945,6 +945,9 @@ export function ordersHttpSuite(backend: HttpBackend): void {
         assert.equal(openapi.openapi, '3.1.0');
         assert.deepEqual(Object.keys(openapi.paths).sort(), [
           '/customers/{customerId}/summary',
+          '/health',
+          '/metrics',
+          '/openapi.json',
           '/orders',
           '/orders/{orderId}',
           '/orders/{orderId}/cancel',
@@ -954,6 +957,7 @@ export function ordersHttpSuite(backend: HttpBackend): void {
           '/orders/{orderId}/items',
           '/orders/{orderId}/items/{sku}',
           '/orders/{orderId}/ship',
+          '/ready',
         ]);
         assert.deepEqual(Object.keys(openapi.paths['/orders']!).sort(), ['get', 'post']);
       });
