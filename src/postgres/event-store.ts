@@ -116,6 +116,28 @@ interface EventRow {
 const EVENT_COLUMNS =
   'position, stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at';
 
+/**
+ * The global log's horizon for the statement's own snapshot (`tm_horizon`, docs/postgres.md),
+ * and whether it is provisional: a transaction that ended between the snapshot and the probe,
+ * unmarked, counts conservatively (it may have been an append that committed just after the
+ * snapshot). Such a transaction is often not an append at all, or one of another database of
+ * the cluster (advisory marks are per database), so the reader asks again with a new snapshot,
+ * in which it is no longer running: see READ_AGAIN.
+ */
+const HORIZON = (s: string) =>
+  `SELECT x.horizon,
+          x.horizon < pg_snapshot_xmax(pg_current_snapshot())
+            AND pg_xact_status(x.horizon) IS DISTINCT FROM 'in progress' AS provisional
+   FROM (SELECT ${s}.tm_horizon(pg_current_snapshot()) AS horizon) x`;
+
+/**
+ * How many more times a log read or a head read is made when its horizon was provisional.
+ * Each read is sound on its own (it may only stop short); asking again makes an append that
+ * committed before the call visible to it, unless other transactions keep ending at the same
+ * instant, in which case the last answer (still sound) is returned.
+ */
+const READ_AGAIN = 3;
+
 /** A `\u0000` escape in JSON text (one not itself escaped): PostgreSQL's jsonb cannot hold it. */
 function hasNulEscape(json: string): boolean {
   for (let at = json.indexOf('\\u0000'); at !== -1; at = json.indexOf('\\u0000', at + 1)) {
@@ -238,21 +260,25 @@ export class PostgresEventStore implements FullEventStore {
           )
         : named(
             'read-all',
-            `SELECT ${EVENT_COLUMNS} FROM (
-               SELECT e.*, bool_and(e.tx_id < h.horizon) OVER (ORDER BY e.position) AS settled
-               FROM (SELECT * FROM ${s}.tm_events WHERE position > $1 ORDER BY position LIMIT $2) e
-               CROSS JOIN (SELECT ${s}.tm_horizon(pg_current_snapshot()) AS horizon) h
-             ) batch
-             WHERE settled
-             ORDER BY position`,
+            // LEFT JOIN: one row of NULL event columns when nothing is settled, so that the
+            // horizon's `provisional` flag comes back in every case.
+            `SELECT batch.*, h.provisional FROM (${HORIZON(s)}) h
+             LEFT JOIN LATERAL (
+               SELECT ${EVENT_COLUMNS} FROM (
+                 SELECT e.*, bool_and(e.tx_id < h.horizon) OVER (ORDER BY e.position) AS settled
+                 FROM (SELECT * FROM ${s}.tm_events WHERE position > $1 ORDER BY position LIMIT $2) e
+               ) run
+               WHERE settled
+             ) batch ON true
+             ORDER BY batch.position`,
           ),
       head: unsafe
         ? named('head-unguarded', `SELECT max(position) AS head FROM ${s}.tm_events`)
         : named(
             'head',
-            `SELECT position AS head FROM ${s}.tm_events
-             WHERE tx_id < (SELECT ${s}.tm_horizon(pg_current_snapshot()))
-             ORDER BY position DESC LIMIT 1`,
+            `SELECT (SELECT position FROM ${s}.tm_events WHERE tx_id < h.horizon
+                     ORDER BY position DESC LIMIT 1) AS head, h.provisional
+             FROM (${HORIZON(s)}) h`,
           ),
       streamVersion: named(
         'stream-version',
@@ -609,9 +635,15 @@ export class PostgresEventStore implements FullEventStore {
   async readAll<E extends Event = Event>(options?: ReadAllOptions): Promise<RecordedEvent<E>[]> {
     this.#assertOpen();
     const { after, maxCount } = allReadRange(options);
-    const rows = await this.#run<EventRow>(this.#q.readAll, [after, maxCount], COMPONENT, true);
+    let rows: (EventRow & { provisional: boolean })[] = [];
+    for (let attempt = 0; attempt <= READ_AGAIN; attempt++) {
+      rows = await this.#run(this.#q.readAll, [after, maxCount], COMPONENT, true);
+      if (!rows[0]?.provisional) break;
+    }
     const upcast = options?.upcast !== false;
-    return rows.map((row) => this.#toRecorded(row, upcast) as RecordedEvent<E>);
+    return rows
+      .filter((row) => row.position !== null)
+      .map((row) => this.#toRecorded(row, upcast) as RecordedEvent<E>);
   }
 
   async streamVersion(streamId: string): Promise<number> {
@@ -629,7 +661,11 @@ export class PostgresEventStore implements FullEventStore {
    */
   async headPosition(): Promise<number> {
     this.#assertOpen();
-    const rows = await this.#run<{ head: number | null }>(this.#q.head, [], COMPONENT, true);
+    let rows: { head: number | null; provisional?: boolean }[] = [];
+    for (let attempt = 0; attempt <= READ_AGAIN; attempt++) {
+      rows = await this.#run(this.#q.head, [], COMPONENT, true);
+      if (!rows[0]?.provisional) break;
+    }
     return rows[0]?.head ?? 0;
   }
 

@@ -288,4 +288,55 @@ describe('readAll under out-of-order commits (PostgreSQL)', () => {
       await store.close();
     }
   });
+
+  it('reads an append that committed before the call at once, while write transactions of another database come and go', async () => {
+    // The horizon counts a transaction that ended between the read's snapshot and its probe
+    // (it may have been an append). Transactions of other databases on the same server are in
+    // every snapshot too, so under their churn a read could stop short of an append that
+    // committed before it: sound, but a surprise to a caller reading its own write. The store
+    // asks again with a new snapshot in that case.
+    const neighbour = await createTestDatabase('gaps-neighbour');
+    const schema = source.schema('churn');
+    const store = await openStore(schema);
+    const clients = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const client = new pg.Client({ connectionString: neighbour.url });
+        await client.connect();
+        return client;
+      }),
+    );
+    let churning = true;
+    let neighbourTransactions = 0;
+    const churn = clients.map(async (client) => {
+      while (churning) {
+        await client.query('BEGIN');
+        await client.query('SELECT pg_current_xact_id()'); // a write transaction: it has an id
+        await client.query('COMMIT');
+        neighbourTransactions++;
+      }
+    });
+    const short: string[] = [];
+    try {
+      let after = 0;
+      for (let i = 0; i < 300; i++) {
+        const { position } = await store.appendToStream(`s-${i % 7}`, [
+          { type: 'Tick', data: { i } },
+        ]);
+        const head = await store.headPosition();
+        const read = await store.readAll({ after, maxCount: 10 });
+        if (head !== position) short.push(`head ${head} after an append at ${position}`);
+        if (read.at(-1)?.position !== position)
+          short.push(`readAll ended at ${read.at(-1)?.position} after an append at ${position}`);
+        after = position;
+      }
+    } finally {
+      churning = false;
+      await Promise.all(churn);
+      await Promise.all(clients.map((c) => c.end()));
+      await store.close();
+      await neighbour.drop();
+    }
+    assert.ok(neighbourTransactions > 300, `only ${neighbourTransactions} neighbour transactions`);
+    assert.deepEqual(short, []);
+  });
 });
