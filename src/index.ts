@@ -11,3 +11,4 @@ export {
   type Storage,
 } from './storage.ts';
 export { defineConfig, type TidemarkConfig } from './config.ts';
+export * from './personal-data/index.ts';

@@ -13,21 +13,29 @@ import {
   silentLogger,
   type FullEventStore,
   type Logger,
+  type PersonalData,
   type ProjectionSink,
+  type SubjectKeyStore,
   type Upcasters,
 } from './core/index.ts';
+import { protectPersonalData } from './personal-data/protected-store.ts';
 
 export interface Storage {
   kind: 'sqlite' | 'postgres';
   /** Where it is, without credentials (for logs). */
   location: string;
+  /** The store; with `personalData`, the protecting wrapper over it (docs/personal-data.md). */
   store: FullEventStore;
   sink: ProjectionSink;
+  /** Subject keys, in the same database (tables `tm_subject_keys`, `tm_subject_streams`). */
+  subjectKeys: SubjectKeyStore;
   close(): Promise<void>;
 }
 
 export interface OpenStorageOptions {
   upcasters?: Upcasters;
+  /** The personal fields to seal: `store` is then wrapped by `protectPersonalData`. */
+  personalData?: PersonalData;
   logger?: Logger;
   /** SQLite: create the file's folder when missing. Default true. */
   createDirectory?: boolean;
@@ -75,20 +83,31 @@ export async function openStorage(
       await store.close();
       throw error;
     }
+    let subjectKeys: SubjectKeyStore & { close(): Promise<void> };
+    try {
+      const { PostgresSubjectKeyStore } = await import('./postgres/index.ts');
+      subjectKeys = await PostgresSubjectKeyStore.connect({ connectionString: databaseUrl, logger });
+    } catch (error) {
+      await store.close();
+      await sink.close();
+      throw error;
+    }
     const location = redactUrl(databaseUrl);
     logger.info({ database: location }, 'storage: PostgreSQL');
     return {
       kind: 'postgres',
       location,
-      store,
+      store: protect(store, subjectKeys, options.personalData),
       sink,
+      subjectKeys,
       close: async () => {
         await store.close();
         await sink.close();
+        await subjectKeys.close();
       },
     };
   }
-  const { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } =
+  const { SqliteDatabase, SqliteEventStore, SqliteProjectionSink, SqliteSubjectKeyStore } =
     await import('./sqlite/index.ts');
   if (path !== ':memory:' && options.createDirectory !== false)
     mkdirSync(dirname(resolve(path)), { recursive: true });
@@ -98,15 +117,25 @@ export async function openStorage(
     options.upcasters ? { upcasters: options.upcasters } : {},
   );
   const sink = new SqliteProjectionSink(database);
+  const subjectKeys = new SqliteSubjectKeyStore(database);
   logger.info({ database: path }, 'storage: SQLite');
   return {
     kind: 'sqlite',
     location: path,
-    store,
+    store: protect(store, subjectKeys, options.personalData),
     sink,
+    subjectKeys,
     close: async () => {
       await store.close();
       await database.close();
     },
   };
+}
+
+function protect(
+  store: FullEventStore,
+  keys: SubjectKeyStore,
+  personalData: PersonalData | undefined,
+): FullEventStore {
+  return personalData ? protectPersonalData(store, { personalData, keys }) : store;
 }

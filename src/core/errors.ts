@@ -250,6 +250,35 @@ export class ProjectionError extends TidemarkError {
   }
 }
 
+/** New personal data names a subject whose data was forgotten; nothing was written. */
+export class SubjectForgottenError extends TidemarkError {
+  readonly code = 'subject_forgotten';
+  readonly retryable = false;
+  /** The data subject (a customer id, say). */
+  readonly subject: string;
+  constructor(subject: string, message?: string, options?: TidemarkErrorOptions) {
+    super(message ?? `the personal data of subject '${subject}' was forgotten`, options);
+    this.subject = subject;
+  }
+  override toJSON() {
+    return { ...super.toJSON(), subject: this.subject };
+  }
+}
+
+/** Forgetting names a subject the key store has never held personal data for. */
+export class UnknownSubjectError extends TidemarkError {
+  readonly code = 'unknown_subject';
+  readonly retryable = false;
+  readonly subject: string;
+  constructor(subject: string, options?: TidemarkErrorOptions) {
+    super(`no personal data is held for subject '${subject}'`, options);
+    this.subject = subject;
+  }
+  override toJSON() {
+    return { ...super.toJSON(), subject: this.subject };
+  }
+}
+
 /** Every error class, for documentation checks and exhaustive mappings. */
 export const errorClasses = [
   InvalidArgumentError,
@@ -266,6 +295,8 @@ export const errorClasses = [
   StorageError,
   InvalidConsistencyTokenError,
   ProjectionError,
+  SubjectForgottenError,
+  UnknownSubjectError,
 ] as const;
 
 /** The union of every stable error code. */

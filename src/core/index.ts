@@ -8,3 +8,4 @@ export * from './store.ts';
 export * from './command-handler.ts';
 export * from './consistency.ts';
 export * from './projections.ts';
+export * from './personal-data.ts';

@@ -87,6 +87,10 @@ export function problemForTidemarkError(error: TidemarkError, pinned: boolean): 
       return problem(422, error.code, 'Idempotency key reused', error.message);
     case 'idempotency_in_progress':
       return problem(409, error.code, 'Request in progress', error.message);
+    case 'subject_forgotten':
+      return problem(409, error.code, 'Personal data forgotten', error.message);
+    case 'unknown_subject':
+      return problem(404, error.code, 'Not found', error.message);
     case 'closed':
     case 'unavailable':
       return problem(503, error.code, 'Service unavailable', error.message);

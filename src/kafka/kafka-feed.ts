@@ -23,6 +23,7 @@ import {
   ClosedError,
   InvalidArgumentError,
   type ConsistencyToken,
+  type PersonalDataReader,
   type RecordedEvent,
   type SqlExecutor,
 } from '../core/index.ts';
@@ -91,6 +92,11 @@ export interface KafkaFeedOptions {
   readonly sessionTimeoutMs?: number;
   readonly heartbeatIntervalMs?: number;
   readonly rebalanceTimeoutMs?: number;
+  /**
+   * Opens sealed personal fields at consumption (the protecting store's `personalData`, whose
+   * key store must be the producer's). Without it, projections see the sealed envelopes.
+   */
+  readonly personalData?: PersonalDataReader;
 }
 
 /** A feed over the partitions of Kafka topics, through consumer groups. */
@@ -103,6 +109,7 @@ export function kafkaFeed(options: KafkaFeedOptions): Feed {
   return {
     kind: 'kafka',
     dedupeByStream: true,
+    ...(options.personalData ? { personalData: options.personalData } : {}),
     groupFor: (rows, shared) => {
       if (options.groupId !== undefined) return options.groupId;
       if (shared || rows.length !== 1) return `${prefix}-projections`;

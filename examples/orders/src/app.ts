@@ -21,6 +21,7 @@ import { MetricsRegistry, tidemarkHttp } from 'tidemark/http';
 // service never pays for it, about 12 MB of memory and 60 ms of start).
 import type { KafkaConnection, KafkaRelay } from 'tidemark/kafka';
 import { orderDecider } from './domain.ts';
+import { orderPersonalData, registerForgetRoute } from './personal-data.ts';
 import { orderProjections } from './projections.ts';
 import { mapOrderErrors, orderCommandRoutes, orderQueryRoutes } from './routes.ts';
 
@@ -84,7 +85,11 @@ export interface OrdersService {
 export async function createOrdersService(options: OrdersServiceOptions): Promise<OrdersService> {
   const roles = new Set(options.roles ?? ALL_ROLES);
   const logger = options.logger ?? silentLogger;
-  const storage = await openStorage(options.databaseUrl, { logger });
+  // Personal fields are sealed before they reach the store (docs/personal-data.md).
+  const storage = await openStorage(options.databaseUrl, {
+    logger,
+    personalData: orderPersonalData,
+  });
   const { store, sink } = storage;
 
   const handler = new CommandHandler({
@@ -126,6 +131,8 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
         groupPrefix: kafka.groupPrefix ?? 'tidemark-orders',
         // Records from any other producer on the topic are parked as foreign, never applied.
         sources: [kafka.source ?? 'tidemark://orders'],
+        // Records carry sealed personal fields; the store's key table opens them.
+        ...(store.personalData ? { personalData: store.personalData } : {}),
         ...(kafka.instanceId !== undefined ? { groupInstanceId: kafka.instanceId } : {}),
       })
     : storeFeed(store);
@@ -210,6 +217,15 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       };
     },
   });
+
+  if (roles.has('api')) {
+    registerForgetRoute(app, {
+      keys: storage.subjectKeys,
+      sink,
+      projections: orderProjections,
+      logger,
+    });
+  }
 
   let stopped = false;
   return {

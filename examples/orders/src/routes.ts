@@ -45,6 +45,13 @@ const line = {
     unitPriceCents: { type: 'integer', minimum: 0, maximum: MAX_UNIT_PRICE_CENTS },
   },
 };
+/** Printable text, lines allowed; no other control characters. */
+const SHIPPING_ADDRESS = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 500,
+  pattern: '^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f]+$',
+};
 const orderParams = { type: 'object', required: ['orderId'], properties: { orderId: ID } };
 const statuses: OrderStatus[] = ['open', 'confirmed', 'cancelled', 'shipped'];
 
@@ -71,7 +78,7 @@ export function orderCommandRoutes(
 ): CommandRoute<never, never>[] {
   const create: CommandRoute<
     Record<string, never>,
-    { orderId?: string; customerId: string; lines: OrderLine[] }
+    { orderId?: string; customerId: string; lines: OrderLine[]; shippingAddress?: string }
   > = {
     method: 'POST',
     url: '/orders',
@@ -83,6 +90,8 @@ export function orderCommandRoutes(
         orderId: ID,
         customerId: { type: 'string', minLength: 1, maxLength: 128 },
         lines: { type: 'array', maxItems: MAX_LINES, items: line },
+        // Personal data (docs/personal-data.md): stored sealed under the customer's key.
+        shippingAddress: SHIPPING_ADDRESS,
       },
     },
     handler,
@@ -92,7 +101,15 @@ export function orderCommandRoutes(
     streamId: (r) => streamIdOf(idFor(r)),
     command: (r) => ({
       type: 'CreateOrder',
-      data: { orderId: idFor(r), customerId: r.body.customerId, lines: r.body.lines, at: r.at },
+      data: {
+        orderId: idFor(r),
+        customerId: r.body.customerId,
+        lines: r.body.lines,
+        at: r.at,
+        ...(r.body.shippingAddress !== undefined
+          ? { shippingAddress: r.body.shippingAddress }
+          : {}),
+      },
     }),
     response: (result, r) => ({ orderId: idFor(r), version: result.nextExpectedVersion }),
     location: (_result, r) => `/orders/${idFor(r)}`,
