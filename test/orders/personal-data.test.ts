@@ -29,7 +29,10 @@ function tableBytes(path: string, table: string): Buffer {
     const columns = (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map(
       (c) => `CAST(${c.name} AS BLOB)`,
     );
-    const rows = db.prepare(`SELECT ${columns.join(', ')} FROM ${table}`).raw().all() as unknown[][];
+    const rows = db
+      .prepare(`SELECT ${columns.join(', ')} FROM ${table}`)
+      .raw()
+      .all() as unknown[][];
     return Buffer.concat(
       rows.flat().map((v) => (Buffer.isBuffer(v) ? v : Buffer.from(String(v ?? '')))),
     );
@@ -118,9 +121,9 @@ describe('personal data: crypto-shredding (SQLite, store-fed)', () => {
     assert.match(tableBytes(path, 'tm_snapshots').toString(), /"\$personal":"aes-256-gcm"/);
     // The read models copied it in clear (that is what forgetting must clean up).
     assert.equal(fileBytes(path).includes(ADDRESS), true);
-    const [keyRow] = await service.storage.subjectKeys.readKeys(['cust-forget']).then((m) => [
-      ...m.values(),
-    ]);
+    const [keyRow] = await service.storage.subjectKeys
+      .readKeys(['cust-forget'])
+      .then((m) => [...m.values()]);
     const keyBytes = Buffer.from(keyRow!.key!);
 
     // Forget: 204, then 204 again (idempotent); an unknown customer is a 404 problem.
@@ -142,7 +145,9 @@ describe('personal data: crypto-shredding (SQLite, store-fed)', () => {
     const redactedFirst = (redactedEvents.body!.events as { data: Record<string, unknown> }[])[0]!;
     assert.ok(isRedactedField(redactedFirst.data.shippingAddress));
     const redactedHistory = await call('GET', '/orders/pd-1/history?version=1');
-    assert.ok(isRedactedField((redactedHistory.body!.state as Record<string, unknown>).shippingAddress));
+    assert.ok(
+      isRedactedField((redactedHistory.body!.state as Record<string, unknown>).shippingAddress),
+    );
     const reloaded = await service.handler.load('order-pd-1');
     assert.equal(reloaded.fromSnapshot, undefined, 'the sealed snapshot no longer opens');
     assert.ok(isRedactedField((reloaded.state as { shippingAddress: unknown }).shippingAddress));
@@ -186,7 +191,10 @@ describe('personal data: crypto-shredding (SQLite, store-fed)', () => {
       assert.equal(result.version, 2);
     }
     // Read through a fresh ReadModels: the service's caches the old version's names a moment.
-    const readModels = new ReadModels({ sink: service.storage.sink, projections: orderProjections });
+    const readModels = new ReadModels({
+      sink: service.storage.sink,
+      projections: orderProjections,
+    });
     const docOf = async (orderId: string) => {
       const table = await readModels.table('order-details', 'orders');
       assert.equal(table, 'orders_v2');
