@@ -86,7 +86,10 @@ export async function openStorage(
     let subjectKeys: SubjectKeyStore & { close(): Promise<void> };
     try {
       const { PostgresSubjectKeyStore } = await import('./postgres/index.ts');
-      subjectKeys = await PostgresSubjectKeyStore.connect({ connectionString: databaseUrl, logger });
+      subjectKeys = await PostgresSubjectKeyStore.connect({
+        connectionString: databaseUrl,
+        logger,
+      });
     } catch (error) {
       await store.close();
       await sink.close();

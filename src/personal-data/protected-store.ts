@@ -27,6 +27,8 @@ export type ProtectedEventStore = FullEventStore & {
   readonly personalData: PersonalDataCodec;
   /** The store underneath (events as stored). */
   readonly inner: FullEventStore;
+  /** Always there: snapshot and tail in one read where the inner store can, two reads otherwise. */
+  readFromSnapshot: NonNullable<FullEventStore['readFromSnapshot']>;
 };
 
 /**
