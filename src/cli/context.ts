@@ -100,7 +100,10 @@ async function open(ctx: Context, create: boolean): Promise<Storage> {
     throw new CliError(`no database at ${path} (set DATABASE_URL or --database)`, EXIT.unavailable);
   }
   const config = await loadConfig(ctx);
-  return openStorage(ctx.databaseUrl, config.upcasters ? { upcasters: config.upcasters } : {});
+  return openStorage(ctx.databaseUrl, {
+    ...(config.upcasters ? { upcasters: config.upcasters } : {}),
+    ...(config.personalData ? { personalData: config.personalData } : {}),
+  });
 }
 
 /** Runs `work` with the storage the context names, and closes it after. */
@@ -144,6 +147,7 @@ export async function feeds(
       topics,
       ...(config.kafka?.groupPrefix ? { groupPrefix: config.kafka.groupPrefix } : {}),
       ...(config.kafka?.sources ? { sources: config.kafka.sources } : {}),
+      ...(storage.store.personalData ? { personalData: storage.store.personalData } : {}),
     });
   } else if (required === 'kafka') {
     throw new CliError(
@@ -168,6 +172,7 @@ export async function operations(
     sink: storage.sink,
     feeds: found,
     ...(config.upcasters ? { upcasters: config.upcasters } : {}),
+    ...(storage.store.personalData ? { personalData: storage.store.personalData } : {}),
     close: async () => {
       for (const feed of Object.values(found)) await feed.close?.();
     },
