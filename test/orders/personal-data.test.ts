@@ -63,6 +63,28 @@ describe('personal data: crypto-shredding (SQLite, store-fed)', () => {
   });
   after(() => service.dispose());
 
+  it('validates shippingAddress: a string of 1..500 without control characters but line breaks', async () => {
+    for (const shippingAddress of ['', 'x'.repeat(501), 'tab\there', 42, { street: 'x' }, null]) {
+      const refused = await call('POST', '/orders', {
+        orderId: 'bad-address',
+        customerId: 'cust-bad',
+        lines: [line],
+        shippingAddress,
+      });
+      assert.equal(refused.status, 400, JSON.stringify(shippingAddress));
+      assert.equal(refused.body!.code, 'validation_failed');
+    }
+    assert.equal(await service.storage.store.streamVersion('order-bad-address'), 0);
+    assert.equal((await service.storage.subjectKeys.readKeys(['cust-bad'])).size, 0);
+    const multiline = await call('POST', '/orders', {
+      orderId: 'good-address',
+      customerId: 'cust-good',
+      lines: [line],
+      shippingAddress: 'Line 1\nLine 2',
+    });
+    assert.equal(multiline.status, 201);
+  });
+
   it('seals the address at rest, shows it while the key exists, redacts it everywhere once forgotten', async () => {
     const path = service.databaseUrl;
     const created = await call('POST', '/orders', {
