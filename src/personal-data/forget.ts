@@ -5,10 +5,13 @@
  * `forget` hooks.
  */
 import {
+  InvalidArgumentError,
   SubjectForgottenError,
   UnknownSubjectError,
   silentLogger,
   validateSubject,
+  type ConsistencyToken,
+  type EventStore,
   type Logger,
   type ProjectionDefinition,
   type ProjectionSink,
@@ -21,6 +24,24 @@ export interface ForgetSubjectOptions {
   /** The read-model database; with `projections`, their `forget` hooks redact it. */
   sink?: ProjectionSink;
   projections?: readonly ProjectionDefinition[];
+  /**
+   * Closes the one race of forgetting: a projection batch that opened the subject's fields just
+   * before the key was deleted, and commits just after the redaction, would leave them in clear.
+   * With it, forgetting waits (after deleting the key, before redacting) until the hooked
+   * projections have applied each of the subject's streams as it was then, for at most
+   * `timeoutMs` (default 5000). `waitFor` is `ReadModels.waitFor`. A wait that times out (a
+   * projection stopped or far behind) is reported as `settled: false`, logged, and the
+   * redaction runs anyway; forget again once the projection caught up.
+   */
+  settle?: {
+    store: Pick<EventStore, 'listStreams'>;
+    waitFor(
+      token: ConsistencyToken,
+      projections: readonly string[],
+      timeoutMs: number,
+    ): Promise<boolean>;
+    timeoutMs?: number;
+  };
   logger?: Logger;
 }
 
@@ -30,6 +51,11 @@ export interface ForgetSubjectResult {
   streamIds: string[];
   /** The physical read-model versions whose `forget` hook ran. */
   redacted: { projection: string; version: number }[];
+  /**
+   * With `settle`: whether the projections had applied the subject's streams before the
+   * redaction (`false`: the wait timed out). Absent without `settle`.
+   */
+  settled?: boolean;
 }
 
 /**
@@ -52,6 +78,20 @@ export async function forgetSubject(
   const redacted: ForgetSubjectResult['redacted'] = [];
   const { sink, projections = [] } = options;
   const hooked = projections.filter((p) => typeof p.forget === 'function');
+  let settled: boolean | undefined;
+  if (options.settle && hooked.length > 0) {
+    settled = await settle(
+      options.settle,
+      streamIds,
+      hooked.map((p) => p.name),
+    );
+    if (!settled) {
+      logger.warn(
+        { subject, streams: streamIds.length },
+        "forgetting: projections had not applied the subject's streams in time; redacting anyway (forget again once they caught up)",
+      );
+    }
+  }
   if (sink && hooked.length > 0) {
     await sink.migrate('projections', ledgerMigrations);
     for (const definition of hooked) {
@@ -78,5 +118,30 @@ export async function forgetSubject(
       `the personal data of subject '${subject}' was already forgotten (read models redacted again)`,
     );
   }
-  return { subject, streamIds, redacted };
+  return { subject, streamIds, redacted, ...(settled === undefined ? {} : { settled }) };
+}
+
+/**
+ * Waits until `projections` have applied every stream in `streamIds` up to its version now.
+ * Any batch that opened the subject's fields with the key read before it was deleted holds
+ * events at or below those versions, so once they are applied, no such batch is in flight.
+ */
+async function settle(
+  options: NonNullable<ForgetSubjectOptions['settle']>,
+  streamIds: readonly string[],
+  projections: readonly string[],
+): Promise<boolean> {
+  const timeoutMs = options.timeoutMs ?? 5000;
+  if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0) {
+    throw new InvalidArgumentError('settle.timeoutMs', 'must be a non-negative integer');
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (const streamId of streamIds) {
+    const [info] = await options.store.listStreams({ prefix: streamId, limit: 1 });
+    if (!info || info.streamId !== streamId) continue;
+    const token = { streamId, streamVersion: info.version, position: info.position };
+    const left = Math.max(0, deadline - Date.now());
+    if (!(await options.waitFor(token, projections, left))) return false;
+  }
+  return true;
 }

@@ -223,6 +223,8 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       keys: storage.subjectKeys,
       sink,
       projections: orderProjections,
+      store,
+      readModels,
       logger,
     });
   }

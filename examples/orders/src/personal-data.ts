@@ -7,8 +7,10 @@ import {
   definePersonalData,
   forgetSubject,
   isTidemarkError,
+  type EventStore,
   type Logger,
   type ProjectionDefinition,
+  type ReadModels,
   type ProjectionSink,
   type SubjectKeyStore,
 } from 'tidemark';
@@ -22,6 +24,9 @@ export interface ForgetRouteOptions {
   keys: SubjectKeyStore;
   sink: ProjectionSink;
   projections: readonly ProjectionDefinition[];
+  /** For the wait that closes the race with projections in flight (ForgetSubjectOptions.settle). */
+  store: EventStore;
+  readModels: ReadModels;
   logger?: Logger;
 }
 
@@ -49,6 +54,11 @@ export function registerForgetRoute(app: FastifyInstance, options: ForgetRouteOp
           keys: options.keys,
           sink: options.sink,
           projections: options.projections,
+          settle: {
+            store: options.store,
+            waitFor: (token, projections, timeoutMs) =>
+              options.readModels.waitFor(token, projections, timeoutMs),
+          },
           ...(options.logger ? { logger: options.logger } : {}),
         });
       } catch (error) {

@@ -1,5 +1,5 @@
 /** `tidemark subjects forget`: crypto-shredding from the command line (docs/personal-data.md). */
-import { forgetSubject, isTidemarkError } from '../../index.ts';
+import { ReadModels, forgetSubject, isTidemarkError } from '../../index.ts';
 import {
   CliError,
   EXIT,
@@ -18,11 +18,23 @@ export function subjectCommands(usage: string): Record<string, Command> {
         const subject = arg(ctx, 2, 'subjectId', usage);
         const config = await loadConfig(ctx);
         try {
+          const projections = config.projections ?? [];
+          // The projectors run elsewhere: their progress is read from the ledger.
+          const readModels = new ReadModels({ sink: storage.sink, projections });
           const result = await forgetSubject(subject, {
             keys: storage.subjectKeys,
             sink: storage.sink,
-            projections: config.projections ?? [],
+            projections,
+            settle: {
+              store: storage.store,
+              waitFor: (token, names, timeoutMs) => readModels.waitFor(token, names, timeoutMs),
+            },
           });
+          if (result.settled === false) {
+            ctx.err(
+              "tidemark: projections had not applied the subject's streams within 5 s; the read models were redacted anyway: run this again once they caught up\n",
+            );
+          }
           if (ctx.json) printJson(ctx, { ...result, alreadyForgotten: false });
           else
             print(
