@@ -4,26 +4,27 @@
  * OpenTelemetry API, a no-op until the application registers an SDK; the trace context itself
  * travels either way, so logs on every side can be joined by trace id.
  *
- * traceparent grammar (W3C Trace Context, version 00):
- *   traceparent = version "-" trace-id "-" parent-id "-" trace-flags
- *   version = 2HEXDIGLC, trace-id = 32HEXDIGLC (not all zero), parent-id = 16HEXDIGLC (not all
- *   zero), trace-flags = 2HEXDIGLC. A later version may append "-" fields; version ff is invalid.
+ * The W3C Trace Context headers (`traceparent`, `tracestate`) are read and written by
+ * OpenTelemetry's W3CTraceContextPropagator, so `tracestate` travels with the trace and a
+ * malformed `traceparent` is refused the way every other OpenTelemetry service refuses it.
  */
 import { randomBytes } from 'node:crypto';
 import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
+  defaultTextMapGetter,
+  defaultTextMapSetter,
+  isSpanContextValid,
   trace,
   type Attributes,
-  type Context,
   type Span,
   type SpanContext,
 } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
-const ZERO_TRACE = '0'.repeat(32);
-const ZERO_SPAN = '0'.repeat(16);
+const propagator = new W3CTraceContextPropagator();
 
 export const tracer = () => trace.getTracer('tidemark');
 
@@ -42,31 +43,24 @@ function randomHex(length: number): string {
   return hex === '0'.repeat(length) ? randomHex(length) : hex;
 }
 
-/** The span context a traceparent names, or undefined when it is missing or invalid. */
-export function parseTraceparent(header: unknown): SpanContext | undefined {
-  if (typeof header !== 'string') return undefined;
-  const match = TRACEPARENT.exec(header.trim());
-  if (!match) return undefined;
-  const [, version, traceId, spanId, flags, rest] = match as unknown as [
-    string,
-    string,
-    string,
-    string,
-    string,
-    string?,
-  ];
-  if (version === 'ff' || (version === '00' && rest !== undefined)) return undefined;
-  if (traceId === ZERO_TRACE || spanId === ZERO_SPAN) return undefined;
-  return {
-    traceId,
-    spanId,
-    traceFlags: parseInt(flags, 16) & 0xff,
-    isRemote: true,
-  };
+/** The span context a traceparent (and tracestate) name, or undefined when invalid. */
+export function parseTraceparent(
+  traceparent: unknown,
+  tracestate?: unknown,
+): SpanContext | undefined {
+  const carrier: Record<string, unknown> = { traceparent, tracestate };
+  return trace.getSpanContext(propagator.extract(ROOT_CONTEXT, carrier, defaultTextMapGetter));
+}
+
+/** The headers that carry a span context: `traceparent`, and `tracestate` when it has one. */
+export function traceHeaders(context: SpanContext): { traceparent: string; tracestate?: string } {
+  const carrier: Record<string, string> = {};
+  propagator.inject(trace.setSpanContext(ROOT_CONTEXT, context), carrier, defaultTextMapSetter);
+  return carrier as { traceparent: string; tracestate?: string };
 }
 
 export function formatTraceparent(context: SpanContext): string {
-  return `00-${context.traceId}-${context.spanId}-${(context.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
+  return traceHeaders(context).traceparent;
 }
 
 /** The trace id of a traceparent (for logs), if it is valid. */
@@ -75,9 +69,9 @@ export function traceIdOf(traceparent: unknown): string | undefined {
 }
 
 /**
- * Starts a span as a child of the given traceparent (a new trace when there is none) and gives
- * the traceparent to hand on: the span's own when an SDK records it, otherwise the incoming one
- * unchanged, or a fresh one so the work can still be followed in logs.
+ * Starts a span as a child of the given trace context (a new trace when there is none) and gives
+ * the trace context to hand on: the span's own when an SDK records it, otherwise the incoming one
+ * unchanged (tracestate included), or a fresh one so the work can still be followed in logs.
  */
 export function startSpan(
   name: string,
@@ -85,21 +79,16 @@ export function startSpan(
   parent: { traceparent?: unknown; tracestate?: unknown },
   attributes: Attributes = {},
 ): { span: Span; traceparent: string; tracestate: string | undefined } {
-  const remote = parseTraceparent(parent.traceparent);
-  const parentContext: Context = remote ? trace.setSpanContext(ROOT_CONTEXT, remote) : ROOT_CONTEXT;
+  const remote = parseTraceparent(parent.traceparent, parent.tracestate);
+  const parentContext = remote ? trace.setSpanContext(ROOT_CONTEXT, remote) : ROOT_CONTEXT;
   const span = tracer().startSpan(name, { kind, attributes }, parentContext);
+  // Without an SDK the span is the parent's context again, or invalid when there is no parent.
   const own = span.spanContext();
-  const valid = own.traceId !== ZERO_TRACE && own.spanId !== ZERO_SPAN;
-  const traceparent = valid
-    ? formatTraceparent(own)
-    : remote
-      ? formatTraceparent(remote)
-      : `00-${randomHex(32)}-${randomHex(16)}-00`;
-  const tracestate =
-    typeof parent.tracestate === 'string' && parent.tracestate !== ''
-      ? parent.tracestate
-      : undefined;
-  return { span, traceparent, tracestate };
+  const handed = isSpanContextValid(own)
+    ? own
+    : { traceId: randomHex(32), spanId: randomHex(16), traceFlags: TraceFlags.NONE };
+  const headers = traceHeaders(handed);
+  return { span, traceparent: headers.traceparent, tracestate: headers.tracestate };
 }
 
 /** Ends a span with the outcome of the work. */

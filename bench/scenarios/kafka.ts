@@ -41,7 +41,7 @@ import {
   kafkaConnectionFromEnv,
   type KafkaConnection,
   type ProducerRecord,
-} from 'tidemark/kafka';
+} from '../../src/kafka/internal.ts';
 import { PostgresEventStore, PostgresProjectionSink } from 'tidemark/postgres';
 import { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } from 'tidemark/sqlite';
 import { orderDetails, orderProjections } from '../../examples/orders/src/projections.ts';

@@ -294,10 +294,3 @@ export class CommandHandler<State, C extends Command, E extends Event> {
     }
   }
 }
-
-/** Creates a {@link CommandHandler}. */
-export function commandHandler<State, C extends Command, E extends Event>(
-  options: CommandHandlerOptions<State, C, E>,
-): CommandHandler<State, C, E> {
-  return new CommandHandler(options);
-}

@@ -23,9 +23,19 @@ export abstract class TidemarkError extends Error {
     this.name = new.target.name;
   }
 
-  /** A plain-object view for logs and problem documents (no stack, no cause chain). */
+  /**
+   * A plain-object view for logs and parked records: name, code, message, retryable, then the
+   * subclass's own typed fields (those that are set). No stack, no cause chain.
+   */
   toJSON(): Record<string, unknown> {
-    return { name: this.name, code: this.code, message: this.message, retryable: this.retryable };
+    const fields = Object.entries(this).filter(([, value]) => value !== undefined);
+    return {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      retryable: this.retryable,
+      ...Object.fromEntries(fields),
+    };
   }
 }
 
@@ -46,9 +56,6 @@ export class InvalidArgumentError extends TidemarkError {
   constructor(argument: string, message: string, options?: TidemarkErrorOptions) {
     super(`${argument}: ${message}`, options);
     this.argument = argument;
-  }
-  override toJSON() {
-    return { ...super.toJSON(), argument: this.argument };
   }
 }
 
@@ -83,14 +90,6 @@ export class WrongExpectedVersionError extends TidemarkError {
     this.expected = expected;
     this.actual = actual;
   }
-  override toJSON() {
-    return {
-      ...super.toJSON(),
-      streamId: this.streamId,
-      expected: this.expected,
-      actual: this.actual,
-    };
-  }
 }
 
 /** An appended event carries an id the store already holds. Nothing of that append is written. */
@@ -102,9 +101,6 @@ export class DuplicateEventIdError extends TidemarkError {
     super(`an event with id '${eventId}' is already stored`, options);
     this.eventId = eventId;
   }
-  override toJSON() {
-    return { ...super.toJSON(), eventId: this.eventId };
-  }
 }
 
 /** A command addressed a stream that has no events, and its handler requires one. */
@@ -115,9 +111,6 @@ export class StreamNotFoundError extends TidemarkError {
   constructor(streamId: string, options?: TidemarkErrorOptions) {
     super(`stream '${streamId}' does not exist`, options);
     this.streamId = streamId;
-  }
-  override toJSON() {
-    return { ...super.toJSON(), streamId: this.streamId };
   }
 }
 
@@ -134,13 +127,6 @@ export class BusinessRuleError extends TidemarkError {
     super(message);
     this.rule = rule;
     this.details = details;
-  }
-  override toJSON() {
-    return {
-      ...super.toJSON(),
-      rule: this.rule,
-      ...(this.details ? { details: this.details } : {}),
-    };
   }
 }
 
@@ -159,31 +145,6 @@ export class UpcastError extends TidemarkError {
     super(`${eventType} v${schemaVersion}: ${message}`, options);
     this.eventType = eventType;
     this.schemaVersion = schemaVersion;
-  }
-  override toJSON() {
-    return { ...super.toJSON(), eventType: this.eventType, schemaVersion: this.schemaVersion };
-  }
-}
-
-/** An idempotency key came back with another request than the one it first carried. */
-export class IdempotencyKeyReuseError extends TidemarkError {
-  readonly code = 'idempotency_key_reused';
-  readonly retryable = false;
-  readonly key: string;
-  constructor(key: string, options?: TidemarkErrorOptions) {
-    super(`idempotency key '${key}' was first used for another request`, options);
-    this.key = key;
-  }
-}
-
-/** An idempotency key's first request is still running; the repeat did not execute. */
-export class IdempotencyInProgressError extends TidemarkError {
-  readonly code = 'idempotency_in_progress';
-  readonly retryable = true;
-  readonly key: string;
-  constructor(key: string, options?: TidemarkErrorOptions) {
-    super(`a request with idempotency key '${key}' is still running`, options);
-    this.key = key;
   }
 }
 
@@ -245,9 +206,6 @@ export class ProjectionError extends TidemarkError {
     this.projection = projection;
     this.eventId = eventId;
   }
-  override toJSON() {
-    return { ...super.toJSON(), projection: this.projection, eventId: this.eventId };
-  }
 }
 
 /** New personal data names a subject whose data was forgotten; nothing was written. */
@@ -260,9 +218,6 @@ export class SubjectForgottenError extends TidemarkError {
     super(message ?? `the personal data of subject '${subject}' was forgotten`, options);
     this.subject = subject;
   }
-  override toJSON() {
-    return { ...super.toJSON(), subject: this.subject };
-  }
 }
 
 /** Forgetting names a subject the key store has never held personal data for. */
@@ -273,9 +228,6 @@ export class UnknownSubjectError extends TidemarkError {
   constructor(subject: string, options?: TidemarkErrorOptions) {
     super(`no personal data is held for subject '${subject}'`, options);
     this.subject = subject;
-  }
-  override toJSON() {
-    return { ...super.toJSON(), subject: this.subject };
   }
 }
 
@@ -288,8 +240,6 @@ export const errorClasses = [
   StreamNotFoundError,
   BusinessRuleError,
   UpcastError,
-  IdempotencyKeyReuseError,
-  IdempotencyInProgressError,
   ClosedError,
   UnavailableError,
   StorageError,

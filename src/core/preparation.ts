@@ -37,23 +37,9 @@ export function validateStreamId(
     throw new InvalidArgumentError(argument, `must be at most ${MAX_STREAM_ID_LENGTH} characters`);
   }
   // A lone surrogate cannot be stored as UTF-8 and would come back changed.
-  if (!isWellFormed(streamId)) {
+  if (!streamId.isWellFormed()) {
     throw new InvalidArgumentError(argument, 'must be well-formed Unicode');
   }
-}
-
-function isWellFormed(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code >= 0xd800 && code <= 0xdbff) {
-      const next = text.charCodeAt(i + 1);
-      if (!(next >= 0xdc00 && next <= 0xdfff)) return false;
-      i++;
-    } else if (code >= 0xdc00 && code <= 0xdfff) {
-      return false;
-    }
-  }
-  return true;
 }
 
 /** JSON text of `value`, or a {@link SerializationError} saying what could not be written. */

@@ -109,18 +109,6 @@ export function defineProjection<E extends Event>(
   return definition;
 }
 
-/** The physical name of a projection table in a version. */
-export function versionedTable(
-  definition: Pick<ProjectionDefinition, 'tables' | 'name'>,
-  version: number,
-  table: string,
-): string {
-  if (!definition.tables.includes(table)) {
-    throw new InvalidArgumentError('table', `'${table}' is not one of ${definition.name}'s tables`);
-  }
-  return `${table}_v${version}`;
-}
-
 /** One schema change of one component, applied once, in order. Never edit a released one. */
 export interface Migration {
   version: number;

@@ -1,15 +1,27 @@
+export { tidemarkHttp, type TidemarkHttpOptions } from './plugin.ts';
+export { createHttpApp, type HttpAppOptions } from './app.ts';
 export {
-  tidemarkHttp,
+  commandRoute,
   parseIfMatch,
+  type AnyCommandRoute,
   type CommandRequest,
   type CommandRoute,
+} from './command-routes.ts';
+export {
+  queryRoute,
+  type AnyQueryRoute,
   type ConsistencyWaiter,
-  type JsonSchema,
   type QueryRequest,
   type QueryRoute,
-  type ReadinessCheck,
-  type TidemarkHttpOptions,
-} from './plugin.ts';
+} from './query-routes.ts';
+export {
+  actionRoute,
+  type ActionRequest,
+  type ActionRoute,
+  type AnyActionRoute,
+} from './action-routes.ts';
+export { type ReadinessCheck } from './operational-routes.ts';
+export { schemaOf, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 export {
   HttpProblem,
   PROBLEM_CONTENT_TYPE,
@@ -17,11 +29,4 @@ export {
   problemType,
   type Problem,
 } from './problem.ts';
-export {
-  Counter,
-  Gauge,
-  Histogram,
-  MetricsRegistry,
-  METRICS_CONTENT_TYPE,
-  type GaugeSample,
-} from './metrics.ts';
+export { Registry, createMetricsRegistry } from '../metrics.ts';

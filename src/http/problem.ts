@@ -2,7 +2,8 @@
  * Problem Details (RFC 9457) and the mapping from errors to them. This is the one place where
  * Tidemark error codes meet HTTP status codes.
  */
-import type { TidemarkError } from '../core/index.ts';
+import type { FastifyReply } from 'fastify';
+import { isTidemarkError, type TidemarkError } from '../core/index.ts';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
@@ -83,10 +84,6 @@ export function problemForTidemarkError(error: TidemarkError, pinned: boolean): 
         details ? { details } : {},
       );
     }
-    case 'idempotency_key_reused':
-      return problem(422, error.code, 'Idempotency key reused', error.message);
-    case 'idempotency_in_progress':
-      return problem(409, error.code, 'Request in progress', error.message);
     case 'subject_forgotten':
       return problem(409, error.code, 'Personal data forgotten', error.message);
     case 'unknown_subject':
@@ -159,3 +156,26 @@ export function problemForFrameworkError(error: unknown): Problem | undefined {
   }
   return undefined;
 }
+
+/** Turns any error into a problem; `pinned`: the request sent `If-Match`. */
+export type ProblemMapper = (error: unknown, pinned: boolean) => Problem;
+
+/**
+ * The mapping the plugin uses: the application's `mapError` first, then thrown problems, Tidemark
+ * errors, Fastify's own errors, and 500 for anything else.
+ */
+export function problemMapper(
+  mapError: ((error: unknown) => Problem | undefined) | undefined,
+): ProblemMapper {
+  return (error, pinned) => {
+    const mapped = mapError?.(error);
+    if (mapped) return mapped;
+    if (error instanceof HttpProblem) return error.problem;
+    if (isTidemarkError(error)) return problemForTidemarkError(error, pinned);
+    return problemForFrameworkError(error) ?? problem(500, 'internal_error', 'Internal error');
+  };
+}
+
+/** Answers with a problem document. */
+export const sendProblem = (reply: FastifyReply, body: Problem) =>
+  reply.code(body.status).header('content-type', PROBLEM_CONTENT_TYPE).send(body);

@@ -2,6 +2,7 @@
  * Topic administration: what Tidemark needs to create its event topics (partitions, replication,
  * `retention.ms=-1`), look at them, and remove them in tests.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Admin, ConfigResourceTypes } from '@platformatic/kafka';
 import { InvalidArgumentError } from '../core/errors.ts';
 import { clientOptions, type KafkaConnection } from './connection.ts';
@@ -50,8 +51,6 @@ export interface CreateTopicOptions {
   /** How long to wait until every partition has a leader. Default 10000 ms. */
   readonly readyTimeoutMs?: number;
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Topic administration over one connection. Close it when done. */
 export class KafkaAdmin {

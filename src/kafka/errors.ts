@@ -24,9 +24,6 @@ export class KafkaProducerFencedError extends TidemarkError {
     );
     this.transactionalId = transactionalId;
   }
-  override toJSON() {
-    return { ...super.toJSON(), transactionalId: this.transactionalId };
-  }
 }
 
 /**
@@ -52,9 +49,6 @@ export class KafkaOperationError extends TidemarkError {
     this.operation = operation;
     this.brokerError = brokerError;
     this.retryable = retryable;
-  }
-  override toJSON() {
-    return { ...super.toJSON(), operation: this.operation, brokerError: this.brokerError };
   }
 }
 
@@ -94,11 +88,11 @@ export class KafkaWireFormatError extends TidemarkError {
     this.reason = reason;
     this.location = location;
   }
+  /** The location flattened, its offset (a bigint) as text: parked records keep this as JSON. */
   override toJSON() {
+    const { location: _location, ...fields } = super.toJSON();
     return {
-      ...super.toJSON(),
-      field: this.field,
-      reason: this.reason,
+      ...fields,
       ...(this.location
         ? {
             topic: this.location.topic,

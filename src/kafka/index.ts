@@ -1,9 +1,11 @@
 /**
- * `tidemark/kafka`: Tidemark's port onto Apache Kafka (@platformatic/kafka underneath).
+ * `tidemark/kafka`: Tidemark's port onto Apache Kafka (@platformatic/kafka underneath), as much
+ * of it as an application builds with: the connection, topics, the relay and its operations,
+ * the Kafka feed for projections, the wire format (for consumers outside Tidemark) and the
+ * errors to catch. The client plumbing under them stays internal (internal.ts).
  * See docs/kafka-client-notes.md for what the port relies on in the library.
  */
 export {
-  clientOptions,
   kafkaConnectionFromEnv,
   parseBrokers,
   type KafkaConnection,
@@ -15,7 +17,6 @@ export {
   KafkaWireFormatError,
   isProducerFenced,
   kafkaErrorClasses,
-  translateKafkaError,
   type RecordLocation,
 } from './errors.ts';
 export {
@@ -27,51 +28,8 @@ export {
   type TopicSpec,
 } from './admin.ts';
 export {
-  KafkaProducer,
-  KafkaTransaction,
-  type KafkaProducerOptions,
-  type PartitionOffset,
-  type ProducerRecord,
-} from './producer.ts';
-export {
-  KafkaConsumer,
-  offsetKey,
-  type AssignmentChange,
-  type ConsumedBatch,
-  type ConsumedRecord,
-  type KafkaConsumerOptions,
-  type OffsetToCommit,
-  type PartitionStart,
-  type StartPosition,
-  type TopicPartition,
-} from './consumer.ts';
-export {
-  decodeByMarkers,
-  decodePartition,
-  type DecodedPartition,
-  type PendingTransactions,
-} from './records.ts';
-export {
-  KafkaReader,
-  type FetchedRange,
-  type Isolation,
-  type KafkaReaderOptions,
-} from './reader.ts';
-export {
-  CLOUDEVENTS_SPEC_VERSION,
-  CONTENT_TYPE,
-  WireHeaders,
-  decodeEvent,
-  encodeEvent,
-  validateSource,
-  type DecodeOptions,
-  type EncodeOptions,
-} from './wire.ts';
-export {
   EventTopics,
-  categoryOf,
   partitionFor,
-  validateTopicName,
   type EventTopicsOptions,
   type TopicMismatch,
   type TopicSettings,
@@ -82,7 +40,6 @@ export {
   KafkaRelay,
   inspectRelay,
   readRelayProgress,
-  readRelayProgressRecord,
   rebaseRelay,
   retryRelayParked,
   skipRelayParked,
@@ -100,3 +57,15 @@ export {
   type ReleaseResult,
 } from './relay.ts';
 export { INVALID_RECORD_TYPE, kafkaFeed, type KafkaFeedOptions } from './kafka-feed.ts';
+export {
+  CLOUDEVENTS_SPEC_VERSION,
+  CONTENT_TYPE,
+  WireHeaders,
+  decodeEvent,
+  encodeEvent,
+  type DecodeOptions,
+  type EncodeOptions,
+} from './wire.ts';
+// The record shapes the wire functions take and give (types only; the clients stay internal).
+export type { ProducerRecord } from './producer.ts';
+export type { ConsumedRecord } from './consumer.ts';

@@ -18,6 +18,7 @@ import {
   type SubjectKeyStore,
 } from '../core/index.ts';
 import { ledger, ledgerMigrations, projectionContext } from '../projections/ledger.ts';
+import type { Storage } from '../storage.ts';
 
 export interface ForgetSubjectOptions {
   keys: SubjectKeyStore;
@@ -119,6 +120,38 @@ export async function forgetSubject(
     );
   }
   return { subject, streamIds, redacted, ...(settled === undefined ? {} : { settled }) };
+}
+
+/** What {@link forgetter} forgets with. */
+export interface ForgetterParts {
+  /** The key store, the read-model database and the store (for the streams' versions now). */
+  storage: Pick<Storage, 'store' | 'sink' | 'subjectKeys'>;
+  /** Waits for the projections (`ReadModels`: local runners or the ledger). */
+  readModels: Pick<NonNullable<ForgetSubjectOptions['settle']>, 'waitFor'>;
+  /** The projections whose `forget` hooks redact the read models. */
+  projections: readonly ProjectionDefinition[];
+  logger?: Logger;
+}
+
+/**
+ * {@link forgetSubject} wired the way a service and the CLI use it: every hooked projection
+ * redacted, after the wait that closes the race with projections in flight (`settle`).
+ */
+export function forgetter(
+  parts: ForgetterParts,
+): (subject: string) => Promise<ForgetSubjectResult> {
+  const { storage, readModels } = parts;
+  const options: ForgetSubjectOptions = {
+    keys: storage.subjectKeys,
+    sink: storage.sink,
+    projections: parts.projections,
+    settle: {
+      store: storage.store,
+      waitFor: (token, projections, timeoutMs) => readModels.waitFor(token, projections, timeoutMs),
+    },
+    ...(parts.logger ? { logger: parts.logger } : {}),
+  };
+  return (subject) => forgetSubject(subject, options);
 }
 
 /**

@@ -1,4 +1,10 @@
 export { PersonalDataCodec, type PersonalDataCodecOptions } from './codec.ts';
 export { protectPersonalData, type ProtectedEventStore } from './protected-store.ts';
 export { MemorySubjectKeyStore } from './memory-key-store.ts';
-export { forgetSubject, type ForgetSubjectOptions, type ForgetSubjectResult } from './forget.ts';
+export {
+  forgetSubject,
+  forgetter,
+  type ForgetSubjectOptions,
+  type ForgetSubjectResult,
+  type ForgetterParts,
+} from './forget.ts';

@@ -3,6 +3,7 @@
  * place that tells connection failures from SQL errors, and the retry-with-backoff loop that
  * carries operations over a restart of the server.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import pg from 'pg';
 import { InvalidArgumentError, UnavailableError, isTidemarkError } from '../core/index.ts';
 
@@ -194,11 +195,6 @@ export function isTransientPostgresError(error: unknown): boolean {
   if (isConnectionError(error)) return true;
   const code = (error as { code?: unknown } | null)?.code;
   return code === '40001' || code === '40P01' || code === '55P03' || code === '57014';
-}
-
-/** Resolves after `ms`. */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Backoff for reconnect attempts: doubles from 50 ms up to 1 s, with jitter. */

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import type pg from 'pg';
 import {
   ANY,
@@ -44,7 +45,6 @@ import {
   assertPgText,
   connectWithRetry,
   createPool,
-  delay,
   isCancelled,
   isConnectionError,
   nextBackoff,

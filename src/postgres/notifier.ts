@@ -14,6 +14,7 @@
  * behind it (see readAll), and nothing announces that. The poll catches all three.
  */
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { Logger } from '../core/index.ts';
 import { nextBackoff, quoteIdent } from './connection.ts';
@@ -220,13 +221,10 @@ export class AppendNotifier {
         logger.warn({ channel, err: failure }, 'append notifications lost; reconnecting');
       else logger.debug({ channel, err: failure }, 'still cannot listen for appends');
       wait = Math.min(nextBackoff(wait) * 2, 5000);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        this.#interrupt = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
+      const interrupted = new AbortController();
+      this.#interrupt = () => interrupted.abort();
+      // An interrupt (a stop) ends the wait early; that is not an error.
+      await sleep(wait, undefined, { signal: interrupted.signal }).catch(() => {});
       this.#interrupt = undefined;
     }
   }

@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { KafkaAdmin, KafkaReader, decodeEvent } from 'tidemark/kafka';
+import { KafkaAdmin, KafkaReader, decodeEvent } from '../../src/kafka/internal.ts';
 import { PostgresEventStore, PostgresProjectionSink } from 'tidemark/postgres';
 import {
   createTestDatabase,

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { TidemarkError, errorClasses, isTidemarkError } from 'tidemark';
+import {
+  BusinessRuleError,
+  TidemarkError,
+  WrongExpectedVersionError,
+  errorClasses,
+  isTidemarkError,
+} from 'tidemark';
 
 /** Builds an instance of each class with placeholder arguments: codes live on instances. */
 function instances(): TidemarkError[] {
@@ -50,6 +56,26 @@ describe('errors', () => {
     }));
     const byCode = (a: { code: string }, b: { code: string }) => a.code.localeCompare(b.code);
     assert.deepEqual([...documented].sort(byCode), [...actual].sort(byCode));
+  });
+
+  it('turns into JSON with its typed fields, not its stack or cause', () => {
+    const conflict = new WrongExpectedVersionError('s-1', 3, 4, { cause: new Error('x') });
+    assert.deepEqual(JSON.parse(JSON.stringify(conflict)), {
+      name: 'WrongExpectedVersionError',
+      code: 'wrong_expected_version',
+      message: "stream 's-1' is at version 4, expected 3",
+      retryable: true,
+      streamId: 's-1',
+      expected: 3,
+      actual: 4,
+    });
+    assert.deepEqual(Object.keys(new BusinessRuleError('no', 'refused').toJSON()), [
+      'name',
+      'code',
+      'message',
+      'retryable',
+      'rule',
+    ]);
   });
 
   it('keeps the cause', () => {

@@ -15,7 +15,7 @@ import {
   type ConsumedRecord,
   type KafkaConsumerOptions,
   type TopicPartition,
-} from 'tidemark/kafka';
+} from '../../src/kafka/internal.ts';
 import {
   createTestTopic,
   kafkaConnection,

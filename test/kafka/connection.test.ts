@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { InvalidArgumentError } from 'tidemark';
-import { clientOptions, kafkaConnectionFromEnv } from 'tidemark/kafka';
+import { clientOptions, kafkaConnectionFromEnv } from '../../src/kafka/internal.ts';
 
 describe('kafka: connection from the environment', () => {
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-kafka-env-'));

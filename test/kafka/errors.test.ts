@@ -11,7 +11,7 @@ import {
   isProducerFenced,
   kafkaErrorClasses,
   translateKafkaError,
-} from 'tidemark/kafka';
+} from '../../src/kafka/internal.ts';
 
 describe('kafka: errors', () => {
   it('each class has its own snake_case code and is a TidemarkError', () => {

@@ -7,7 +7,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import type { RecordedEvent } from 'tidemark';
-import { KafkaAdmin, KafkaProducer, encodeEvent, partitionFor } from 'tidemark/kafka';
+import { KafkaAdmin, KafkaProducer, encodeEvent, partitionFor } from '../../src/kafka/internal.ts';
 import { MemoryEventStore } from 'tidemark/memory';
 import { kafkaBrokers, kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';
 import { publishAll } from './support.ts';

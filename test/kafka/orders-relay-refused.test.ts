@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, it } from 'node:test';
-import { KafkaAdmin, KafkaReader } from 'tidemark/kafka';
+import { KafkaAdmin, KafkaReader } from '../../src/kafka/internal.ts';
 import { createOrdersService } from '../../examples/orders/src/app.ts';
 import { kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';
 

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { KafkaAdmin, KafkaReader, decodeEvent } from 'tidemark/kafka';
+import { KafkaAdmin, KafkaReader, decodeEvent } from '../../src/kafka/internal.ts';
 import { createOrdersService } from '../../examples/orders/src/app.ts';
 import { startServiceProcess, type ServiceProcess } from '../support/process.ts';
 import {

@@ -13,7 +13,7 @@ import {
   type ProjectionRunnerOptions,
   type RecordedEvent,
 } from 'tidemark';
-import { KafkaAdmin, KafkaProducer, encodeEvent, kafkaFeed } from 'tidemark/kafka';
+import { KafkaAdmin, KafkaProducer, encodeEvent, kafkaFeed } from '../../src/kafka/internal.ts';
 import { MemoryEventStore } from 'tidemark/memory';
 import { SqliteDatabase, SqliteProjectionSink } from 'tidemark/sqlite';
 import { kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';

@@ -15,7 +15,7 @@ import {
   KafkaReader,
   offsetKey,
   type ProducerRecord,
-} from 'tidemark/kafka';
+} from '../../src/kafka/internal.ts';
 import {
   createTestTopic,
   kafkaBrokers,

@@ -2,7 +2,7 @@
 // test/infra/kafka.test.ts checks the same against a real one).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { decodeByMarkers, decodePartition } from 'tidemark/kafka';
+import { decodeByMarkers, decodePartition } from '../../src/kafka/internal.ts';
 
 type Partition = Parameters<typeof decodePartition>[1];
 type Batch = NonNullable<Partition['records']>[number];

@@ -5,7 +5,7 @@
 // Default: 3,000 events, 5 kills. TIDEMARK_KAFKA_CRASH_FULL=1: 20,000 events, 20 kills.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { KafkaAdmin, KafkaReader, decodeEvent } from 'tidemark/kafka';
+import { KafkaAdmin, KafkaReader, decodeEvent } from '../../src/kafka/internal.ts';
 import { PostgresEventStore } from 'tidemark/postgres';
 import {
   createTestDatabase,

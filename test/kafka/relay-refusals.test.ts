@@ -19,7 +19,7 @@ import {
   rebaseRelay,
   retryRelayParked,
   skipRelayParked,
-} from 'tidemark/kafka';
+} from '../../src/kafka/internal.ts';
 import { MemoryEventStore } from 'tidemark/memory';
 import { SqliteEventStore } from 'tidemark/sqlite';
 import { kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';

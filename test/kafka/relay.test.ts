@@ -12,7 +12,7 @@ import {
   KafkaRelay,
   decodeEvent,
   type ConsumedRecord,
-} from 'tidemark/kafka';
+} from '../../src/kafka/internal.ts';
 import { MemoryEventStore } from 'tidemark/memory';
 import { kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';
 

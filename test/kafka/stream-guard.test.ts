@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ProjectionRunner, ReadModels, ledger, type RecordedEvent } from 'tidemark';
-import { KafkaAdmin, KafkaProducer, encodeEvent, kafkaFeed } from 'tidemark/kafka';
+import { KafkaAdmin, KafkaProducer, encodeEvent, kafkaFeed } from '../../src/kafka/internal.ts';
 import { MemoryEventStore } from 'tidemark/memory';
 import { sqliteStorage } from '../support/feed-fixtures.ts';
 import { kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';

@@ -17,7 +17,7 @@ import {
   KafkaRelay,
   type KafkaConnection,
   type ConsumedRecord,
-} from 'tidemark/kafka';
+} from '../../src/kafka/internal.ts';
 
 /**
  * Per stream: how many events were applied and the list of versions in the order applied, so

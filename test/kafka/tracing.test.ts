@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, it } from 'node:test';
 import type { Logger } from 'tidemark';
-import { KafkaAdmin, KafkaReader, decodeEvent } from 'tidemark/kafka';
+import { KafkaAdmin, KafkaReader, decodeEvent } from '../../src/kafka/internal.ts';
 import { createOrdersService } from '../../examples/orders/src/app.ts';
 import { kafkaConnection, uniqueName, uniqueTopic } from '../support/services.ts';
 

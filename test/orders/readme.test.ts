@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -52,4 +52,20 @@ it('every curl example of the README quick start works as written', async () => 
     await service.exited;
   }
   assert.deepEqual(statuses, expected);
+});
+
+it('the short tour of the API runs as written and does what its comments say', async () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const tour = readme.split('## A short tour of the API')[1]!.split('```ts\n')[1]!.split('```')[0]!;
+  // Inside the package, so that `tidemark` resolves to this checkout; run in a scratch folder,
+  // where its ./data/bank.db lands.
+  const file = new URL(`../../.readme-tour-${process.pid}.ts`, import.meta.url).pathname;
+  writeFileSync(file, tour);
+  const cwd = mkdtempSync(join(dir, 'tour-'));
+  try {
+    const { stdout } = await run(process.execPath, ['--conditions=tidemark-source', file], { cwd });
+    assert.equal(stdout.trim(), '200 { version: 2 }');
+  } finally {
+    rmSync(file, { force: true });
+  }
 });

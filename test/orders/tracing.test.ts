@@ -7,7 +7,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { formatTraceparent, parseTraceparent, traceIdOf } from '../../src/tracing.ts';
+import {
+  SpanKind,
+  endSpan,
+  formatTraceparent,
+  parseTraceparent,
+  startSpan,
+  traceIdOf,
+} from '../../src/tracing.ts';
 import { startServiceProcess } from '../support/process.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tidemark-tracing-'));
@@ -37,6 +44,23 @@ describe('trace context', () => {
     ]) {
       assert.equal(parseTraceparent(bad), undefined, String(bad));
     }
+  });
+
+  it('keeps tracestate with the trace, and drops it with an invalid traceparent', () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const tracestate = 'congo=t61rcWkgMzE,rojo=00f067aa0ba902b7';
+    assert.equal(
+      parseTraceparent(traceparent, tracestate)!.traceState!.get('congo'),
+      't61rcWkgMzE',
+    );
+    // No SDK registered: the span is the parent's, and the context handed on is the incoming one.
+    const child = startSpan('test', SpanKind.CONSUMER, { traceparent, tracestate });
+    endSpan(child.span);
+    assert.equal(child.traceparent, traceparent);
+    assert.equal(child.tracestate, tracestate);
+    const fresh = startSpan('test', SpanKind.CONSUMER, { traceparent: 'garbage', tracestate });
+    assert.match(fresh.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+    assert.equal(fresh.tracestate, undefined);
   });
 
   it('a trace id sent with a command is on its event and in the projector log line', async () => {

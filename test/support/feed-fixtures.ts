@@ -74,7 +74,7 @@ export async function kafkaFed(
   transientError: () => Error,
 ): Promise<ProjectionFeedFixture> {
   const { KafkaAdmin, KafkaReader, KafkaRelay, EventTopics, kafkaFeed } =
-    await import('tidemark/kafka');
+    await import('../../src/kafka/internal.ts');
   const { kafkaConnection, uniqueName, uniqueTopic } = await import('./services.ts');
   const connection = kafkaConnection();
   const topic = uniqueTopic('contract');

@@ -11,7 +11,8 @@
  */
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { ALL_ROLES, createOrdersService, type OrdersKafkaOptions, type Role } from './app.ts';
+import { kafkaFromEnv, serve, type ServiceKafkaOptions } from 'tidemark/service';
+import { ALL_ROLES, createOrdersService, type Role } from './app.ts';
 
 const { values } = parseArgs({
   options: {
@@ -66,39 +67,9 @@ if (
 }
 const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' });
 
-async function kafkaFromEnv(env: NodeJS.ProcessEnv): Promise<OrdersKafkaOptions | undefined> {
-  // Kafka's client is loaded only when Kafka is configured.
-  if (!env.KAFKA_BROKERS?.trim()) return undefined;
-  const { kafkaConnectionFromEnv } = await import('tidemark/kafka');
-  const connection = kafkaConnectionFromEnv(env);
-  if (!connection) return undefined;
-  const text = (name: string) => env[name] || undefined;
-  const count = (name: string): number | undefined => {
-    const value = text(name);
-    if (value === undefined) return undefined;
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer`);
-    return n;
-  };
-  const options: OrdersKafkaOptions = { connection };
-  const topic = text('KAFKA_TOPIC');
-  const partitions = count('KAFKA_PARTITIONS');
-  const replicationFactor = count('KAFKA_REPLICATION_FACTOR');
-  const relayName = text('KAFKA_RELAY_NAME');
-  const groupPrefix = text('KAFKA_GROUP_PREFIX');
-  const instanceId = text('KAFKA_GROUP_INSTANCE_ID');
-  if (topic) options.topic = topic;
-  if (partitions) options.partitions = partitions;
-  if (replicationFactor) options.replicationFactor = replicationFactor;
-  if (relayName) options.relayName = relayName;
-  if (groupPrefix) options.groupPrefix = groupPrefix;
-  if (instanceId) options.instanceId = instanceId;
-  return options;
-}
-
-let kafka: OrdersKafkaOptions | undefined;
+let kafka: ServiceKafkaOptions | undefined;
 try {
-  kafka = await kafkaFromEnv(process.env);
+  kafka = await kafkaFromEnv(process.env, { order: process.env.KAFKA_TOPIC || 'order-events' });
 } catch (error) {
   process.stderr.write(`invalid Kafka settings: ${(error as Error).message}\n`);
   process.exit(2);
@@ -112,28 +83,8 @@ const service = await createOrdersService({
   ...(maxReadyLagEvents !== undefined ? { maxReadyLagEvents } : {}),
   ...(kafka ? { kafka } : {}),
 });
-await service.start();
-const address = await service.app.listen({ port, host: process.env.HOST ?? '127.0.0.1' });
+const address = await serve(service, { port, host: process.env.HOST ?? '127.0.0.1', logger });
 logger.info(
   { address, roles, database: databaseUrl, kafka: kafka ? kafka.connection.brokers : undefined },
   'Tidemark Orders is listening',
 );
-
-let stopping = false;
-async function shutdown(signal: string, code = 0) {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal }, 'shutting down: finishing requests and batches');
-  try {
-    await service.stop();
-    logger.info('stopped cleanly');
-    process.exit(code);
-  } catch (error) {
-    logger.error({ err: error }, 'shutdown failed');
-    process.exit(1);
-  }
-}
-process.on('SIGTERM', () => void shutdown('SIGTERM'));
-process.on('SIGINT', () => void shutdown('SIGINT'));
-// A relay that another instance fenced must not linger: stop, and let the supervisor decide.
-service.relay?.done.catch(() => void shutdown('relay fenced', 1));

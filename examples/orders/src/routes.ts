@@ -12,10 +12,13 @@ import {
 } from 'tidemark';
 import {
   HttpProblem,
+  commandRoute,
   problem,
-  type CommandRoute,
+  queryRoute,
+  schemaOf,
+  type AnyCommandRoute,
+  type AnyQueryRoute,
   type Problem,
-  type QueryRoute,
 } from 'tidemark/http';
 import {
   MAX_LINES,
@@ -35,7 +38,7 @@ export type OrderHandler = CommandHandler<OrderState, OrderCommand, OrderEvent>;
 
 const ID = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._~-]+$' };
 const SKU = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[^\\u0000-\\u001f/]+$' };
-const line = {
+const line = schemaOf<OrderLine>({
   type: 'object',
   required: ['sku', 'quantity', 'unitPriceCents'],
   additionalProperties: false,
@@ -44,7 +47,7 @@ const line = {
     quantity: { type: 'integer', minimum: 1, maximum: MAX_QUANTITY },
     unitPriceCents: { type: 'integer', minimum: 0, maximum: MAX_UNIT_PRICE_CENTS },
   },
-};
+});
 /** Printable text, lines allowed; no other control characters. */
 const SHIPPING_ADDRESS = {
   type: 'string',
@@ -72,18 +75,17 @@ const answer = (result: Result, request: { params: Params }) => ({
   version: result.nextExpectedVersion,
 });
 
-export function orderCommandRoutes(
-  handler: OrderHandler,
-  newId: () => string,
-): CommandRoute<never, never>[] {
-  const create: CommandRoute<
-    Record<string, never>,
-    { orderId?: string; customerId: string; lines: OrderLine[]; shippingAddress?: string }
-  > = {
+export function orderCommandRoutes(handler: OrderHandler, newId: () => string): AnyCommandRoute[] {
+  const create = commandRoute({
     method: 'POST',
     url: '/orders',
     summary: 'Create an order (version 1), with its first lines',
-    body: {
+    body: schemaOf<{
+      orderId?: string;
+      customerId: string;
+      lines: OrderLine[];
+      shippingAddress?: string;
+    }>({
       type: 'object',
       required: ['customerId', 'lines'],
       properties: {
@@ -93,7 +95,7 @@ export function orderCommandRoutes(
         // Personal data (docs/personal-data.md): stored sealed under the customer's key.
         shippingAddress: SHIPPING_ADDRESS,
       },
-    },
+    }),
     handler,
     requireStream: false,
     successStatus: 201,
@@ -113,7 +115,7 @@ export function orderCommandRoutes(
     }),
     response: (result, r) => ({ orderId: idFor(r), version: result.nextExpectedVersion }),
     location: (_result, r) => `/orders/${idFor(r)}`,
-  };
+  });
   const ids = new WeakMap<object, string>();
   function idFor(r: { body: { orderId?: string }; headers: Record<string, unknown> }): string {
     if (r.body.orderId) return r.body.orderId;
@@ -130,21 +132,22 @@ export function orderCommandRoutes(
   }
 
   const simple = (
-    url: string,
+    url: `/orders/:orderId/${string}`,
     summary: string,
     command: (r: { params: Params; at: string }) => OrderCommand,
-  ): CommandRoute<Params, undefined> => ({
-    method: 'POST',
-    url,
-    summary,
-    params: orderParams,
-    handler,
-    streamId: (r) => streamIdOf(r.params.orderId),
-    command,
-    response: answer,
-  });
+  ) =>
+    commandRoute({
+      method: 'POST',
+      url,
+      summary,
+      params: orderParams,
+      handler,
+      streamId: (r) => streamIdOf(r.params.orderId),
+      command,
+      response: answer,
+    });
 
-  const addItem: CommandRoute<Params, OrderLine> = {
+  const addItem = commandRoute({
     method: 'POST',
     url: '/orders/:orderId/items',
     summary: 'Add an item (the same sku adds to its line)',
@@ -154,8 +157,8 @@ export function orderCommandRoutes(
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'AddItem', data: { ...r.body, at: r.at } }),
     response: answer,
-  };
-  const removeItem: CommandRoute<Params & { sku: string }, undefined> = {
+  });
+  const removeItem = commandRoute({
     method: 'DELETE',
     url: '/orders/:orderId/items/:sku',
     summary: 'Remove the whole line of a sku',
@@ -164,19 +167,22 @@ export function orderCommandRoutes(
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'RemoveItem', data: { sku: r.params.sku, at: r.at } }),
     response: answer,
-  };
-  const cancel: CommandRoute<Params, { reason?: string }> = {
+  });
+  const cancel = commandRoute({
     method: 'POST',
     url: '/orders/:orderId/cancel',
     summary: 'Cancel an order (not once shipped)',
     params: orderParams,
-    body: { type: 'object', properties: { reason: { type: 'string', maxLength: 500 } } },
+    body: schemaOf<{ reason?: string }>({
+      type: 'object',
+      properties: { reason: { type: 'string', maxLength: 500 } },
+    }),
     bodyOptional: true,
     handler,
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'CancelOrder', data: { reason: r.body.reason, at: r.at } }),
     response: answer,
-  };
+  });
 
   return [
     create,
@@ -191,7 +197,7 @@ export function orderCommandRoutes(
       type: 'ShipOrder',
       data: { at: r.at },
     })),
-  ] as unknown as CommandRoute<never, never>[];
+  ];
 }
 
 const notFound = (orderId: string) =>
@@ -227,11 +233,8 @@ function eventView(event: RecordedEvent) {
   };
 }
 
-export function orderQueryRoutes(
-  readModels: ReadModels,
-  store: EventStore,
-): QueryRoute<never, never>[] {
-  const getOrder: QueryRoute<Params> = {
+export function orderQueryRoutes(readModels: ReadModels, store: EventStore): AnyQueryRoute[] {
+  const getOrder = queryRoute({
     url: '/orders/:orderId',
     summary: 'An order, from the order-details read model',
     params: orderParams,
@@ -247,15 +250,17 @@ export function orderQueryRoutes(
       setHeader('etag', `"${view.version}"`);
       return view;
     },
-  };
+  });
 
-  const listOrders: QueryRoute<
-    Record<string, never>,
-    { customerId?: string; status?: OrderStatus; limit: number; cursor?: string }
-  > = {
+  const listOrders = queryRoute({
     url: '/orders',
     summary: 'Orders, oldest first, by customer and status, a page at a time',
-    querystring: {
+    querystring: schemaOf<{
+      customerId?: string;
+      status?: OrderStatus;
+      limit: number;
+      cursor?: string;
+    }>({
       type: 'object',
       properties: {
         customerId: { type: 'string', minLength: 1, maxLength: 128 },
@@ -263,7 +268,7 @@ export function orderQueryRoutes(
         limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
         cursor: { type: 'string', minLength: 1, maxLength: 100 },
       },
-    },
+    }),
     projections: ['order-list'],
     handler: async ({ query }) => {
       const table = await readModels.table('order-list', 'order_list');
@@ -289,9 +294,9 @@ export function orderQueryRoutes(
           rows.length > limit && last ? encodeCursor(Number(last.created_position)) : null,
       };
     },
-  };
+  });
 
-  const summary: QueryRoute<{ customerId: string }> = {
+  const summary = queryRoute({
     url: '/customers/:customerId/summary',
     summary: "A customer's orders: count, still open, and the total of confirmed and shipped ones",
     params: {
@@ -317,9 +322,9 @@ export function orderQueryRoutes(
         totalSpentCents: Number(row?.total_spent_cents ?? 0),
       };
     },
-  };
+  });
 
-  const events: QueryRoute<Params> = {
+  const events = queryRoute({
     url: '/orders/:orderId/events',
     summary: "The order's events from the store, in stream order",
     params: orderParams,
@@ -329,17 +334,17 @@ export function orderQueryRoutes(
       if (recorded.length === 0) throw notFound(params.orderId);
       return { events: recorded.map(eventView) };
     },
-  };
+  });
 
-  const history: QueryRoute<Params, { version: number }> = {
+  const history = queryRoute({
     url: '/orders/:orderId/history',
     summary: "The order as it was at a version, folded from the store's events",
     params: orderParams,
-    querystring: {
+    querystring: schemaOf<{ version: number }>({
       type: 'object',
       required: ['version'],
       properties: { version: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER } },
-    },
+    }),
     projections: [],
     handler: async ({ params, query }) => {
       const recorded = await store.readStream<OrderEvent>(streamIdOf(params.orderId), {
@@ -354,16 +359,16 @@ export function orderQueryRoutes(
           `order ${params.orderId} is at version ${recorded.length}`,
         );
       }
-      const state = fold(orderDecider, recorded as unknown as OrderEvent[]);
+      const state = fold(orderDecider, recorded);
       return {
         orderId: params.orderId,
         version: query.version,
         state: orderView(state, query.version),
       };
     },
-  };
+  });
 
-  return [getOrder, listOrders, summary, events, history] as unknown as QueryRoute<never, never>[];
+  return [getOrder, listOrders, summary, events, history];
 }
 
 /** Domain-flavoured problems for generic errors: an unknown stream is an unknown order. */

@@ -1,5 +1,5 @@
 /** `tidemark subjects forget`: crypto-shredding from the command line (docs/personal-data.md). */
-import { ReadModels, forgetSubject, isTidemarkError } from '../../index.ts';
+import { ReadModels, forgetter, isTidemarkError } from '../../index.ts';
 import {
   CliError,
   EXIT,
@@ -21,15 +21,7 @@ export function subjectCommands(usage: string): Record<string, Command> {
           const projections = config.projections ?? [];
           // The projectors run elsewhere: their progress is read from the ledger.
           const readModels = new ReadModels({ sink: storage.sink, projections });
-          const result = await forgetSubject(subject, {
-            keys: storage.subjectKeys,
-            sink: storage.sink,
-            projections,
-            settle: {
-              store: storage.store,
-              waitFor: (token, names, timeoutMs) => readModels.waitFor(token, names, timeoutMs),
-            },
-          });
+          const result = await forgetter({ storage, readModels, projections })(subject);
           if (result.settled === false) {
             ctx.err(
               "tidemark: projections had not applied the subject's streams within 5 s; the read models were redacted anyway: run this again once they caught up\n",
