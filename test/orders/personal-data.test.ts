@@ -13,6 +13,7 @@ import { orderProjections } from '../../examples/orders/src/projections.ts';
 import { json, startTestService, type TestService } from '../support/orders.ts';
 
 const ADDRESS = `Rue des Secrets ${Math.random().toString(36).slice(2)}, 1000 Brussels`;
+const KEPT_ADDRESS = `Kept Lane ${Math.random().toString(36).slice(2)}`;
 const OTHER_ADDRESS = `Other Street ${Math.random().toString(36).slice(2)}`;
 
 /** Every byte SQLite keeps on disk for the database: the file and its WAL. */
@@ -83,6 +84,30 @@ describe('personal data: crypto-shredding (SQLite, store-fed)', () => {
       shippingAddress: 'Line 1\nLine 2',
     });
     assert.equal(multiline.status, 201);
+  });
+
+  it('lists the forget route in /openapi.json, refuses a body, and forgets nothing then', async () => {
+    const openapi = (await call('GET', '/openapi.json')).body as {
+      paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+    };
+    const operation = openapi.paths['/customers/{customerId}/personal-data']?.delete;
+    assert.ok(operation, 'DELETE /customers/{customerId}/personal-data is in the document');
+    assert.ok(operation.responses['204'] && operation.responses['404']);
+
+    await call('POST', '/orders', {
+      orderId: 'pd-body',
+      customerId: 'cust-body',
+      lines: [line],
+      shippingAddress: KEPT_ADDRESS,
+    });
+    const withBody = await call('DELETE', '/customers/cust-body/personal-data', { now: true });
+    assert.equal(withBody.status, 400);
+    assert.equal(withBody.body!.code, 'unexpected_body');
+    // Nothing was forgotten: the address still reads in clear.
+    const events = (await call('GET', '/orders/pd-body/events')).body!.events as {
+      data: Record<string, unknown>;
+    }[];
+    assert.equal(events[0]!.data.shippingAddress, KEPT_ADDRESS);
   });
 
   it('seals the address at rest, shows it while the key exists, redacts it everywhere once forgotten', async () => {
