@@ -12,6 +12,8 @@ export default tseslint.config(
       '.services/**',
       'bench/emmett/**',
       'bench/results/**',
+      // The console's bundle, built from admin-ui/ (scripts/admin-assets.mjs).
+      'src/http/admin/assets/**',
     ],
   },
   js.configs.recommended,

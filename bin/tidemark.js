@@ -7,6 +7,16 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
+// The engines range of package.json: on an older Node the CLI would fail further in (a .ts
+// config it cannot load, a native module built for another ABI), with a stack trace.
+const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+if (!((major === 22 && minor >= 22) || (major === 24 && minor >= 6) || major >= 25)) {
+  process.stderr.write(
+    `tidemark: needs Node 22.22+ or 24.6+ (the engines of its package.json); this is ${process.version}\n`,
+  );
+  process.exit(1);
+}
+
 const compiled = fileURLToPath(new URL('../dist/cli/main.js', import.meta.url));
 if (existsSync(compiled) && process.env.TIDEMARK_CLI_SOURCE !== '1') {
   await import(compiled);

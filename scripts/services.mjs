@@ -4,6 +4,8 @@
 //   node scripts/services.mjs up     [postgres] [kafka]    start or reuse; prints DATABASE_URL= / KAFKA_BROKERS=
 //   node scripts/services.mjs down   [postgres] [kafka] [--purge]   stop what `up` started
 //   node scripts/services.mjs status                        what runs, where, how much memory
+//   node scripts/services.mjs running                       names of those this checkout started
+//                                                           that run now (one a line; for scripts)
 //   node scripts/services.mjs up kafka-cluster              three Kafka nodes; KAFKA_CLUSTER_BROKERS=
 //
 // With no service named, `up` starts postgres and kafka (and kafka-cluster when
@@ -19,7 +21,7 @@ import * as postgres from './services/postgres.mjs';
 
 const SERVICES = { postgres, kafka, 'kafka-cluster': kafkaCluster };
 const USAGE =
-  'usage: node scripts/services.mjs up|down|status [postgres] [kafka] [kafka-cluster] [--purge]';
+  'usage: node scripts/services.mjs up|down|status|running [postgres] [kafka] [kafka-cluster] [--purge]';
 
 /** What a bare `up` starts: the three-node cluster only when asked for (three JVMs). */
 function defaultNames(command) {
@@ -121,6 +123,11 @@ async function main() {
       return;
     case 'status':
       for (const name of names) process.stdout.write(`${SERVICES[name].status()}\n`);
+      return;
+    case 'running':
+      // Servers of other checkouts that `up` reuses are not listed: this checkout did not start
+      // them, and its `down` leaves them alone.
+      for (const name of names) if (SERVICES[name].running()) process.stdout.write(`${name}\n`);
       return;
     default:
       throw new Error(USAGE);

@@ -229,6 +229,22 @@ export async function up() {
     }
   }
   const missing = NODES.filter((n) => !running.includes(n));
+  if (
+    running.length === 0 &&
+    (await Promise.all(NODES.map((n) => portOpen(brokerPort(n))))).every(Boolean)
+  ) {
+    // Another checkout's cluster (a second worktree, a CI clone beside a developer's tree) on our
+    // ports: if it answers as a ready three-broker cluster, use it and leave its life to
+    // whoever started it (our `down` stops only nodes this checkout recorded).
+    const ready = await clusterReady(clusterBrokers()).catch(() => undefined);
+    if (ready) {
+      log(
+        NAME,
+        `reusing a cluster this checkout did not start, on ${clusterBrokers()} (cluster ${ready.clusterId})`,
+      );
+      return clusterBrokers();
+    }
+  }
   if (missing.length === 0) {
     await waitUntil(NAME, () => clusterReady(clusterBrokers()), { timeoutMs: 60_000 });
     log(
@@ -346,6 +362,11 @@ export async function down({ purge = false } = {}) {
 }
 
 /** One line per node, for `services:status`. */
+/** Whether a node this checkout started runs now. */
+export function running() {
+  return NODES.some((n) => isOurNode(n));
+}
+
 export function status() {
   const lines = NODES.map((n) => {
     const state = nodeState(n);

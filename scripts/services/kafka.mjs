@@ -425,6 +425,11 @@ export async function down({ purge = false } = {}) {
 }
 
 /** One line about the local broker, for `services:status`. */
+/** Whether the broker this checkout started runs now. */
+export function running() {
+  return isOurBroker(readState());
+}
+
 export function status() {
   const state = readState();
   if (isOurBroker(state)) {

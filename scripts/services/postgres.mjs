@@ -387,6 +387,11 @@ export async function down({ purge = false } = {}) {
 }
 
 /** One line about the local cluster, for `services:status`. */
+/** Whether a cluster this checkout started runs now. */
+export function running() {
+  return isRecordedProcess(readState());
+}
+
 export function status() {
   const state = readState();
   if (isRecordedProcess(state)) {

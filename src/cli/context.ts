@@ -63,15 +63,41 @@ export function arg(ctx: Context, index: number, name: string, usage: string): s
 
 const configs = new Map<string, Promise<TidemarkConfig>>();
 
-/** The application's config file (tidemark.config.ts, .mjs or .js, or --config); {} when none. */
+const TYPESCRIPT = /\.[mc]?ts$/;
+
+/**
+ * Whether this Node loads TypeScript by stripping types: Node 22.18+ and 23.6+ do by default,
+ * unless started with --no-experimental-strip-types; older ones throw ERR_UNKNOWN_FILE_EXTENSION.
+ */
+const stripsTypes = (): boolean =>
+  Boolean((process.features as { typescript?: string | false }).typescript);
+
+/**
+ * The application's config file (--config or TIDEMARK_CONFIG, else tidemark.config.ts, .mjs or
+ * .js in the working directory); {} when none. A TypeScript config on a Node that cannot strip
+ * types is a usage error that says what to do, not Node's bare "Unknown file extension".
+ */
 export function loadConfig(ctx: Context): Promise<TidemarkConfig> {
   const candidates = ctx.configPath
     ? [resolve(ctx.configPath)]
     : ['tidemark.config.ts', 'tidemark.config.mjs', 'tidemark.config.js'].map((f) => resolve(f));
-  const found = candidates.find((f) => existsSync(f));
+  const present = candidates.filter((f) => existsSync(f));
+  // Without type stripping, a JavaScript config beside the TypeScript one is the one to load.
+  const found = stripsTypes()
+    ? present[0]
+    : (present.find((f) => !TYPESCRIPT.test(f)) ?? present[0]);
   if (!found) {
     if (ctx.configPath) throw new CliError(`config file not found: ${ctx.configPath}`, EXIT.usage);
     return Promise.resolve({});
+  }
+  if (TYPESCRIPT.test(found) && !stripsTypes()) {
+    throw new CliError(
+      `${ctx.configPath ?? 'tidemark.config.ts'} is TypeScript, and this Node (${process.version}) ` +
+        'does not strip types (Node 22.18+ or 24 does, unless --no-experimental-strip-types); ' +
+        'run tidemark on such a Node, or give a JavaScript config with --config or ' +
+        'TIDEMARK_CONFIG (a build compiles one; see docs/cli.md)',
+      EXIT.usage,
+    );
   }
   let config = configs.get(found);
   if (!config) {

@@ -122,6 +122,14 @@ export class CommandHandler<State, C extends Command, E extends Event> {
     this.#logger = logger;
   }
 
+  /**
+   * The decider this handler runs. Read-only tools fold a stream with it (an admin console's
+   * state at a version) without loading through the handler.
+   */
+  get decider(): Decider<State, C, E> {
+    return this.#decider;
+  }
+
   /** Loads a stream's current state. */
   async load(streamId: string): Promise<LoadedState<State>> {
     validateStreamId(streamId);

@@ -231,6 +231,49 @@ export class UnknownSubjectError extends TidemarkError {
   }
 }
 
+/**
+ * Why a request's credentials were refused. `missing`: no bearer token; `malformed`: not a JWT;
+ * `expired`, `not_yet_valid`: outside its validity (after the clock tolerance); `bad_signature`:
+ * the signature does not verify or no known key matches; `algorithm_not_allowed`: signed with an
+ * algorithm the verifier does not accept; `claim_mismatch`: issuer, audience, subject or another
+ * required claim is wrong or absent.
+ */
+export type AuthenticationFailure =
+  | 'missing'
+  | 'malformed'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'bad_signature'
+  | 'algorithm_not_allowed'
+  | 'claim_mismatch';
+
+/** A request's bearer token is missing or cannot be trusted. Nothing was done. */
+export class AuthenticationError extends TidemarkError {
+  readonly code = 'unauthenticated';
+  readonly retryable = false;
+  readonly reason: AuthenticationFailure;
+  constructor(reason: AuthenticationFailure, message: string, options?: TidemarkErrorOptions) {
+    super(message, options);
+    this.reason = reason;
+  }
+}
+
+/** The authenticated subject has none of the roles the action needs. Nothing was done. */
+export class AuthorizationError extends TidemarkError {
+  readonly code = 'forbidden';
+  readonly retryable = false;
+  /** The token's subject. */
+  readonly subject: string;
+  /** The roles of which the action needs one. */
+  readonly required: readonly string[];
+  constructor(subject: string, required: readonly string[], options?: TidemarkErrorOptions) {
+    const roles = Array.isArray(required) ? required : [String(required)];
+    super(`'${subject}' needs one of the roles ${roles.join(', ')}`, options);
+    this.subject = subject;
+    this.required = roles;
+  }
+}
+
 /** Every error class, for documentation checks and exhaustive mappings. */
 export const errorClasses = [
   InvalidArgumentError,
@@ -247,6 +290,8 @@ export const errorClasses = [
   ProjectionError,
   SubjectForgottenError,
   UnknownSubjectError,
+  AuthenticationError,
+  AuthorizationError,
 ] as const;
 
 /** The union of every stable error code. */

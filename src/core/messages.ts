@@ -12,6 +12,8 @@ export interface MessageMetadata {
   /** W3C trace context, `00-<trace-id>-<span-id>-<flags>`. */
   traceparent?: string;
   tracestate?: string;
+  /** Who caused the message: the authenticated subject of the request (a JWT's `sub`). */
+  actor?: string;
   [key: string]: unknown;
 }
 

@@ -1,12 +1,13 @@
 /**
  * Action routes: an operation that is not a command on one stream (forgetting a data subject,
- * say), with the plugin's validation, Problem Details, request metrics and OpenAPI entry. They
- * take no `If-Match` and no `Idempotency-Key` and answer no `ETag` or `Consistency-Token`: an
- * action a client may repeat must be idempotent by itself.
+ * say), with the plugin's validation, Problem Details, request metrics, role guard and OpenAPI
+ * entry. They take no `If-Match` and no `Idempotency-Key` and answer no `ETag` or
+ * `Consistency-Token`: an action a client may repeat must be idempotent by itself.
  */
 import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
+import { principalOf, type Principal, type RouteKind } from './auth.ts';
 import type { RouteContext } from './context.ts';
-import { parameters, problemResponse } from './openapi.ts';
+import { parameters, problemResponses } from './openapi.ts';
 import { HttpProblem } from './problem.ts';
 import { strictObject, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 
@@ -15,6 +16,8 @@ export interface ActionRequest<Params = Record<string, string>, Body = unknown> 
   params: Params;
   body: Body;
   headers: FastifyRequest['headers'];
+  /** Who sent it, when the plugin has an authenticator. */
+  principal?: Principal;
 }
 
 export interface ActionRoute<Params = Record<string, string>, Body = unknown> {
@@ -26,6 +29,13 @@ export interface ActionRoute<Params = Record<string, string>, Body = unknown> {
   body?: JsonSchema;
   /** Status of a success. Default 200; 204 answers without a body. */
   successStatus?: number;
+  /** The JSON Schema of a success's body, for the OpenAPI document. Default: any JSON value. */
+  responseSchema?: JsonSchema;
+  /**
+   * The kind of route whose roles may call it (auth.ts): `commands` (default) for what a writer
+   * may do, `operations` for what needs an operator.
+   */
+  kind?: Extract<RouteKind, 'commands' | 'operations'>;
   /** Does the work and returns the body of a success; throw for a problem. */
   handler: (request: ActionRequest<Params, Body>) => Promise<unknown>;
 }
@@ -59,11 +69,15 @@ export function registerActionRoute(
   };
   const successStatus = route.successStatus ?? 200;
   const path = `${context.prefix}${route.url}`;
+  const kind = route.kind ?? 'commands';
+  const guard = context.auth?.guard(kind);
   app.route({
     method: route.method,
     url: route.url,
     bodyLimit: context.bodyLimit,
     schema,
+    // Before the body is read or anything is done: a refused request changes nothing.
+    ...(guard ? { onRequest: guard } : {}),
     handler: async (request, reply) => {
       if (!body && request.body !== undefined) {
         throw new HttpProblem(
@@ -77,30 +91,33 @@ export function registerActionRoute(
         params: request.params as Record<string, string>,
         body: request.body,
         headers: request.headers,
+        ...(principalOf(request) ? { principal: principalOf(request)! } : {}),
       });
       reply.code(successStatus);
       return successStatus === 204 ? reply.send() : reply.send(answer);
     },
   });
-  context.openapi.add(path, route.method, {
-    summary: route.summary,
-    parameters: parameters(route.params, 'path'),
-    ...(body
-      ? { requestBody: { required: true, content: { 'application/json': { schema: body } } } }
-      : {}),
-    responses: {
-      [String(successStatus)]:
-        successStatus === 204
-          ? { description: 'Done' }
-          : {
-              description: 'Done',
-              content: { 'application/json': { schema: { type: 'object' } } },
-            },
-      '400': problemResponse,
-      '404': problemResponse,
-      '409': problemResponse,
-      '413': problemResponse,
-      '415': problemResponse,
+  const hasParams = Object.keys((route.params?.properties as object | undefined) ?? {}).length > 0;
+  context.openapi.add(
+    path,
+    route.method,
+    {
+      summary: route.summary,
+      parameters: parameters(route.params, 'path'),
+      ...(body
+        ? { requestBody: { required: true, content: { 'application/json': { schema: body } } } }
+        : {}),
+      responses: {
+        [String(successStatus)]:
+          successStatus === 204
+            ? { description: 'Done' }
+            : {
+                description: 'Done',
+                content: { 'application/json': { schema: route.responseSchema ?? {} } },
+              },
+        ...problemResponses([400, ...(hasParams ? [404, 414] : []), 409, 413, 415, 503]),
+      },
     },
-  });
+    context.auth?.rolesFor(kind),
+  );
 }

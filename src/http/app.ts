@@ -5,7 +5,8 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from '../core/index.ts';
-import { problem, problemMapper, sendProblem } from './problem.ts';
+import { problemMapper, sendProblem } from './problem.ts';
+import { serverErrorOptions, useServerErrors } from './server-errors.ts';
 
 export interface HttpAppOptions {
   /** Largest accepted body in bytes. Default 1 MiB. */
@@ -14,35 +15,44 @@ export interface HttpAppOptions {
   httpLogger?: object;
   /** Where 5xx answers outside the plugin's routes are logged. */
   logger?: Logger;
+  /**
+   * The longest path parameter the router accepts (decoded, in UTF-16 code units); longer ones
+   * are refused before any schema sees them. Set it from the longest id your routes accept, so
+   * that every id a client could create can also be addressed. Default 100 (Fastify's).
+   */
+  maxParamLength?: number;
 }
 
 /**
  * A Fastify instance as Tidemark services use it: unknown routes and errors outside the plugin's
- * routes answer with Problem Details, request ids are UUIDs (they become correlation and
- * causation ids), and a closing server answers 503.
+ * routes answer with Problem Details, and so do the router's and Node's parser's own refusals
+ * (server-errors.ts); a path with routes for other methods answers 405 with `Allow`; request
+ * ids are UUIDs (they become correlation and causation ids); a closing server answers 503.
  */
 export function createHttpApp(options: HttpAppOptions = {}): FastifyInstance {
+  const maxParamLength = options.maxParamLength ?? 100;
   const app = Fastify({
     ...(options.httpLogger ? { loggerInstance: options.httpLogger as never } : {}),
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
     // Clients resend on a dropped connection; keep-alive makes that rare.
     keepAliveTimeout: 10_000,
     return503OnClosing: true,
+    routerOptions: { maxParamLength },
+    // Router and parser errors as problem documents (server-errors.ts).
+    ...serverErrorOptions(maxParamLength),
     // Request ids become correlation and causation ids: unique across processes and restarts.
     genReqId: () => crypto.randomUUID(),
   });
+  const notFound = useServerErrors(app as unknown as FastifyInstance);
   const toProblem = problemMapper(undefined);
   app.setErrorHandler((error, request, reply) => {
+    // No route took the request, and reading its body failed (a QUERY without a content type,
+    // say): what matters is that there is no such route (404) or method (405).
+    if (request.is404) return notFound(request, reply);
     const body = toProblem(error, false);
     if (body.status >= 500)
       options.logger?.error({ err: error, url: request.url }, 'request failed');
     return sendProblem(reply, { ...body, instance: request.url });
   });
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      reply,
-      problem(404, 'route_not_found', 'Not found', `no route for ${request.method} ${request.url}`),
-    ),
-  );
   return app;
 }

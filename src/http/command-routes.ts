@@ -7,6 +7,7 @@ import {
   ANY,
   STREAM_EXISTS,
   encodeConsistencyToken,
+  isTidemarkError,
   type Command,
   type CommandHandler,
   type CommandResult,
@@ -14,10 +15,19 @@ import {
   type ExpectedVersion,
 } from '../core/index.ts';
 import { SpanKind, endSpan, startSpan, traceIdOf } from '../tracing.ts';
+import { principalOf, type Principal } from './auth.ts';
 import type { CommandContext } from './context.ts';
 import { idempotencyKeyOf, runIdempotent, type StoredResponse } from './idempotency.ts';
-import { parameters, problemResponse } from './openapi.ts';
-import { HttpProblem, PROBLEM_CONTENT_TYPE } from './problem.ts';
+import {
+  CORRELATION_ID_PATTERN,
+  IDEMPOTENCY_KEY_PATTERN,
+  IF_MATCH_PATTERN,
+  RESPONSE_HEADERS,
+  headerParameter,
+  parameters,
+  problemResponse,
+} from './openapi.ts';
+import { HttpProblem, PROBLEM_CONTENT_TYPE, problem } from './problem.ts';
 import { strictObject, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -30,6 +40,8 @@ export interface CommandRequest<Params = Record<string, string>, Body = unknown>
   /** The time the request arrived, ISO 8601: the command's clock. */
   at: string;
   headers: FastifyRequest['headers'];
+  /** Who sent it, when the plugin has an authenticator (its `subject` becomes `actor`). */
+  principal?: Principal;
 }
 
 export interface CommandRoute<Params = Record<string, string>, Body = unknown> {
@@ -48,6 +60,11 @@ export interface CommandRoute<Params = Record<string, string>, Body = unknown> {
   requireStream?: boolean;
   /** Status of a success. Default 200. */
   successStatus?: number;
+  /**
+   * The JSON Schema of a success's body, for the OpenAPI document (answers are not filtered by
+   * it). Default: any JSON value.
+   */
+  responseSchema?: JsonSchema;
   /** Body of a success. */
   response: (
     result: CommandResult<unknown, Event>,
@@ -77,7 +94,17 @@ export function commandRoute<const Url extends string, Body = undefined>(
   return route as AnyCommandRoute;
 }
 
-/** Parses `If-Match` into a pinned expected version. `*` means the stream must exist. */
+/**
+ * A version no stream ever reaches: what an entity tag pins when it names no version (`"0"`,
+ * `"01"`), so that it fails like any other version that is not the current one.
+ */
+const NO_VERSION = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Parses `If-Match` into a pinned expected version. `*` means the stream must exist. Entity tags
+ * are compared strongly, that is exactly (RFC 9110, 8.8.3.2): `"01"` is not the tag `"1"` of
+ * version 1, and neither it nor `"0"` is the tag of any version, so they never match.
+ */
 export function parseIfMatch(header: string | undefined): ExpectedVersion | undefined {
   if (header === undefined) return undefined;
   const value = header.trim();
@@ -91,7 +118,24 @@ export function parseIfMatch(header: string | undefined): ExpectedVersion | unde
       'If-Match must be one strong entity tag, "<version>" (or *)',
     );
   }
-  return Number(match[1]);
+  const version = Number(match[1]);
+  return version >= 1 && String(version) === match[1] ? version : NO_VERSION;
+}
+
+/** `X-Correlation-Id`: stored in every event of the command, so it is bounded. */
+const CORRELATION_ID = new RegExp(CORRELATION_ID_PATTERN);
+
+function correlationIdOf(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (typeof header !== 'string' || !CORRELATION_ID.test(header)) {
+    throw new HttpProblem(
+      400,
+      'invalid_correlation_id',
+      'Invalid X-Correlation-Id',
+      'use 1 to 128 visible ASCII characters',
+    );
+  }
+  return header;
 }
 
 export function registerCommandRoute(
@@ -113,11 +157,15 @@ export function registerCommandRoute(
   const path = `${context.prefix}${route.url}`;
   const name = `${route.method} ${path}`;
 
+  const guard = context.auth?.guard('commands');
   app.route({
     method: route.method,
     url: route.url,
     bodyLimit: context.bodyLimit,
     schema,
+    // Runs before the body is validated or anything is read or written: a refused request
+    // changes nothing and learns nothing about the order.
+    ...(guard ? { onRequest: guard } : {}),
     handler: async (request, reply) => {
       const started = performance.now();
       let payload: unknown = request.body;
@@ -135,15 +183,16 @@ export function registerCommandRoute(
       }
       const pinned = parseIfMatch(request.headers['if-match']);
       const key = idempotencyKeyOf(request.headers['idempotency-key']);
+      const principal = principalOf(request);
       const commandRequest: CommandRequest = {
         params: request.params as Record<string, string>,
         body: payload,
         at: new Date().toISOString(),
         headers: request.headers,
+        ...(principal ? { principal } : {}),
       };
 
-      const correlationId =
-        (request.headers['x-correlation-id'] as string | undefined) ?? request.id;
+      const correlationId = correlationIdOf(request.headers['x-correlation-id']) ?? request.id;
       const trace = startSpan(
         name,
         SpanKind.SERVER,
@@ -173,6 +222,7 @@ export function registerCommandRoute(
             metadata: {
               correlationId,
               causationId: request.id,
+              ...(principal ? { actor: principal.subject } : {}),
               traceparent: trace.traceparent,
               ...(trace.tracestate ? { tracestate: trace.tracestate } : {}),
               // Lets a retry find these events if this process dies before the answer is stored.
@@ -181,7 +231,19 @@ export function registerCommandRoute(
           });
           return success(result, streamId);
         } catch (error) {
-          const answer = toProblem(error, pinned !== undefined);
+          const answer =
+            pinned !== undefined && !requireStream && isTidemarkError(error, 'stream_not_found')
+              ? // A create that sent If-Match: the tag names a version of a stream that does not
+                // exist, so the precondition fails (RFC 9110, 13.1.1); without it the request
+                // would have succeeded, so the precondition decides the answer.
+                problem(
+                  412,
+                  'wrong_expected_version',
+                  'Precondition failed',
+                  'If-Match names a version, but there is none yet',
+                  { currentVersion: 0 },
+                )
+              : toProblem(error, pinned !== undefined);
           if (answer.code === 'wrong_expected_version') instruments.conflicts.inc({ route: path });
           if (answer.status >= 500) throw error;
           return {
@@ -199,6 +261,7 @@ export function registerCommandRoute(
           method: request.method,
           url: request.url,
           payload,
+          subject: principal?.subject,
           run,
           recover: async () => {
             const streamId = route.streamId(commandRequest);
@@ -228,48 +291,69 @@ export function registerCommandRoute(
     },
   });
 
-  context.openapi.add(path, route.method, {
-    summary: route.summary,
-    parameters: [
-      ...parameters(route.params, 'path'),
-      {
-        name: 'If-Match',
-        in: 'header',
-        required: false,
-        schema: { type: 'string' },
-        description: '"<version>": fail with 412 unless the stream is at it',
-      },
-      {
-        name: 'Idempotency-Key',
-        in: 'header',
-        required: false,
-        schema: { type: 'string', maxLength: 255 },
-      },
-    ],
-    ...(body
-      ? {
-          requestBody: {
-            required: !route.bodyOptional,
-            content: { 'application/json': { schema: body } },
+  const hasParams = Object.keys((route.params?.properties as object | undefined) ?? {}).length > 0;
+  const replayed = { 'Idempotent-Replayed': RESPONSE_HEADERS.idempotentReplayed };
+  context.openapi.add(
+    path,
+    route.method,
+    {
+      summary: route.summary,
+      parameters: [
+        ...parameters(route.params, 'path'),
+        headerParameter(
+          'If-Match',
+          IF_MATCH_PATTERN,
+          '"<version>": fail with 412 unless the stream is at that version (compared exactly); *: the stream must exist',
+        ),
+        ...(context.idempotency
+          ? [
+              headerParameter(
+                'Idempotency-Key',
+                IDEMPOTENCY_KEY_PATTERN,
+                'A repeat gets the first answer (keys are global)',
+              ),
+            ]
+          : []),
+        headerParameter(
+          'X-Correlation-Id',
+          CORRELATION_ID_PATTERN,
+          "Stored in the events' metadata (default: the request id)",
+        ),
+      ],
+      ...(body
+        ? {
+            requestBody: {
+              required: !route.bodyOptional,
+              content: { 'application/json': { schema: body } },
+            },
+          }
+        : {}),
+      responses: {
+        [String(successStatus)]: {
+          description: 'Done: the stream version after the command',
+          headers: {
+            ETag: RESPONSE_HEADERS.etag,
+            'Consistency-Token': RESPONSE_HEADERS.consistencyToken,
+            ...(route.location ? { Location: RESPONSE_HEADERS.location } : {}),
+            ...replayed,
           },
-        }
-      : {}),
-    responses: {
-      [String(successStatus)]: {
-        description: 'Done',
-        headers: {
-          ETag: { schema: { type: 'string' } },
-          'Consistency-Token': { schema: { type: 'string' } },
+          content: { 'application/json': { schema: route.responseSchema ?? {} } },
         },
-        content: { 'application/json': { schema: { type: 'object' } } },
+        ...Object.fromEntries(
+          [
+            400,
+            ...(requireStream ? [404] : []),
+            409,
+            412,
+            413,
+            ...(hasParams ? [414] : []),
+            415,
+            ...(context.idempotency ? [422] : []),
+            503,
+          ].map((status) => [String(status), problemResponse(status, replayed)]),
+        ),
       },
-      '400': problemResponse,
-      '404': problemResponse,
-      '409': problemResponse,
-      '412': problemResponse,
-      '413': problemResponse,
-      '415': problemResponse,
-      '422': problemResponse,
     },
-  });
+    context.auth?.rolesFor('commands'),
+  );
 }

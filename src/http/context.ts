@@ -5,6 +5,7 @@
 import type { Counter, Histogram } from 'prom-client';
 import type { IdempotencyStore, Logger } from '../core/index.ts';
 import { counter, histogram, type Registry } from '../metrics.ts';
+import type { Authenticator } from './auth.ts';
 import type { OpenApiDocument } from './openapi.ts';
 import type { ProblemMapper } from './problem.ts';
 import type { Validators } from './validation.ts';
@@ -52,6 +53,8 @@ export interface RouteContext {
   instruments: HttpInstruments;
   openapi: OpenApiDocument;
   logger: Logger | undefined;
+  /** Guards the routes by role; undefined: open. */
+  auth: Authenticator | undefined;
 }
 
 /** What command routes need beyond the shared context. */

@@ -5,9 +5,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { IdempotencyStore } from '../core/index.ts';
+import { IDEMPOTENCY_KEY_PATTERN } from './openapi.ts';
 import { HttpProblem } from './problem.ts';
 
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+const IDEMPOTENCY_KEY = new RegExp(IDEMPOTENCY_KEY_PATTERN);
 /** Headers of an answer that a replay repeats (besides its content type). */
 const REPLAYED_HEADERS: readonly string[] = ['etag', 'location', 'consistency-token'];
 
@@ -39,10 +40,15 @@ function canonicalJson(value: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((value as Record<string, unknown>)[k])}`).join(',')}}`;
 }
 
-/** What makes two requests "the same request": method, path and body (key order ignored). */
-function fingerprint(method: string, path: string, body: unknown): string {
+/**
+ * What makes two requests "the same request": method, path and body (key order ignored), and
+ * who sent it: another subject reusing a key gets 422, never the first subject's answer.
+ * Without a subject the print is what it was before authentication existed.
+ */
+function fingerprint(method: string, path: string, body: unknown, subject?: string): string {
+  const who = subject === undefined ? '' : `\n${JSON.stringify(subject)}`;
   return createHash('sha256')
-    .update(`${method} ${path}\n${canonicalJson(body ?? null)}`)
+    .update(`${method} ${path}\n${canonicalJson(body ?? null)}${who}`)
     .digest('base64url');
 }
 
@@ -52,6 +58,8 @@ export interface IdempotentRequest {
   method: string;
   url: string;
   payload: unknown;
+  /** The authenticated subject, when there is one: part of what makes requests the same. */
+  subject?: string | undefined;
   /** Executes the command and gives its answer. */
   run: () => Promise<StoredResponse>;
   /** The answer an execution that died after appending would have given, from its events. */
@@ -72,7 +80,7 @@ export async function runIdempotent(
 ): Promise<StoredResponse & { replayed?: boolean }> {
   const { key, run, recover } = request;
   if (key === undefined || !store) return run();
-  const print = fingerprint(request.method, request.url, request.payload);
+  const print = fingerprint(request.method, request.url, request.payload, request.subject);
   const claim = await store.claimIdempotencyKey(key, print, leaseMs);
   if (claim.outcome !== 'claimed' && claim.fingerprint !== print) {
     throw new HttpProblem(

@@ -30,3 +30,26 @@ export {
   type Problem,
 } from './problem.ts';
 export { Registry, createMetricsRegistry } from '../metrics.ts';
+export {
+  DEFAULT_ROUTE_ROLES,
+  ROLES,
+  createAuthenticator,
+  principalOf,
+  type AuthHook,
+  type AuthOptions,
+  type Authenticator,
+  type JwtAuthOptions,
+  type OffAuthOptions,
+  type Principal,
+  type RouteKind,
+  type RouteRoles,
+} from './auth.ts';
+export {
+  ADMIN_PROBLEM_CODES,
+  tidemarkAdmin,
+  type AdminConsoleOptions,
+  type AdminProblemCode,
+  type AdminRelaySource,
+  type AdminStreamKind,
+} from './admin/plugin.ts';
+export { type RebuildJob } from './admin/rebuilds.ts';

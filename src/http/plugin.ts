@@ -21,6 +21,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { IdempotencyStore, Logger } from '../core/index.ts';
 import { registerActionRoute, type ActionRoute, type AnyActionRoute } from './action-routes.ts';
+import type { Authenticator } from './auth.ts';
 import { registerCommandRoute, type AnyCommandRoute, type CommandRoute } from './command-routes.ts';
 import { httpInstruments } from './context.ts';
 import { createMetricsRegistry, type Registry } from '../metrics.ts';
@@ -61,6 +62,12 @@ export interface TidemarkHttpOptions {
   /** Turns an error into a problem before the defaults (return undefined to pass). */
   mapError?: (error: unknown) => Problem | undefined;
   logger?: Logger;
+  /**
+   * Who may call the routes (auth.ts): queries, commands and operational reads are guarded by
+   * the roles it maps to them. Without it every route is open, and the plugin says so at warn
+   * level when it registers (an application that authenticates elsewhere may want that).
+   */
+  auth?: Authenticator;
 }
 
 async function tidemarkHttpPlugin(
@@ -73,8 +80,15 @@ async function tidemarkHttpPlugin(
   const validators = createValidators();
   const toProblem = problemMapper(options.mapError);
   const instruments = httpInstruments(metrics);
+  if (!options.auth) {
+    logger?.warn(
+      { auth: 'none' },
+      'no authentication configured: commands and queries are open to anyone',
+    );
+  }
   const context = {
     prefix: app.prefix,
+    auth: options.auth,
     bodyLimit,
     validators,
     toProblem,
@@ -120,6 +134,7 @@ async function tidemarkHttpPlugin(
   registerOperationalRoutes(app, {
     metrics,
     readiness: options.readiness,
+    guard: options.auth?.guard('operationalReads'),
     openapi: options.openapi ? { document: context.openapi, info: options.openapi } : undefined,
   });
 }

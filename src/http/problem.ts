@@ -88,6 +88,14 @@ export function problemForTidemarkError(error: TidemarkError, pinned: boolean): 
       return problem(409, error.code, 'Personal data forgotten', error.message);
     case 'unknown_subject':
       return problem(404, error.code, 'Not found', error.message);
+    case 'unauthenticated':
+      return problem(401, error.code, 'Unauthenticated', error.message, {
+        reason: (error as TidemarkError & { reason: string }).reason,
+      });
+    case 'forbidden':
+      return problem(403, error.code, 'Forbidden', error.message, {
+        required: (error as TidemarkError & { required: readonly string[] }).required,
+      });
     case 'closed':
     case 'unavailable':
       return problem(503, error.code, 'Service unavailable', error.message);

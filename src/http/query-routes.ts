@@ -4,8 +4,15 @@
  */
 import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify';
 import { decodeConsistencyToken, type ConsistencyToken } from '../core/index.ts';
+import { principalOf, type Principal } from './auth.ts';
 import type { RouteContext } from './context.ts';
-import { parameters, problemResponse } from './openapi.ts';
+import {
+  CONSISTENCY_TOKEN_PATTERN,
+  RESPONSE_HEADERS,
+  headerParameter,
+  parameters,
+  problemResponses,
+} from './openapi.ts';
 import { strictObject, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 
 export interface QueryRequest<Params = Record<string, string>, Query = Record<string, unknown>> {
@@ -14,6 +21,8 @@ export interface QueryRequest<Params = Record<string, string>, Query = Record<st
   headers: FastifyRequest['headers'];
   /** Set headers on the answer (an ETag, say). */
   setHeader(name: string, value: string): void;
+  /** Who asked, when the plugin has an authenticator. */
+  principal?: Principal;
 }
 
 export interface QueryRoute<Params = Record<string, string>, Query = Record<string, unknown>> {
@@ -23,6 +32,16 @@ export interface QueryRoute<Params = Record<string, string>, Query = Record<stri
   querystring?: JsonSchema;
   /** The read models the answer comes from: a `Consistency-Token` waits for these. */
   projections: readonly string[];
+  /**
+   * The JSON Schema of the answer's body, for the OpenAPI document (answers are not filtered by
+   * it). Default: any JSON value.
+   */
+  responseSchema?: JsonSchema;
+  /** Headers the handler sets (with `setHeader`), for the OpenAPI document. */
+  responseHeaders?: Record<
+    string,
+    { description?: string; required?: boolean; schema: JsonSchema }
+  >;
   /** Returns the JSON body; throw {@link HttpProblem} for a problem (404, say). */
   handler: (request: QueryRequest<Params, Query>) => Promise<unknown>;
 }
@@ -68,10 +87,12 @@ export function registerQueryRoute(
     ...(route.params ? { params: strictObject(route.params) } : {}),
     ...(route.querystring ? { querystring: strictObject(route.querystring) } : {}),
   };
+  const guard = context.auth?.guard('queries');
   app.route({
     method: 'GET',
     url: route.url,
     schema,
+    ...(guard ? { onRequest: guard } : {}),
     handler: async (request, reply) => {
       const tokenHeader = request.headers['consistency-token'];
       if (typeof tokenHeader === 'string' && consistency && route.projections.length > 0) {
@@ -89,24 +110,35 @@ export function registerQueryRoute(
         query: request.query as Record<string, unknown>,
         headers: request.headers,
         setHeader: (name, value) => void reply.header(name, value),
+        ...(principalOf(request) ? { principal: principalOf(request)! } : {}),
       });
       return reply.send(body);
     },
   });
-  context.openapi.add(`${context.prefix}${route.url}`, 'GET', {
-    summary: route.summary,
-    parameters: [
-      ...parameters(route.params, 'path'),
-      ...parameters(route.querystring, 'query'),
-      { name: 'Consistency-Token', in: 'header', required: false, schema: { type: 'string' } },
-    ],
-    responses: {
-      '200': {
-        description: 'OK',
-        content: { 'application/json': { schema: { type: 'object' } } },
+  const hasParams = Object.keys((route.params?.properties as object | undefined) ?? {}).length > 0;
+  context.openapi.add(
+    `${context.prefix}${route.url}`,
+    'GET',
+    {
+      summary: route.summary,
+      parameters: [
+        ...parameters(route.params, 'path'),
+        ...parameters(route.querystring, 'query'),
+        headerParameter(
+          'Consistency-Token',
+          CONSISTENCY_TOKEN_PATTERN,
+          "A command answer's token: wait (bounded) until the read models have that write",
+        ),
+      ],
+      responses: {
+        '200': {
+          description: 'The answer',
+          headers: { Consistency: RESPONSE_HEADERS.consistency, ...route.responseHeaders },
+          content: { 'application/json': { schema: route.responseSchema ?? {} } },
+        },
+        ...problemResponses([400, ...(hasParams ? [404, 414] : []), 503]),
       },
-      '400': problemResponse,
-      '404': problemResponse,
     },
-  });
+    context.auth?.rolesFor('queries'),
+  );
 }

@@ -5,7 +5,7 @@
  */
 import Ajv from 'ajv';
 import type { FastifyInstance } from 'fastify';
-import { HttpProblem } from './problem.ts';
+import { HttpProblem, problem, sendProblem } from './problem.ts';
 
 export type JsonSchema = Record<string, unknown>;
 
@@ -53,11 +53,22 @@ export function useStrictJson(app: FastifyInstance, validators: Validators, body
   );
   // JSON only. An empty body is "no body" (commands without a body need no Content-Type).
   app.removeAllContentTypeParsers();
+  // JSON text is UTF-8 (RFC 8259, section 8.1): bytes that are not are refused, not replaced
+  // with U+FFFD and stored.
+  const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   app.addContentTypeParser(
     'application/json',
-    { parseAs: 'string', bodyLimit },
-    (_request, text, done) => {
-      const body = text as string;
+    { parseAs: 'buffer', bodyLimit },
+    (_request, bytes, done) => {
+      let body: string;
+      try {
+        body = utf8.decode(bytes as Buffer);
+      } catch {
+        return done(
+          new HttpProblem(400, 'malformed_json', 'Malformed JSON', 'the body is not valid UTF-8'),
+          undefined,
+        );
+      }
       if (body.trim() === '') return done(null, undefined);
       try {
         done(null, JSON.parse(body));
@@ -69,6 +80,25 @@ export function useStrictJson(app: FastifyInstance, validators: Validators, body
       }
     },
   );
+  // A compressed body would reach the JSON parser as compressed bytes: say that only identity
+  // is taken (RFC 9110, 15.5.16: 415, with Accept-Encoding).
+  app.addHook('onRequest', async (request, reply) => {
+    const encoding = request.headers['content-encoding'];
+    if (encoding === undefined || /^\s*identity\s*$/i.test(encoding)) return;
+    const hasBody =
+      request.headers['transfer-encoding'] !== undefined ||
+      (request.headers['content-length'] ?? '0') !== '0';
+    if (!hasBody) return;
+    return sendProblem(reply.header('accept-encoding', 'identity'), {
+      ...problem(
+        415,
+        'unsupported_media_type',
+        'Unsupported media type',
+        `Content-Encoding ${encoding} is not taken: send the body uncompressed`,
+      ),
+      instance: request.url,
+    });
+  });
 }
 
 declare const described: unique symbol;

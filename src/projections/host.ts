@@ -23,7 +23,7 @@ import {
 import type { RetryPolicy } from './applier.ts';
 import { ProjectionEngine, type ProjectionStatus } from './engine.ts';
 import type { Feed, Slot } from './feed.ts';
-import { ledgerMigrations, type ProjectionRow } from './ledger.ts';
+import { ledger, ledgerMigrations, type ProjectionRow } from './ledger.ts';
 import { feedOf } from './store-feed.ts';
 import { dropRetired, versionsToRun } from './versions.ts';
 
@@ -219,9 +219,45 @@ export class ProjectionHost {
     return engine;
   }
 
-  /** Status of every version running here. */
-  status(): Promise<ProjectionStatus[]> {
-    return Promise.all(this.slots.map(({ slot, engine }) => engine.status(slot)));
+  /**
+   * Status of every version running here. A version the ledger says was retired (or dropped)
+   * elsewhere leaves its engine first, and a reconcile follows: a switch-over made by another
+   * process (the CLI, another instance) shows at once, not at the next reconcile, which may be
+   * seconds away or held up (a Kafka engine of another version joining its group).
+   */
+  async status(): Promise<ProjectionStatus[]> {
+    const running = await this.#withoutRetired();
+    return Promise.all(running.map(({ slot, engine }) => engine.status(slot)));
+  }
+
+  /** The running slots, less those the ledger no longer has as `active` or `building`. */
+  async #withoutRetired(): Promise<readonly { slot: Slot; engine: ProjectionEngine }[]> {
+    const slots = this.slots;
+    if (slots.length === 0) return slots;
+    let rows: ProjectionRow[];
+    try {
+      rows = await ledger.projections(this.#options.sink);
+    } catch (error) {
+      // The engines report the database's trouble themselves (lastError, their state).
+      this.#logger.debug({ err: error }, 'status: could not read the ledger');
+      return slots;
+    }
+    const kept: { slot: Slot; engine: ProjectionEngine }[] = [];
+    let gone = false;
+    for (const entry of slots) {
+      const { slot, engine } = entry;
+      const row = rows.find((r) => r.name === slot.name && r.version === slot.version);
+      if ((row === undefined || row.state === 'retired') && slot.state !== 'stopped') {
+        engine.retire(slot);
+        gone = true;
+      } else {
+        // Switched over elsewhere: say `active` now, as the reconcile will.
+        if (row && row.state !== slot.state && slot.state !== 'stopped') slot.state = row.state;
+        kept.push(entry);
+      }
+    }
+    if (gone) void this.reconcile();
+    return kept;
   }
 
   /** The errors engines are retrying after, if any. */

@@ -120,6 +120,12 @@ export interface RebuildOptions {
   onStarted?: (version: number, from: FeedKind) => void;
   /** Told when the rebuild has switched over and waits out the grace period. */
   onSwitchedOver?: (active: number) => void;
+  /**
+   * Stops the rebuild: before the switch-over it rejects (the new version stays `building`, and
+   * a host on the same feed, or a later rebuild, goes on with it); during the grace period the
+   * old version is left for a later drop (a host's reconcile, or the next rebuild).
+   */
+  signal?: AbortSignal;
 }
 
 export interface RebuildResult {
@@ -194,7 +200,11 @@ export async function rebuildProjection(
   };
   await runner.start();
   let ticker: NodeJS.Timeout | undefined;
+  // Stopping the runner ends its wait for the catch-up (with false): the rebuild rejects.
+  const abort = () => void runner.stop();
+  options.signal?.addEventListener('abort', abort, { once: true });
   try {
+    if (options.signal?.aborted) abort();
     if (options.onProgress) {
       const report = options.onProgress;
       ticker = setInterval(
@@ -218,8 +228,8 @@ export async function rebuildProjection(
     const now = await ledger.activeVersion(sink, definition.name);
     options.onSwitchedOver?.(now ?? row.version);
     // Queries that started on the old version get the grace period to finish.
-    await abortableDelay(dropGraceMs);
-    await dropRetired(sink, definition.name, dropGraceMs);
+    await abortableDelay(dropGraceMs, options.signal);
+    if (!options.signal?.aborted) await dropRetired(sink, definition.name, dropGraceMs);
     const left = new Set((await ledger.projections(sink, definition.name)).map((r) => r.version));
     return {
       projection: definition.name,
@@ -230,6 +240,7 @@ export async function rebuildProjection(
       dropped: earlier.filter((v) => !left.has(v)),
     };
   } finally {
+    options.signal?.removeEventListener('abort', abort);
     if (ticker) clearInterval(ticker);
     await runner.stop();
   }

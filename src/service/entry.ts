@@ -4,6 +4,7 @@
  * process that serves until it is told to stop.
  */
 import { InvalidArgumentError, type Logger } from '../core/index.ts';
+import type { AuthOptions } from '../http/auth.ts';
 import type { Service, ServiceKafkaOptions } from './service.ts';
 
 /**
@@ -43,6 +44,62 @@ export async function kafkaFromEnv(
   };
 }
 
+/**
+ * Authentication settings from environment variables: AUTH_JWKS_URL or AUTH_SECRET, with
+ * AUTH_ISSUER and AUTH_AUDIENCE (comma-separated lists), AUTH_ROLES_CLAIM, AUTH_ALGORITHMS,
+ * AUTH_CLOCK_TOLERANCE_SECONDS; TIDEMARK_AUTH=off for local development.
+ *
+ * Without a key the answer is `{ mode: 'off' }` only when the entry point says it runs for
+ * local development (`insecureDev`, a command-line switch) or TIDEMARK_AUTH=off; otherwise it
+ * throws, so a deployment that forgot its keys stops instead of running open. Keys win over
+ * `insecureDev`, so a development entry given keys never runs open by accident; TIDEMARK_AUTH=off
+ * with keys is refused as contradictory.
+ */
+export function authFromEnv(
+  env: Readonly<Record<string, string | undefined>>,
+  options: { insecureDev?: boolean } = {},
+): AuthOptions {
+  const text = (name: string) => env[name]?.trim() || undefined;
+  const list = (name: string) =>
+    text(name)
+      ?.split(',')
+      .map((v) => v.trim())
+      .filter(Boolean);
+  const jwksUrl = text('AUTH_JWKS_URL');
+  const secret = text('AUTH_SECRET');
+  const switchedOff = text('TIDEMARK_AUTH');
+  if (switchedOff !== undefined && switchedOff !== 'off') {
+    throw new InvalidArgumentError('TIDEMARK_AUTH', `accepts only 'off' (got '${switchedOff}')`);
+  }
+  if (jwksUrl === undefined && secret === undefined) {
+    if (switchedOff === 'off' || options.insecureDev) return { mode: 'off' };
+    throw new InvalidArgumentError(
+      'AUTH_JWKS_URL',
+      'no authentication configured: set AUTH_JWKS_URL or AUTH_SECRET with AUTH_ISSUER and AUTH_AUDIENCE, or start for local development (--insecure-dev, or TIDEMARK_AUTH=off)',
+    );
+  }
+  if (switchedOff === 'off') {
+    throw new InvalidArgumentError(
+      'TIDEMARK_AUTH',
+      'is off while AUTH_JWKS_URL or AUTH_SECRET is set: choose one',
+    );
+  }
+  const tolerance = text('AUTH_CLOCK_TOLERANCE_SECONDS');
+  const rolesClaim = text('AUTH_ROLES_CLAIM');
+  const algorithms = list('AUTH_ALGORITHMS');
+  // createAuthenticator checks the values (issuer and audience present, secret length, ...).
+  return {
+    mode: 'jwt',
+    ...(jwksUrl !== undefined ? { jwksUrl } : {}),
+    ...(secret !== undefined ? { secret } : {}),
+    issuer: list('AUTH_ISSUER') ?? [],
+    audience: list('AUTH_AUDIENCE') ?? [],
+    ...(rolesClaim !== undefined ? { rolesClaim } : {}),
+    ...(algorithms !== undefined ? { algorithms } : {}),
+    ...(tolerance !== undefined ? { clockToleranceSeconds: Number(tolerance) } : {}),
+  };
+}
+
 export interface ServeOptions {
   port: number;
   /** Default 127.0.0.1. */
@@ -57,10 +114,25 @@ export interface ServeOptions {
  */
 export async function serve(service: Service, options: ServeOptions): Promise<string> {
   await service.start();
-  const address = await service.app.listen({
-    port: options.port,
-    host: options.host ?? '127.0.0.1',
-  });
+  const host = options.host ?? '127.0.0.1';
+  let address: string;
+  try {
+    address = await service.app.listen({ port: options.port, host });
+  } catch (error) {
+    // A port already taken (a second role started with the same PORT, say) is the operator's
+    // setting, not a crash: say so in one line, and stop what was started.
+    const code = (error as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'EADDRINUSE'
+        ? `${host}:${options.port} is already in use; give each process its own PORT (or --port)`
+        : code === 'EACCES' || code === 'EADDRNOTAVAIL'
+          ? `cannot listen on ${host}:${options.port} (${code})`
+          : undefined;
+    if (!reason) throw error;
+    process.stderr.write(`${service.name}: ${reason}\n`);
+    await service.stop();
+    process.exit(1);
+  }
   const logger = options.logger;
   let stopping = false;
   const shutdown = async (reason: string, code: number) => {

@@ -7,12 +7,13 @@ export {
   createService,
   type Role,
   type Service,
+  type ServiceAdminOptions,
   type ServiceContext,
   type ServiceKafkaOptions,
   type ServiceOptions,
   type ServiceRoutes,
   type ServiceStatus,
 } from './service.ts';
-export { kafkaFromEnv, serve, type ServeOptions } from './entry.ts';
+export { authFromEnv, kafkaFromEnv, serve, type ServeOptions } from './entry.ts';
 export { judgeReadiness, type ReadinessReport, type ReadinessRules } from './readiness.ts';
 export { Registry, createMetricsRegistry } from '../metrics.ts';

@@ -17,7 +17,13 @@ import {
   type ProjectionDefinition,
   type Upcasters,
 } from '../core/index.ts';
+import {
+  tidemarkAdmin,
+  type AdminConsoleOptions,
+  type AdminStreamKind,
+} from '../http/admin/plugin.ts';
 import { createHttpApp } from '../http/app.ts';
+import { createAuthenticator, type Authenticator, type AuthOptions } from '../http/auth.ts';
 import { tidemarkHttp, type TidemarkHttpOptions } from '../http/plugin.ts';
 import type { Problem } from '../http/problem.ts';
 import type { KafkaConnection } from '../kafka/connection.ts';
@@ -56,7 +62,22 @@ export interface ServiceRoutes {
   actions?: TidemarkHttpOptions['actions'];
   /** Turns a domain error into a problem before the defaults (undefined to pass). */
   mapError?: (error: unknown) => Problem | undefined;
+  /**
+   * The deciders of the service's streams, by stream id prefix (take them from the command
+   * handlers: `{ prefix: 'order-', decider: handler.decider }`): the admin console folds a
+   * stream's state at any version with them.
+   */
+  streams?: readonly AdminStreamKind[];
 }
+
+/** The admin console (docs/operations.md, "Admin console"), served at `/admin` by every role. */
+export type ServiceAdminOptions = Pick<
+  AdminConsoleOptions,
+  'authorize' | 'openForLocalDevelopment' | 'rebuildDropGraceMs' | 'refreshMs'
+> & {
+  /** Where it is served. Default `/admin`. */
+  prefix?: string;
+};
 
 /** Kafka mode: the relay publishes the store to Kafka and projections are fed from Kafka. */
 export interface ServiceKafkaOptions {
@@ -104,8 +125,23 @@ export interface ServiceOptions {
     openapi?: { title: string; version: string; description?: string };
     /** A Fastify logger (pino) for request logs. Default: none. */
     requestLogger?: object;
+    /** The longest path parameter the routes take (createHttpApp's maxParamLength). */
+    maxParamLength?: number;
   };
   readiness?: ReadinessRules;
+  /**
+   * Serves the admin console. Its API is behind the operator role of `auth`
+   * (`auth.guard('operations')`) unless `authorize` is given; with `auth` in mode `off` it is
+   * open (local development, logged); with neither, the service refuses to start. Unset: no
+   * console.
+   */
+  admin?: ServiceAdminOptions;
+  /**
+   * Who may call the routes (src/http/auth.ts): bearer JWTs with roles (`mode: 'jwt'`), or
+   * `mode: 'off'` for local development (it warns), or an authenticator built elsewhere. Unset:
+   * the routes are open and the HTTP plugin warns.
+   */
+  auth?: AuthOptions | Authenticator;
   /** The prom-client registry to add the service's metrics to. Default: a new one with prom-client's process metrics. */
   metrics?: Registry;
   logger?: Logger;
@@ -135,6 +171,8 @@ export interface Service {
   /** Kafka mode, role relay: the relay. */
   readonly relay: KafkaRelay | undefined;
   readonly metrics: Registry;
+  /** Guards routes by role; an admin surface puts `auth.guard('operations')` in front. */
+  readonly auth: Authenticator | undefined;
   /** Starts the runners. */
   start(): Promise<void>;
   /** Stops taking requests, finishes what is in flight, checkpoints, closes storage. */
@@ -154,6 +192,13 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const roles = [...new Set(options.roles ?? ALL_ROLES)];
   const logger = options.logger ?? silentLogger;
   const definitions = options.projections ?? [];
+  // Before anything is opened: a bad authentication setting fails here.
+  const auth =
+    options.auth === undefined
+      ? undefined
+      : 'requireRole' in options.auth
+        ? options.auth
+        : createAuthenticator({ logger, ...options.auth });
   const storage = await openStorage(options.storage, {
     logger,
     ...(options.upcasters ? { upcasters: options.upcasters } : {}),
@@ -255,6 +300,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     ...(routes.mapError ? { mapError: routes.mapError } : {}),
     metrics,
     logger,
+    ...(auth ? { auth } : {}),
     openapi: http.openapi ?? { title: options.name, version: '1.0.0' },
     readiness,
   };
@@ -263,10 +309,50 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   };
   const app = createHttpApp({
     ...(http.requestLogger ? { httpLogger: http.requestLogger } : {}),
+    ...(http.maxParamLength !== undefined ? { maxParamLength: http.maxParamLength } : {}),
     ...(http.bodyLimit !== undefined ? { bodyLimit: http.bodyLimit } : {}),
     logger,
   });
   await app.register(plugin);
+  if (options.admin) {
+    const { prefix = '/admin', ...access } = options.admin;
+    const guard = access.authorize ?? auth?.guard('operations');
+    // Lag of versions on either feed: a service moved from embedded to Kafka mode still has
+    // store-fed versions in its ledger until the Kafka-fed ones take over.
+    const feeds = kafka ? { store: storeFeed(store), kafka: feed } : { store: feed };
+    await app.register(tidemarkAdmin, {
+      prefix,
+      ...access,
+      ...(guard ? { authorize: guard } : {}),
+      ...(auth?.mode === 'off' && access.openForLocalDevelopment === undefined
+        ? { openForLocalDevelopment: true }
+        : {}),
+      store,
+      sink,
+      projections: definitions,
+      feeds,
+      ...(options.upcasters ? { upcasters: options.upcasters } : {}),
+      ...(projections ? { host: projections } : {}),
+      ...(relay
+        ? { relay: { status: () => relay.status() } }
+        : kafka
+          ? {
+              // The relay runs in another process: its committed progress, read from Kafka.
+              relay: {
+                inspect: () =>
+                  k!.inspectRelay({
+                    connection: kafka.connection,
+                    store,
+                    name: kafka.relayName ?? options.name,
+                    timeoutMs: 10_000,
+                  }),
+              },
+            }
+          : {}),
+      ...(routes.streams ? { streams: routes.streams } : {}),
+      logger,
+    });
+  }
 
   let stopped = false;
   return {
@@ -280,6 +366,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     projections,
     relay,
     metrics,
+    auth,
     status,
     readiness,
     forget,

@@ -199,7 +199,11 @@ describe('the HTTP plugin in a host application', () => {
         assert.equal(extra.statusCode, 400);
         assert.equal(extra.json().code, 'validation_failed');
         const openapi = (await app.inject({ method: 'GET', url: `${base}/openapi.json` })).json();
-        assert.deepEqual(Object.keys(openapi.paths), [`${base}/notes/{id}`]);
+        // Its own routes only, under its prefix: the host's are not described.
+        assert.deepEqual(Object.keys(openapi.paths), [
+          `${base}/notes/{id}`,
+          ...['/health', '/ready', '/metrics', '/openapi.json'].map((path) => `${base}${path}`),
+        ]);
         const metrics = await app.inject({ method: 'GET', url: `${base}/metrics` });
         assert.match(
           metrics.body,

@@ -946,6 +946,9 @@ export function ordersHttpSuite(backend: HttpBackend): void {
         assert.deepEqual(Object.keys(openapi.paths).sort(), [
           '/customers/{customerId}/personal-data',
           '/customers/{customerId}/summary',
+          '/health',
+          '/metrics',
+          '/openapi.json',
           '/orders',
           '/orders/{orderId}',
           '/orders/{orderId}/cancel',
@@ -955,6 +958,7 @@ export function ordersHttpSuite(backend: HttpBackend): void {
           '/orders/{orderId}/items',
           '/orders/{orderId}/items/{sku}',
           '/orders/{orderId}/ship',
+          '/ready',
         ]);
         assert.deepEqual(Object.keys(openapi.paths['/orders']!).sort(), ['get', 'post']);
       });

@@ -28,10 +28,20 @@ export async function startServiceProcess(
   // does.
   const entry = options.compiled
     ? ['dist-examples/orders/src/main.js']
-    : ['--conditions=tidemark-source', 'examples/orders/src/main.ts'];
+    : // `npm start` passes --insecure-dev (open when no AUTH_* key is set): so do the sources.
+      ['--conditions=tidemark-source', 'examples/orders/src/main.ts', '--insecure-dev'];
   const child = spawn(process.execPath, [...entry, ...args], {
     cwd: root,
-    env: { ...process.env, PORT: '0', LOG_LEVEL: 'info', ...env },
+    env: {
+      ...process.env,
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      // The compiled entry has no --insecure-dev default: open it explicitly unless keys are given.
+      ...(options.compiled && !env.AUTH_SECRET && !env.AUTH_JWKS_URL
+        ? { TIDEMARK_AUTH: 'off' }
+        : {}),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];

@@ -4,18 +4,22 @@
  * arrives as arguments; only main.ts reads the environment.
  */
 import { CommandHandler, type Logger } from 'tidemark';
+import type { AuthOptions } from 'tidemark/http';
 import {
   ALL_ROLES,
   createService,
   type Registry,
   type Role,
   type Service,
+  type ServiceAdminOptions,
   type ServiceKafkaOptions,
 } from 'tidemark/service';
 import { orderDecider } from './domain.ts';
-import { forgetCustomerRoute, orderPersonalData } from './personal-data.ts';
+import { orderPersonalData } from './personal-data.ts';
 import { orderProjections } from './projections.ts';
 import {
+  MAX_PATH_PARAM_LENGTH,
+  forgetCustomerRoute,
   mapOrderErrors,
   orderCommandRoutes,
   orderQueryRoutes,
@@ -37,6 +41,13 @@ export interface OrdersServiceOptions {
   metrics?: Registry;
   /** Kafka mode (main.ts reads it from KAFKA_* variables); unset: embedded. */
   kafka?: OrdersKafkaOptions;
+  /** The admin console at /admin (docs/operations.md), behind the operator role of `auth`; unset: none. */
+  admin?: ServiceAdminOptions;
+  /**
+   * Bearer authentication (docs/orders-api.md): `{ mode: 'jwt', ... }`, or `{ mode: 'off' }` for
+   * local development (it warns). Unset: routes are open and the plugin warns.
+   */
+  auth?: AuthOptions;
 }
 
 /** Kafka settings of the Orders service: the library's; `topic` is the order category's. */
@@ -71,6 +82,8 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
         queries: orderQueryRoutes(readModels, store),
         actions: [forgetCustomerRoute(forget)],
         mapError: mapOrderErrors,
+        // The console's stream browser folds orders with the handler's own decider.
+        streams: [{ prefix: 'order-', decider: handler.decider }],
       };
     },
     ...(options.roles ? { roles: options.roles } : {}),
@@ -78,6 +91,8 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       ? { kafka: { ...kafka, topics: kafka.topics ?? { order: kafka.topic ?? 'order-events' } } }
       : {}),
     http: {
+      // Every id the contract accepts must fit in a path segment.
+      maxParamLength: MAX_PATH_PARAM_LENGTH,
       openapi: {
         title: 'Tidemark Orders',
         version: '1.0.0',
@@ -89,8 +104,10 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     },
     readiness:
       options.maxReadyLagEvents !== undefined ? { maxLagEvents: options.maxReadyLagEvents } : {},
+    ...(options.admin ? { admin: options.admin } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.metrics ? { metrics: options.metrics } : {}),
+    ...(options.auth ? { auth: options.auth } : {}),
   });
   return Object.assign(service, { handler });
 }

@@ -1,10 +1,11 @@
 /**
- * The Orders HTTP contract (see the README): command and query routes declared for the
+ * The Orders HTTP contract (see the README): command, query and action routes declared for the
  * `tidemark/http` plugin. Nothing here knows about storage beyond the ports.
  */
 import { createHash } from 'node:crypto';
 import {
   fold,
+  isTidemarkError,
   type CommandHandler,
   type EventStore,
   type RecordedEvent,
@@ -12,10 +13,12 @@ import {
 } from 'tidemark';
 import {
   HttpProblem,
+  actionRoute,
   commandRoute,
   problem,
   queryRoute,
   schemaOf,
+  type AnyActionRoute,
   type AnyCommandRoute,
   type AnyQueryRoute,
   type Problem,
@@ -36,8 +39,33 @@ import {
 
 export type OrderHandler = CommandHandler<OrderState, OrderCommand, OrderEvent>;
 
-const ID = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._~-]+$' };
-const SKU = { type: 'string', minLength: 1, maxLength: 64, pattern: '^[^\\u0000-\\u001f/]+$' };
+// `.` and `..` are dot segments (RFC 3986, section 5.2.4): clients remove them from a URL's path
+// before sending it, so an order, sku or customer with such an id could never be addressed.
+const NOT_DOT_SEGMENT = { not: { enum: ['.', '..'] } };
+const ID = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[A-Za-z0-9._~-]+$',
+  ...NOT_DOT_SEGMENT,
+};
+const SKU = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[^\\u0000-\\u001f/]+$',
+  ...NOT_DOT_SEGMENT,
+};
+const CUSTOMER_ID = { type: 'string', minLength: 1, maxLength: 128, ...NOT_DOT_SEGMENT };
+
+/**
+ * The longest path parameter the contract's own limits allow, in the unit the router measures
+ * (UTF-16 code units of the decoded segment; the schemas count code points, and one code point
+ * is at most two units): a 128-character customer id of emoji in `/customers/{id}/summary`.
+ * The Fastify app must accept at least this (`maxParamLength`, 100 by default), else an id that
+ * was accepted on create could never be read; longer segments are refused before the schema.
+ */
+export const MAX_PATH_PARAM_LENGTH = 2 * CUSTOMER_ID.maxLength;
 const line = schemaOf<OrderLine>({
   type: 'object',
   required: ['sku', 'quantity', 'unitPriceCents'],
@@ -67,6 +95,56 @@ export function idFromKey(key: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
+// The answers' schemas, for the OpenAPI document (the routes' JSON is what these describe).
+const VERSION = { type: 'integer', minimum: 1 };
+const COUNT = { type: 'integer', minimum: 0 };
+const TIME = { type: 'string', format: 'date-time' };
+const COMMAND_ANSWER = {
+  type: 'object',
+  required: ['orderId', 'version'],
+  additionalProperties: false,
+  properties: { orderId: ID, version: VERSION },
+};
+const ORDER_VIEW = {
+  type: 'object',
+  required: [
+    'orderId',
+    'customerId',
+    'status',
+    'lines',
+    'totalCents',
+    'version',
+    'createdAt',
+    'updatedAt',
+  ],
+  additionalProperties: false,
+  properties: {
+    orderId: ID,
+    customerId: CUSTOMER_ID,
+    status: { type: 'string', enum: ['open', 'confirmed', 'cancelled', 'shipped'] },
+    lines: { type: 'array', items: { ...line, additionalProperties: false } },
+    totalCents: COUNT,
+    version: VERSION,
+    createdAt: TIME,
+    updatedAt: TIME,
+  },
+};
+const EVENT_TYPES: OrderEvent['type'][] = [
+  'OrderCreated',
+  'ItemAdded',
+  'ItemRemoved',
+  'OrderConfirmed',
+  'OrderCancelled',
+  'OrderShipped',
+];
+const ETAG = {
+  ETag: {
+    description: "The order's version as a strong entity tag",
+    required: true,
+    schema: { type: 'string', pattern: '^"[1-9][0-9]*"$' },
+  },
+};
+
 type Params = { orderId: string };
 type Result = { nextExpectedVersion: number };
 
@@ -90,7 +168,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
       required: ['customerId', 'lines'],
       properties: {
         orderId: ID,
-        customerId: { type: 'string', minLength: 1, maxLength: 128 },
+        customerId: CUSTOMER_ID,
         lines: { type: 'array', maxItems: MAX_LINES, items: line },
         // Personal data (docs/personal-data.md): stored sealed under the customer's key.
         shippingAddress: SHIPPING_ADDRESS,
@@ -113,6 +191,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
           : {}),
       },
     }),
+    responseSchema: COMMAND_ANSWER,
     response: (result, r) => ({ orderId: idFor(r), version: result.nextExpectedVersion }),
     location: (_result, r) => `/orders/${idFor(r)}`,
   });
@@ -144,6 +223,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
       handler,
       streamId: (r) => streamIdOf(r.params.orderId),
       command,
+      responseSchema: COMMAND_ANSWER,
       response: answer,
     });
 
@@ -156,6 +236,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
     handler,
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'AddItem', data: { ...r.body, at: r.at } }),
+    responseSchema: COMMAND_ANSWER,
     response: answer,
   });
   const removeItem = commandRoute({
@@ -166,6 +247,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
     handler,
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'RemoveItem', data: { sku: r.params.sku, at: r.at } }),
+    responseSchema: COMMAND_ANSWER,
     response: answer,
   });
   const cancel = commandRoute({
@@ -181,6 +263,7 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
     handler,
     streamId: (r) => streamIdOf(r.params.orderId),
     command: (r) => ({ type: 'CancelOrder', data: { reason: r.body.reason, at: r.at } }),
+    responseSchema: COMMAND_ANSWER,
     response: answer,
   });
 
@@ -239,6 +322,8 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Any
     summary: 'An order, from the order-details read model',
     params: orderParams,
     projections: ['order-details'],
+    responseSchema: ORDER_VIEW,
+    responseHeaders: ETAG,
     handler: async ({ params, setHeader }) => {
       const orders = await readModels.table('order-details', 'orders');
       const [row] = await readModels.query<{ doc: string }>(
@@ -263,13 +348,22 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Any
     }>({
       type: 'object',
       properties: {
-        customerId: { type: 'string', minLength: 1, maxLength: 128 },
+        customerId: CUSTOMER_ID,
         status: { type: 'string', enum: statuses },
         limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
         cursor: { type: 'string', minLength: 1, maxLength: 100 },
       },
     }),
     projections: ['order-list'],
+    responseSchema: {
+      type: 'object',
+      required: ['items', 'nextCursor'],
+      additionalProperties: false,
+      properties: {
+        items: { type: 'array', items: ORDER_VIEW },
+        nextCursor: { type: ['string', 'null'] },
+      },
+    },
     handler: async ({ query }) => {
       const table = await readModels.table('order-list', 'order_list');
       const where: string[] = [];
@@ -302,9 +396,20 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Any
     params: {
       type: 'object',
       required: ['customerId'],
-      properties: { customerId: { type: 'string', minLength: 1, maxLength: 128 } },
+      properties: { customerId: CUSTOMER_ID },
     },
     projections: ['customer-summary'],
+    responseSchema: {
+      type: 'object',
+      required: ['customerId', 'orderCount', 'openOrders', 'totalSpentCents'],
+      additionalProperties: false,
+      properties: {
+        customerId: CUSTOMER_ID,
+        orderCount: COUNT,
+        openOrders: COUNT,
+        totalSpentCents: COUNT,
+      },
+    },
     handler: async ({ params }) => {
       const table = await readModels.table('customer-summary', 'customer_summary');
       const [row] = await readModels.query<{
@@ -329,6 +434,41 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Any
     summary: "The order's events from the store, in stream order",
     params: orderParams,
     projections: [],
+    responseSchema: {
+      type: 'object',
+      required: ['events'],
+      additionalProperties: false,
+      properties: {
+        events: {
+          type: 'array',
+          minItems: 1,
+          items: {
+            type: 'object',
+            required: [
+              'eventId',
+              'type',
+              'streamVersion',
+              'position',
+              'schemaVersion',
+              'data',
+              'metadata',
+              'recordedAt',
+            ],
+            additionalProperties: false,
+            properties: {
+              eventId: { type: 'string', minLength: 1 },
+              type: { type: 'string', enum: EVENT_TYPES },
+              streamVersion: VERSION,
+              position: VERSION,
+              schemaVersion: VERSION,
+              data: { type: 'object' },
+              metadata: { type: 'object' },
+              recordedAt: TIME,
+            },
+          },
+        },
+      },
+    },
     handler: async ({ params }) => {
       const recorded = await store.readStream(streamIdOf(params.orderId));
       if (recorded.length === 0) throw notFound(params.orderId);
@@ -343,20 +483,30 @@ export function orderQueryRoutes(readModels: ReadModels, store: EventStore): Any
     querystring: schemaOf<{ version: number }>({
       type: 'object',
       required: ['version'],
-      properties: { version: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER } },
+      // Any integer: one outside 1..current is an unknown version of a known order (404), as
+      // the contract says, not a malformed request.
+      properties: { version: { type: 'integer' } },
     }),
     projections: [],
+    responseSchema: {
+      type: 'object',
+      required: ['orderId', 'version', 'state'],
+      additionalProperties: false,
+      properties: { orderId: ID, version: VERSION, state: ORDER_VIEW },
+    },
     handler: async ({ params, query }) => {
       const recorded = await store.readStream<OrderEvent>(streamIdOf(params.orderId), {
-        toVersion: query.version,
+        toVersion: Math.min(Math.max(query.version, 1), Number.MAX_SAFE_INTEGER),
       });
       if (recorded.length === 0) throw notFound(params.orderId);
-      if (recorded.length < query.version) {
+      if (query.version < 1 || recorded.length < query.version) {
         throw new HttpProblem(
           404,
           'version_not_found',
           'Version not found',
-          `order ${params.orderId} is at version ${recorded.length}`,
+          query.version < 1
+            ? `versions start at 1`
+            : `order ${params.orderId} is at version ${recorded.length}`,
         );
       }
       const state = fold(orderDecider, recorded);
@@ -382,4 +532,32 @@ export function mapOrderErrors(error: unknown): Problem | undefined {
     );
   }
   return undefined;
+}
+
+/**
+ * `DELETE /customers/{customerId}/personal-data`: forgets the customer. 204 when forgotten, now
+ * or before (idempotent: a repeat also finishes the redaction of read models); 404
+ * `unknown_subject` when no personal data of the customer was ever stored.
+ */
+export function forgetCustomerRoute(
+  forget: (customerId: string) => Promise<unknown>,
+): AnyActionRoute {
+  return actionRoute({
+    method: 'DELETE',
+    url: '/customers/:customerId/personal-data',
+    summary: "Forget a customer's personal data (crypto-shredding)",
+    params: schemaOf<{ customerId: string }>({
+      type: 'object',
+      required: ['customerId'],
+      properties: { customerId: CUSTOMER_ID },
+    }),
+    successStatus: 204,
+    handler: async ({ params }) => {
+      try {
+        await forget(params.customerId);
+      } catch (error) {
+        if (!isTidemarkError(error, 'subject_forgotten')) throw error;
+      }
+    },
+  });
 }

@@ -1,0 +1,3 @@
+import { adminApiSuite } from './admin-suite.ts';
+
+adminApiSuite({ name: 'SQLite', database: async () => ({ url: undefined, drop: async () => {} }) });
