@@ -552,6 +552,8 @@ export function forgetCustomerRoute(
       properties: { customerId: CUSTOMER_ID },
     }),
     successStatus: 204,
+    // Irreversible: the operator role, not the writer's (docs/orders-api.md).
+    kind: 'operations',
     handler: async ({ params }) => {
       try {
         await forget(params.customerId);
