@@ -69,7 +69,9 @@ function ensureVenv() {
 async function startService(dir) {
   const child = spawn(
     process.execPath,
-    ['--conditions=tidemark-source', 'examples/orders/src/main.ts'],
+    // Open (local development mode): this run checks the contract's answers; bearer
+    // authentication has its own tests (test/orders/auth.test.ts).
+    ['--conditions=tidemark-source', 'examples/orders/src/main.ts', '--insecure-dev'],
     {
       cwd: root,
       env: {

@@ -7,6 +7,7 @@
 //   node scripts/services.mjs running                       names of those this checkout started
 //                                                           that run now (one a line; for scripts)
 //   node scripts/services.mjs up kafka-cluster              three Kafka nodes; KAFKA_CLUSTER_BROKERS=
+//   node scripts/services.mjs up s3                         an S3-compatible server; TIDEMARK_S3_ENDPOINT=
 //
 // With no service named, `up` starts postgres and kafka (and kafka-cluster when
 // TIDEMARK_KAFKA_CLUSTER=3); `down` and `status` act on all three. stdout carries only the KEY=value lines (also written to
@@ -18,14 +19,17 @@ import * as kafka from './services/kafka.mjs';
 import * as kafkaCluster from './services/kafka-cluster.mjs';
 import { ServiceError, log, servicesDir, withLock } from './services/lib.mjs';
 import * as postgres from './services/postgres.mjs';
+import * as s3 from './services/s3.mjs';
 
-const SERVICES = { postgres, kafka, 'kafka-cluster': kafkaCluster };
+const SERVICES = { postgres, kafka, 'kafka-cluster': kafkaCluster, s3 };
 const USAGE =
-  'usage: node scripts/services.mjs up|down|status|running [postgres] [kafka] [kafka-cluster] [--purge]';
+  'usage: node scripts/services.mjs up|down|status|running [postgres] [kafka] [kafka-cluster] [s3] [--purge]';
 
 /** What a bare `up` starts: the three-node cluster only when asked for (three JVMs). */
 function defaultNames(command) {
-  if (command !== 'up') return Object.keys(SERVICES);
+  // s3 only when named (tests of the object-store archive start it themselves).
+  if (command !== 'up')
+    return Object.keys(SERVICES).filter((name) => name !== 's3' || s3Recorded());
   const cluster = process.env.TIDEMARK_KAFKA_CLUSTER;
   if (cluster && cluster !== '0' && cluster !== '3')
     throw new Error(`TIDEMARK_KAFKA_CLUSTER=${cluster}: only 3 (or 0) nodes are supported`);
@@ -56,7 +60,20 @@ function externalDatabaseUrl() {
   return undefined;
 }
 
+/** Whether `up s3` ever ran here (so `down` and `status` include it). */
+function s3Recorded() {
+  return existsSync(join(servicesDir, 's3', 'state.json'));
+}
+
 async function upOne(name) {
+  if (name === 's3') {
+    const external = process.env.TIDEMARK_S3_ENDPOINT?.trim();
+    if (external) {
+      await s3.verifyExternal(external);
+      return ['TIDEMARK_S3_ENDPOINT', external];
+    }
+    return ['TIDEMARK_S3_ENDPOINT', await s3.up()];
+  }
   if (name === 'postgres') {
     const external = externalDatabaseUrl();
     if (external) {

@@ -1,4 +1,4 @@
-import type { PersonalData, ProjectionDefinition, Upcasters } from './core/index.ts';
+import type { ArchivePolicy, PersonalData, ProjectionDefinition, Upcasters } from './core/index.ts';
 
 /**
  * What the `tidemark` CLI needs to know of an application, exported (as default) by its
@@ -23,6 +23,21 @@ export interface TidemarkConfig {
     groupPrefix?: string;
     /** The `ce_source` of the application's relays: records from any other are parked as foreign. */
     sources?: readonly string[];
+    /**
+     * Category → topic, as the relay routes them (e.g. `{ order: 'order-events' }`). With it, a
+     * rebuild from a topic whose retention dropped its beginning fills that part from the store
+     * (docs/retention.md); without it, such a rebuild stops with `kafka_history_truncated`.
+     */
+    categories?: Readonly<Record<string, string>>;
+  };
+  /** The archive of old streams, for `tidemark streams archive` (docs/retention.md). */
+  archive?: {
+    /** The directory of segment files (else `--archive DIR` or `TIDEMARK_ARCHIVE_DIR`). */
+    directory?: string;
+    /** Which old streams to move (default: every stream old enough). */
+    policy?: ArchivePolicy;
+    /** Only streams whose id starts with this. */
+    prefix?: string;
   };
 }
 

@@ -3,6 +3,7 @@
  */
 export * from './core/index.ts';
 export * from './projections/index.ts';
+export * from './archive/index.ts';
 export {
   openStorage,
   redactUrl,

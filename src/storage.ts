@@ -17,8 +17,12 @@ import {
   type ProjectionSink,
   type SubjectKeyStore,
   type Upcasters,
+  type ArchivalTables,
+  type SegmentStore,
 } from './core/index.ts';
 import { protectPersonalData } from './personal-data/protected-store.ts';
+import { ArchiveAwareStore, type ArchivableStore } from './archive/archive-aware-store.ts';
+import { DirectoryArchive } from './archive/segments.ts';
 
 export interface Storage {
   kind: 'sqlite' | 'postgres';
@@ -29,6 +33,8 @@ export interface Storage {
   sink: ProjectionSink;
   /** Subject keys, in the same database (tables `tm_subject_keys`, `tm_subject_streams`). */
   subjectKeys: SubjectKeyStore;
+  /** With `archiveDirectory`: the hot store's archive index and the segment files. */
+  archive?: { tables: ArchivalTables; segments: SegmentStore };
   close(): Promise<void>;
 }
 
@@ -39,6 +45,23 @@ export interface OpenStorageOptions {
   logger?: Logger;
   /** SQLite: create the file's folder when missing. Default true. */
   createDirectory?: boolean;
+  /**
+   * The archive's directory of segment files (docs/retention.md). With it, `store` is an
+   * {@link ArchiveAwareStore}: archived streams are read from there too.
+   */
+  archiveDirectory?: string;
+  /** The archive's segments in another store (an `S3Archive`, say); wins over `archiveDirectory`. */
+  archive?: SegmentStore;
+}
+
+/** The storage with its store made archive-aware, when an archive directory is given. */
+function withArchive(storage: Storage, options: OpenStorageOptions): Storage {
+  const directory = options.archiveDirectory;
+  if (directory === undefined && options.archive === undefined) return storage;
+  const hot = storage.store as ArchivableStore;
+  const segments = options.archive ?? new DirectoryArchive(directory!);
+  const store = new ArchiveAwareStore(hot, segments);
+  return { ...storage, store, archive: { tables: store.tables, segments } };
 }
 
 const POSTGRES_URL = /^postgres(ql)?:\/\//i;
@@ -97,18 +120,24 @@ export async function openStorage(
     }
     const location = redactUrl(databaseUrl);
     logger.info({ database: location }, 'storage: PostgreSQL');
-    return {
-      kind: 'postgres',
-      location,
-      store: protect(store, subjectKeys, options.personalData),
-      sink,
-      subjectKeys,
-      close: async () => {
-        await store.close();
-        await sink.close();
-        await subjectKeys.close();
-      },
-    };
+    return sealed(
+      withArchive(
+        {
+          kind: 'postgres',
+          location,
+          store,
+          sink,
+          subjectKeys,
+          close: async () => {
+            await store.close();
+            await sink.close();
+            await subjectKeys.close();
+          },
+        },
+        options,
+      ),
+      options.personalData,
+    );
   }
   const { SqliteDatabase, SqliteEventStore, SqliteProjectionSink, SqliteSubjectKeyStore } =
     await import('./sqlite/index.ts');
@@ -122,23 +151,32 @@ export async function openStorage(
   const sink = new SqliteProjectionSink(database);
   const subjectKeys = new SqliteSubjectKeyStore(database);
   logger.info({ database: path }, 'storage: SQLite');
-  return {
-    kind: 'sqlite',
-    location: path,
-    store: protect(store, subjectKeys, options.personalData),
-    sink,
-    subjectKeys,
-    close: async () => {
-      await store.close();
-      await database.close();
-    },
-  };
+  return sealed(
+    withArchive(
+      {
+        kind: 'sqlite',
+        location: path,
+        store,
+        sink,
+        subjectKeys,
+        close: async () => {
+          await store.close();
+          await database.close();
+        },
+      },
+      options,
+    ),
+    options.personalData,
+  );
 }
 
-function protect(
-  store: FullEventStore,
-  keys: SubjectKeyStore,
-  personalData: PersonalData | undefined,
-): FullEventStore {
-  return personalData ? protectPersonalData(store, { personalData, keys }) : store;
+/**
+ * With `personalData`, the store seals personal fields. The protecting wrapper is outermost:
+ * events read from the archive open like the hot store's, and the archiver, which reads the hot
+ * store itself, copies them sealed.
+ */
+function sealed(storage: Storage, personalData: PersonalData | undefined): Storage {
+  if (!personalData) return storage;
+  const keys = storage.subjectKeys;
+  return { ...storage, store: protectPersonalData(storage.store, { personalData, keys }) };
 }

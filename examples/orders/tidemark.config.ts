@@ -7,6 +7,7 @@
  * `TIDEMARK_CONFIG=dist-examples/orders/tidemark.config.js`.
  */
 import { defineConfig } from 'tidemark';
+import { orderArchivePolicy } from './src/archive-policy.ts';
 import { orderPersonalData } from './src/personal-data.ts';
 import { orderProjections } from './src/projections.ts';
 
@@ -18,5 +19,9 @@ export default defineConfig({
     topics: ['order-events'],
     groupPrefix: 'tidemark-orders',
     sources: ['tidemark://orders'],
+    // What a rebuild from Kafka fills from the store when retention dropped it (docs/retention.md).
+    categories: { order: 'order-events' },
   },
+  // `tidemark streams archive --older-than 90d --archive DIR` (or TIDEMARK_ARCHIVE_DIR).
+  archive: { prefix: 'order-', policy: orderArchivePolicy },
 });

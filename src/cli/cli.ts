@@ -14,6 +14,7 @@
  */
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError, isTidemarkError } from '../index.ts';
+import { archiveCommands } from './commands/archive.ts';
 import { dlqCommands } from './commands/dlq.ts';
 import { projectionCommands } from './commands/projections.ts';
 import { relayCommands } from './commands/relay.ts';
@@ -30,6 +31,12 @@ Usage: tidemark [options] <command>
 Commands:
   streams list [--prefix P] [--after ID] [--limit N]   streams and their versions
   streams show <streamId> [--from V] [--limit N]       a stream's events
+  streams archive --older-than AGE [--dry-run] [--prefix P] [--segment-streams N]
+                                                       move streams whose last event is older than
+                                                       AGE (90d, 12h) and that the config's archive
+                                                       policy accepts to the archive; shows
+                                                       progress; Ctrl-C stops after the segment in
+                                                       progress, a rerun goes on
   events tail [--after POSITION] [--limit N] [--follow]
                                                        the global log (--follow: wait for more)
   projections status                                   versions, feeds, lag, parked events
@@ -63,6 +70,10 @@ Commands:
 Options:
   --database URL   the database (default: DATABASE_URL, else ./data/tidemark.db)
   --config FILE    the projections' config (default: ./tidemark.config.{ts,mjs,js})
+  --archive DIR|s3://BUCKET/PREFIX
+                   the archive of old streams (default: TIDEMARK_ARCHIVE_DIR, else the
+                   config's archive.directory; S3: TIDEMARK_S3_ENDPOINT names an S3-compatible
+                   server); commands read archived streams too
   --json           print JSON for scripts instead of tables
   -h, --help       this text
 
@@ -71,6 +82,7 @@ Exit codes: 0 done, 1 failed, 2 usage error, 3 not found, 4 database unreachable
 
 const commands: Record<string, Command> = {
   ...streamCommands(usage),
+  ...archiveCommands(usage),
   ...projectionCommands(usage),
   ...dlqCommands(usage),
   ...relayCommands(),
@@ -105,6 +117,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         to: { type: 'string' },
         'accept-partitions': { type: 'boolean', default: false },
         'max-event-bytes': { type: 'string' },
+        archive: { type: 'string' },
+        'older-than': { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
+        'segment-streams': { type: 'string' },
       },
     });
   } catch (error) {

@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import {
   openStorage,
+  segmentStoreAt,
   sqlitePath,
   storeFeed,
   type Feed,
@@ -126,10 +127,22 @@ async function open(ctx: Context, create: boolean): Promise<Storage> {
     throw new CliError(`no database at ${path} (set DATABASE_URL or --database)`, EXIT.unavailable);
   }
   const config = await loadConfig(ctx);
+  const location = archiveDirectoryOf(ctx, config);
   return openStorage(ctx.databaseUrl, {
     ...(config.upcasters ? { upcasters: config.upcasters } : {}),
     ...(config.personalData ? { personalData: config.personalData } : {}),
+    ...(location !== undefined ? { archive: await segmentStoreAt(location, ctx.env) } : {}),
   });
+}
+
+/**
+ * The archive: `--archive DIR|s3://BUCKET/PREFIX`, else TIDEMARK_ARCHIVE_DIR, else the config's.
+ * With one, every command reads archived streams too (docs/retention.md).
+ */
+export function archiveDirectoryOf(ctx: Context, config: TidemarkConfig): string | undefined {
+  const option = ctx.options.archive;
+  if (typeof option === 'string' && option !== '') return option;
+  return ctx.env.TIDEMARK_ARCHIVE_DIR || config.archive?.directory;
 }
 
 /** Runs `work` with the storage the context names, and closes it after. */
@@ -164,7 +177,7 @@ export async function feeds(
     }
     return result;
   }
-  const { kafkaConnectionFromEnv, kafkaFeed } = await import('../kafka/index.ts');
+  const { EventTopics, kafkaConnectionFromEnv, kafkaFeed } = await import('../kafka/index.ts');
   const connection = kafkaConnectionFromEnv(ctx.env);
   const topics = config.kafka?.topics;
   if (connection && topics && topics.length > 0) {
@@ -174,6 +187,15 @@ export async function feeds(
       ...(config.kafka?.groupPrefix ? { groupPrefix: config.kafka.groupPrefix } : {}),
       ...(config.kafka?.sources ? { sources: config.kafka.sources } : {}),
       ...(storage.store.personalData ? { personalData: storage.store.personalData } : {}),
+      // What retention dropped is filled from the store (docs/retention.md).
+      ...(config.kafka?.categories
+        ? {
+            backfill: {
+              store: storage.store,
+              topics: new EventTopics({ categories: config.kafka.categories }),
+            },
+          }
+        : {}),
     });
   } else if (required === 'kafka') {
     throw new CliError(

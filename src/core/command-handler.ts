@@ -1,5 +1,10 @@
 import { decisionEvents, type Decider } from './decider.ts';
-import { InvalidArgumentError, StreamNotFoundError, isTidemarkError } from './errors.ts';
+import {
+  InvalidArgumentError,
+  StreamArchivedError,
+  StreamNotFoundError,
+  isTidemarkError,
+} from './errors.ts';
 import {
   ANY,
   NO_STREAM,
@@ -234,6 +239,11 @@ export class CommandHandler<State, C extends Command, E extends Event> {
         throw new StreamNotFoundError(streamId);
       }
       checkExpectedVersion(streamId, pinned, loaded.version);
+      // An archived stream still loads (from the archive) but takes no more events: refuse
+      // before deciding, so the answer does not depend on what the domain would say.
+      if (loaded.version > 0 && (await this.#store.isArchived?.(streamId))) {
+        throw new StreamArchivedError(streamId);
+      }
 
       const decided = decisionEvents(this.#decider.decide(command, loaded.state));
       if (decided.length === 0) {

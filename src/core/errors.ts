@@ -115,6 +115,24 @@ export class StreamNotFoundError extends TidemarkError {
 }
 
 /**
+ * The stream was moved to the archive (docs/retention.md): it stays readable, but it takes no
+ * more events. A command on it is refused before it is decided, and an append that races with
+ * the archiving is refused by the store, atomically; nothing is written either way.
+ */
+export class StreamArchivedError extends TidemarkError {
+  readonly code = 'stream_archived';
+  readonly retryable = false;
+  readonly streamId: string;
+  constructor(streamId: string, options?: TidemarkErrorOptions) {
+    super(`stream '${streamId}' is archived: it can be read but takes no more events`, options);
+    this.streamId = streamId;
+  }
+  override toJSON() {
+    return { ...super.toJSON(), streamId: this.streamId };
+  }
+}
+
+/**
  * A business rule refused a command. Thrown by `decide`; `rule` is the domain's own stable
  * code (for example `order_not_open`), which an HTTP answer carries as its `code`.
  */
@@ -281,6 +299,7 @@ export const errorClasses = [
   WrongExpectedVersionError,
   DuplicateEventIdError,
   StreamNotFoundError,
+  StreamArchivedError,
   BusinessRuleError,
   UpcastError,
   ClosedError,

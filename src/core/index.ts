@@ -5,6 +5,7 @@ export * from './decider.ts';
 export * from './logger.ts';
 export * from './upcasting.ts';
 export * from './store.ts';
+export * from './archive.ts';
 export * from './command-handler.ts';
 export * from './consistency.ts';
 export * from './projections.ts';

@@ -116,6 +116,13 @@ export interface EventStore {
 
   close(): Promise<void>;
 
+  /**
+   * Optional, for stores with an archive (docs/retention.md): whether the stream was moved to
+   * the archive. The command handler asks it before deciding on an existing stream, and refuses
+   * a command on an archived one with `StreamArchivedError`.
+   */
+  isArchived?(streamId: string): Promise<boolean>;
+
   /** The upcasters this store reads with (projection engines use them for raw reads). */
   readonly upcasters?: Upcasters;
 

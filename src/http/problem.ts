@@ -70,6 +70,8 @@ export function problemForTidemarkError(error: TidemarkError, pinned: boolean): 
         : problem(409, error.code, 'Conflict', error.message, versions(error));
     case 'duplicate_event_id':
       return problem(409, error.code, 'Conflict', error.message);
+    case 'stream_archived':
+      return problem(409, error.code, 'Stream archived', error.message);
     case 'stream_not_found':
       return problem(404, error.code, 'Not found', error.message);
     case 'business_rule_violated': {

@@ -187,6 +187,31 @@ export class KafkaAdmin {
     await this.#waitForLeaders(name, count, 10_000);
   }
 
+  /**
+   * Deletes the records of the given partitions below the given offsets (Kafka's DeleteRecords,
+   * what retention does segment by segment) and answers each partition's new log start offset.
+   * Records deleted are gone for every reader; see docs/retention.md for what projections do.
+   */
+  async deleteRecords(
+    name: string,
+    before: ReadonlyMap<number, bigint>,
+  ): Promise<Map<number, bigint>> {
+    try {
+      const deleted = await this.#admin.deleteRecords({
+        topics: [
+          { name, partitions: [...before].map(([partition, offset]) => ({ partition, offset })) },
+        ],
+      });
+      const starts = new Map<number, bigint>();
+      for (const topic of deleted) {
+        for (const p of topic.partitions) starts.set(p.partition, p.lowWatermark);
+      }
+      return starts;
+    } catch (error) {
+      throw translateKafkaError(error, 'deleteRecords');
+    }
+  }
+
   /** Names of the non-internal topics. */
   async listTopics(): Promise<string[]> {
     try {

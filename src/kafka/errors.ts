@@ -104,11 +104,58 @@ export class KafkaWireFormatError extends TidemarkError {
   }
 }
 
+/**
+ * A partition no longer holds the beginning of what the relay published to it (retention or
+ * DeleteRecords moved its log start offset past where a projection version must start), and the
+ * feed has no store of record to fill the missing part from. Not retryable: the records are
+ * gone. The projector stops instead of building a read model that silently misses them; give
+ * `kafkaFeed` its `backfill` (the store and the topic routing), or keep the topic's retention
+ * unbounded.
+ */
+export class KafkaHistoryTruncatedError extends TidemarkError {
+  readonly code = 'kafka_history_truncated';
+  readonly retryable = false;
+  readonly topic: string;
+  readonly partition: number;
+  /** The partition's first offset now (its log start offset). */
+  readonly logStartOffset: bigint;
+  /** Where the version had to start: its stored offset, or null for the beginning. */
+  readonly neededOffset: bigint | null;
+  constructor(
+    topic: string,
+    partition: number,
+    logStartOffset: bigint,
+    neededOffset: bigint | null,
+    options?: TidemarkErrorOptions,
+  ) {
+    super(
+      `${topic}[${partition}] starts at offset ${logStartOffset} (retention dropped what came before), ` +
+        `but a projection must read it from ${neededOffset === null ? 'the beginning' : `offset ${neededOffset}`}, ` +
+        'and the feed has no store to fill the missing events from (kafkaFeed backfill)',
+      options,
+    );
+    this.topic = topic;
+    this.partition = partition;
+    this.logStartOffset = logStartOffset;
+    this.neededOffset = neededOffset;
+  }
+  override toJSON() {
+    return {
+      ...super.toJSON(),
+      topic: this.topic,
+      partition: this.partition,
+      logStartOffset: String(this.logStartOffset),
+      neededOffset: this.neededOffset === null ? null : String(this.neededOffset),
+    };
+  }
+}
+
 /** Every error class of the Kafka port, for documentation checks. */
 export const kafkaErrorClasses = [
   KafkaProducerFencedError,
   KafkaOperationError,
   KafkaWireFormatError,
+  KafkaHistoryTruncatedError,
 ] as const;
 
 /** True for a producer fenced by a newer instance with the same transactional id. */

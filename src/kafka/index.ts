@@ -15,6 +15,7 @@ export {
   KafkaOperationError,
   KafkaProducerFencedError,
   KafkaWireFormatError,
+  KafkaHistoryTruncatedError,
   isProducerFenced,
   kafkaErrorClasses,
   type RecordLocation,
@@ -57,6 +58,7 @@ export {
   type ReleaseResult,
 } from './relay.ts';
 export { INVALID_RECORD_TYPE, kafkaFeed, type KafkaFeedOptions } from './kafka-feed.ts';
+export type { KafkaBackfillOptions } from './backfill.ts';
 export {
   CLOUDEVENTS_SPEC_VERSION,
   CONTENT_TYPE,

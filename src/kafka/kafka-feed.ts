@@ -18,6 +18,12 @@
  *
  * A record that is not a Tidemark event at all is parked under a stream of its own per
  * partition (see {@link INVALID_RECORD_TYPE}), so nothing is dropped silently.
+ *
+ * Bounded retention: when a version must start a partition below its log start offset (a new
+ * version or group on a topic whose retention dropped its beginning, or a version that fell
+ * behind what retention keeps), the missing part is filled from the store of record first
+ * (`backfill`, see backfill.ts), in the same read-model transactions and checkpoint rules;
+ * without a store the feed stops with {@link KafkaHistoryTruncatedError}, never goes on partial.
  */
 import {
   ClosedError,
@@ -47,7 +53,15 @@ import {
   type ConsumedBatch,
   type PartitionStart,
 } from './consumer.ts';
-import { KafkaOperationError, KafkaWireFormatError } from './errors.ts';
+import {
+  firstRetainedPosition,
+  planFill,
+  readFill,
+  type Fill,
+  type FillPartition,
+  type KafkaBackfillOptions,
+} from './backfill.ts';
+import { KafkaHistoryTruncatedError, KafkaOperationError, KafkaWireFormatError } from './errors.ts';
 import { KafkaReader } from './reader.ts';
 import type { ConsumedRecord } from './records.ts';
 import { partitionFor } from './topics.ts';
@@ -97,6 +111,13 @@ export interface KafkaFeedOptions {
    * key store must be the producer's). Without it, projections see the sealed envelopes.
    */
   readonly personalData?: PersonalDataReader;
+  /**
+   * The store of record and the relay's routing, to fill from the store what a topic no longer
+   * holds (bounded retention, DeleteRecords) before reading the rest from Kafka. Unset: a version
+   * that must start below a partition's log start offset stops its engine with
+   * {@link KafkaHistoryTruncatedError}.
+   */
+  readonly backfill?: KafkaBackfillOptions;
 }
 
 /** A feed over the partitions of Kafka topics, through consumer groups. */
@@ -127,10 +148,11 @@ export function kafkaFeed(options: KafkaFeedOptions): Feed {
       return partitionLag(ends, await ledger.offsets(sink, row.name, row.version), new Set(), 0);
     },
     isFatal: (error) =>
-      error instanceof KafkaOperationError &&
-      error.operation === 'fetch' &&
-      error.brokerError !== undefined &&
-      FATAL_FETCH_ERRORS.has(error.brokerError),
+      error instanceof KafkaHistoryTruncatedError ||
+      (error instanceof KafkaOperationError &&
+        error.operation === 'fetch' &&
+        error.brokerError !== undefined &&
+        FATAL_FETCH_ERRORS.has(error.brokerError)),
     async close() {
       await lagReader?.close().catch(() => {});
       lagReader = undefined;
@@ -224,6 +246,10 @@ class KafkaFeedReader implements FeedReader {
    */
   readonly #stored = new Map<Slot, Map<string, bigint | null>>();
   #pendingSince: number | undefined;
+  /** Partitions being filled from the store before they are read from Kafka (backfill.ts). */
+  #fill: Fill | undefined;
+  /** A partition that must be filled with no store to fill it from: next() throws it. */
+  #truncated: KafkaHistoryTruncatedError | undefined;
 
   constructor(options: KafkaFeedOptions, host: FeedHost, group: string) {
     this.#options = options;
@@ -268,9 +294,9 @@ class KafkaFeedReader implements FeedReader {
 
   /** Every assigned partition starts at the lowest offset its versions stored. */
   async #onAssigned(change: AssignmentChange): Promise<PartitionStart[]> {
-    const starts = await this.#load(
-      change.assigned.map((tp) => partitionKey(tp.topic, tp.partition)),
-    );
+    const keys = change.assigned.map((tp) => partitionKey(tp.topic, tp.partition));
+    const starts = await this.#load(keys);
+    await this.#planFill(keys, starts);
     // Another process may have parked events of streams in these partitions.
     for (const slot of this.#host.slots()) await slot.applier.loadParked();
     this.#host.logger.info(
@@ -320,6 +346,7 @@ class KafkaFeedReader implements FeedReader {
     const consumer = this.#consumer;
     const keys = consumer.assignment.map((tp) => partitionKey(tp.topic, tp.partition));
     const starts = await this.#load(keys);
+    await this.#planFill(keys, starts);
     for (const tp of consumer.assignment) {
       const start = starts.get(partitionKey(tp.topic, tp.partition));
       if (start === undefined) continue;
@@ -334,6 +361,165 @@ class KafkaFeedReader implements FeedReader {
     for (const slot of this.#host.slots()) await slot.applier.loadParked();
   }
 
+  /**
+   * Finds the partitions of `keys` whose log start offset is past where a version must start
+   * (no stored offset, or one below it), moves their start there, and plans their fill from the
+   * store; without a store, records the truncation for next() to throw.
+   */
+  async #planFill(
+    keys: readonly string[],
+    starts: Map<string, bigint | 'earliest'>,
+  ): Promise<void> {
+    this.#fill = undefined;
+    this.#truncated = undefined;
+    const byTopic = new Map<string, number[]>();
+    for (const k of keys) {
+      const [topic, partition] = k.split('\u0000') as [string, string];
+      byTopic.set(topic, [...(byTopic.get(topic) ?? []), Number(partition)]);
+    }
+    const reader = this.#ensureReader();
+    const backfill = this.#options.backfill;
+    const parts: FillPartition[] = [];
+    const counts = new Map<string, number>();
+    for (const [topic, partitions] of byTopic) {
+      const logStarts = await reader.offsets(topic, 'earliest', { partitions });
+      for (const partition of partitions) {
+        const key = partitionKey(topic, partition);
+        const logStart = logStarts.get(partition) ?? 0n;
+        // Nothing was ever deleted from a partition that still starts at 0.
+        if (logStart === 0n) continue;
+        const versions = new Map<Slot, bigint | null>();
+        for (const [slot, stored] of this.#stored) {
+          const offset = stored.get(key);
+          if (offset === null || (offset !== undefined && offset < logStart)) {
+            versions.set(slot, offset);
+          }
+        }
+        if (versions.size === 0) continue;
+        const start = starts.get(key);
+        if (start === 'earliest' || (start !== undefined && start < logStart)) {
+          starts.set(key, logStart);
+        }
+        const needed = [...versions.values()][0]!;
+        if (!backfill) {
+          this.#truncated ??= new KafkaHistoryTruncatedError(topic, partition, logStart, needed);
+          this.#host.logger.error(
+            {
+              topic,
+              partition,
+              logStartOffset: String(logStart),
+              neededOffset: needed === null ? null : String(needed),
+              projections: [...versions.keys()].map((s) => `${s.name} v${s.version}`),
+            },
+            'the topic no longer holds events these projections need, and the feed has no store to fill them from: stopping',
+          );
+          continue;
+        }
+        let count = counts.get(topic);
+        if (count === undefined) {
+          count = (await reader.partitionCount(topic)) ?? 0;
+          counts.set(topic, count);
+        }
+        // Read the end before the head (firstRetainedPosition does): see backfill.ts.
+        const first = await firstRetainedPosition(reader, topic, partition, logStart);
+        const boundary = first ?? (await backfill.store.headPosition()) + 1;
+        parts.push({ key, topic, partition, logStart, boundary, versions });
+        this.#host.logger.warn(
+          {
+            topic,
+            partition,
+            logStartOffset: String(logStart),
+            fillBelowPosition: boundary,
+            projections: [...versions.keys()].map((s) => `${s.name} v${s.version}`),
+          },
+          'the topic no longer holds the beginning of this partition: filling it from the store, then reading Kafka from its log start',
+        );
+      }
+    }
+    this.#fill = planFill(parts, counts);
+  }
+
+  /** The next batch of a fill: store events, applied and checkpointed like Kafka records. */
+  async #fillBatch(fill: Fill): Promise<FeedBatch> {
+    const { events: read, done } = await readFill(fill, this.#options.backfill!);
+    if (done) this.#fill = undefined;
+    const events = read.map((r) => r.event);
+    return {
+      events,
+      forSlot: (slot) => {
+        const mine = read.filter((r) => r.part.versions.has(slot)).map((r) => r.event);
+        if (mine.length === 0 && !done) return undefined;
+        const parts = [...fill.parts.values()].filter((p) => p.versions.has(slot));
+        if (parts.length === 0) return undefined;
+        return this.#fillWork(slot, mine, done ? parts : []);
+      },
+    };
+  }
+
+  /**
+   * A fill batch for one version. The events carry no offsets; the per-stream versions the
+   * applier saves are its progress (a fill that stops is read again and deduplicated). The last
+   * batch moves each filled partition's offset to its log start, by compare-and-set.
+   */
+  #fillWork(slot: Slot, events: RecordedEvent[], finishing: FillPartition[]): SlotWork {
+    const { name, version } = slot;
+    return {
+      events,
+      // Fill batches of one version run one at a time across members (a rebalance during a
+      // long fill may give the partition to another member, which fills it too): the applier
+      // reads the stream versions after this, so an event filled by both has one effect.
+      claim: async (sql) => {
+        if (!(await ledger.claimExclusive(sql, name, version))) {
+          throw new ProgressMovedError(name, version);
+        }
+      },
+      save: async (sql, upTo) => {
+        if (upTo !== events.length - 1) return;
+        for (const part of finishing) {
+          const expected = part.versions.get(slot)!;
+          const moved = await ledger.moveOffset(
+            sql,
+            name,
+            version,
+            part.topic,
+            part.partition,
+            expected,
+            part.logStart,
+          );
+          if (!moved) throw new ProgressMovedError(name, version);
+        }
+      },
+      committed: (upTo) => {
+        for (let i = 0; i <= upTo; i++) {
+          const position = events[i]!.position;
+          if (position > slot.position) slot.position = position;
+        }
+        if (upTo !== events.length - 1) return;
+        const stored = this.#stored.get(slot);
+        for (const part of finishing) {
+          stored?.set(part.key, part.logStart);
+          // Records a poll brought meanwhile were not applied to this version: read them again.
+          if (
+            this.#consumer.assignment.some(
+              (tp) => partitionKey(tp.topic, tp.partition) === part.key,
+            )
+          ) {
+            this.#consumer.seek(part.topic, part.partition, part.logStart);
+          }
+        }
+        if (finishing.length > 0) {
+          this.#host.logger.info(
+            {
+              projection: `${name} v${version}`,
+              partitions: finishing.map((p) => `${p.topic}[${p.partition}]`),
+            },
+            'filled from the store what the topic no longer holds; reading Kafka from here on',
+          );
+        }
+      },
+    };
+  }
+
   #ensureReader(): KafkaReader {
     // Closed: no new connections (status after stop reads the lag through the feed instead).
     if (this.#closed) throw new ClosedError('kafka feed reader');
@@ -343,6 +529,8 @@ class KafkaFeedReader implements FeedReader {
 
   async next(): Promise<FeedBatch | undefined> {
     this.#pendingSince = undefined;
+    if (this.#truncated) throw this.#truncated;
+    if (this.#fill) return this.#fillBatch(this.#fill);
     const batches = await this.#consumer.poll({ signal: this.#host.signal, includeEmpty: true });
     if (batches.length === 0) return undefined;
     const polled = batches.map((b) => this.#decode(b));
@@ -415,6 +603,8 @@ class KafkaFeedReader implements FeedReader {
     const origins: { part: number; offset: bigint }[] = [];
     for (const p of polled) {
       if (!stored.has(p.key)) continue; // revoked meanwhile
+      // Being filled from the store: Kafka's records wait until the fill is done (it seeks back).
+      if (this.#fill?.parts.get(p.key)?.versions.has(slot)) continue;
       const expected = stored.get(p.key)!;
       if (expected !== null && p.nextOffset <= expected) continue; // nothing new for it
       const part = parts.push({ p, expected }) - 1;
@@ -521,6 +711,9 @@ class KafkaFeedReader implements FeedReader {
 
   /** True when the stored offsets of every partition (whoever owns it) have reached `target`. */
   async reached(slot: Slot, target: unknown): Promise<boolean> {
+    // A partition still to be filled (or that cannot be) may look caught up by its offsets.
+    if (this.#truncated) return false;
+    for (const part of this.#fill?.parts.values() ?? []) if (part.versions.has(slot)) return false;
     const stored = await ledger.offsets(this.#host.sink, slot.name, slot.version);
     for (const [k, { end, start }] of target as Ends) {
       if ((stored.get(k) ?? start) < end) return false;

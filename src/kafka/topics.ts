@@ -2,7 +2,8 @@
  * Which topic carries which events: one topic per category, the category being the part of the
  * stream id before its first `-` (`order-42` → `order`). Topics are created by Tidemark with
  * the partitions, replication and configs given here; event topics keep data forever
- * (`retention.ms=-1`) unless told otherwise.
+ * (`retention.ms=-1`) unless told otherwise (a bounded retention is safe for Kafka-fed
+ * projections given a `backfill` store: docs/retention.md).
  */
 import { murmur2 } from '@platformatic/kafka';
 import { InvalidArgumentError } from '../core/errors.ts';

@@ -47,11 +47,13 @@ class PersonalDataStore implements ProtectedEventStore {
   readonly inner: FullEventStore;
   readonly personalData: PersonalDataCodec;
   readonly storeId?: () => Promise<string>;
+  readonly isArchived?: (streamId: string) => Promise<boolean>;
 
   constructor(inner: FullEventStore, codec: PersonalDataCodec) {
     this.inner = inner;
     this.personalData = codec;
     if (inner.storeId) this.storeId = () => inner.storeId!();
+    if (inner.isArchived) this.isArchived = (streamId) => inner.isArchived!(streamId);
   }
 
   get upcasters(): Upcasters | undefined {

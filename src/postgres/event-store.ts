@@ -10,9 +10,11 @@ import {
   STREAM_EXISTS,
   SerializationError,
   StorageError,
+  StreamArchivedError,
   UnavailableError,
   WrongExpectedVersionError,
   isTidemarkError,
+  type ArchivalTables,
   noUpcasters,
   silentLogger,
   type AppendOptions,
@@ -59,6 +61,7 @@ import {
   migrateSchema,
   type AppliedMigration,
 } from './migrations.ts';
+import { PostgresArchivalTables } from './archival.ts';
 import { AppendNotifier } from './notifier.ts';
 import { EXPECT_ANY, EXPECT_STREAM_EXISTS, eventStoreMigrations } from './schema.ts';
 
@@ -450,7 +453,7 @@ export class PostgresEventStore implements FullEventStore {
             const found = await this.#findAppended(streamId, prepared);
             if (found) return found as AppendResult<E>;
           }
-          throw await this.#appendError(error, prepared);
+          throw await this.#appendError(error, prepared, streamId);
         }
         uncertain = true;
         if (this.#closed || Date.now() >= deadline) throw this.#uncertain(streamId, error);
@@ -558,7 +561,11 @@ export class PostgresEventStore implements FullEventStore {
   }
 
   /** Turns an SQL error of an append into the store's own. */
-  async #appendError(error: unknown, prepared: PreparedEvent[]): Promise<unknown> {
+  async #appendError(
+    error: unknown,
+    prepared: PreparedEvent[],
+    streamId: string,
+  ): Promise<unknown> {
     const { code, constraint } = error as { code?: string; constraint?: string };
     if (code === '23505' && constraint === 'tm_events_event_id_key') {
       const rows = await this.#run<EventRow>(
@@ -578,6 +585,8 @@ export class PostgresEventStore implements FullEventStore {
     if (typeof code === 'string' && code.startsWith('22')) {
       return new SerializationError('events', (error as Error).message, { cause: error });
     }
+    // The trigger of migration 4: the stream was archived.
+    if (code === 'TM002') return new StreamArchivedError(streamId, { cause: error });
     if (isTidemarkError(error)) return error;
     return new StorageError(`append failed: ${(error as Error).message}`, { cause: error });
   }
@@ -622,6 +631,12 @@ export class PostgresEventStore implements FullEventStore {
     this.#assertOpen();
     const rows = await this.#run<{ head: number | null }>(this.#q.head, [], COMPONENT, true);
     return rows[0]?.head ?? 0;
+  }
+
+  /** The archive index in this schema's tables, for `archiveStreams` and `ArchiveAwareStore`. */
+  archival(): ArchivalTables {
+    this.#assertOpen();
+    return new PostgresArchivalTables(this.#pool, this.schema, this.#windowMs, () => this.#closed);
   }
 
   /** The identity written when this schema's store tables were created (`tm_store`). */

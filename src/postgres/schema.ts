@@ -305,5 +305,43 @@ export function eventStoreMigrations(schema: string): readonly Migration[] {
         INSERT INTO tm_store (store_id) VALUES (gen_random_uuid());
       `,
     },
+    {
+      version: 4,
+      description: 'the archive index (tm_archive_segments, tm_archived_streams)',
+      sql: `
+        -- Segments of the archive (docs/retention.md). 'writing': begun, its file may be
+        -- partial and its streams are still hot; 'sealed': its streams live there, not in
+        -- tm_events. Positions are the sequence's: deleting rows never hands one out again.
+        CREATE TABLE tm_archive_segments (
+          segment_id text PRIMARY KEY,
+          state text NOT NULL CHECK (state IN ('writing', 'sealed')),
+          min_position bigint NOT NULL DEFAULT 0,
+          max_position bigint NOT NULL DEFAULT 0,
+          streams integer NOT NULL DEFAULT 0,
+          events integer NOT NULL DEFAULT 0,
+          created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE tm_archived_streams (
+          stream_id text COLLATE "C" PRIMARY KEY,
+          segment_id text NOT NULL REFERENCES ${q}.tm_archive_segments (segment_id),
+          version bigint NOT NULL,
+          archived_at timestamptz NOT NULL DEFAULT now()
+        );
+        -- An archived stream keeps its tm_streams row (its version answers expected-version
+        -- checks and keeps its id taken) but takes no more events: tm_append updates that row,
+        -- so this refuses the append inside its own transaction (the archiver holds the
+        -- stream's advisory lock while it moves the stream, like an append).
+        CREATE FUNCTION tm_refuse_archived() RETURNS trigger LANGUAGE plpgsql AS $tm_refuse$
+        BEGIN
+          IF EXISTS (SELECT 1 FROM ${q}.tm_archived_streams a WHERE a.stream_id = OLD.stream_id) THEN
+            RAISE EXCEPTION 'stream % is archived', OLD.stream_id USING ERRCODE = 'TM002';
+          END IF;
+          RETURN NEW;
+        END
+        $tm_refuse$;
+        CREATE TRIGGER tm_streams_archived BEFORE UPDATE ON tm_streams
+          FOR EACH ROW EXECUTE FUNCTION tm_refuse_archived();
+      `,
+    },
   ];
 }

@@ -362,6 +362,29 @@ export const ledger = {
     return rowCount === 1;
   },
 
+  /**
+   * Takes the version's row for this transaction (false when the version is gone or retired):
+   * transactions that claim it run one after another, so a read made after the claim sees what
+   * the one before committed. For work whose checkpoint is not a compare-and-set (the Kafka
+   * feed's fill from the store, where per-stream versions are the only progress).
+   */
+  async claimExclusive(sql: SqlExecutor, name: string, version: number): Promise<boolean> {
+    if (sql.dialect === 'sqlite') {
+      // A SQLite write transaction already excludes every other writer: a read is enough.
+      const rows = await sql.query(
+        `SELECT 1 AS ok FROM tm_projections WHERE name = $1 AND version = $2 AND state <> 'retired'`,
+        [name, version],
+      );
+      return rows.length === 1;
+    }
+    const { rowCount } = await sql.execute(
+      `UPDATE tm_projections SET updated_at = $3
+       WHERE name = $1 AND version = $2 AND state <> 'retired'`,
+      [name, version, Date.now()],
+    );
+    return rowCount === 1;
+  },
+
   /** Moves the checkpoint from `from` to `to`; false when it was not at `from` (another runner). */
   async advancePosition(
     sql: SqlExecutor,

@@ -15,6 +15,7 @@ import {
   type Logger,
   type PersonalData,
   type ProjectionDefinition,
+  type SegmentStore,
   type Upcasters,
 } from '../core/index.ts';
 import {
@@ -103,6 +104,12 @@ export interface ServiceOptions {
   name: string;
   /** A SQLite file path or `sqlite:` URL, or a `postgres://` URL. */
   storage: string;
+  /**
+   * The archive of old streams (docs/retention.md): a directory of segment files, or another
+   * segment store (`archive`, an `S3Archive` say). The store then reads archived streams too.
+   */
+  archiveDirectory?: string;
+  archive?: SegmentStore;
   upcasters?: Upcasters;
   /**
    * Personal fields to seal under their data subject's key (docs/personal-data.md): the store
@@ -203,6 +210,10 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     logger,
     ...(options.upcasters ? { upcasters: options.upcasters } : {}),
     ...(options.personalData ? { personalData: options.personalData } : {}),
+    ...(options.archiveDirectory !== undefined
+      ? { archiveDirectory: options.archiveDirectory }
+      : {}),
+    ...(options.archive ? { archive: options.archive } : {}),
   });
   const { store, sink } = storage;
   const kafka = options.kafka;
@@ -242,6 +253,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         // Records carry sealed personal fields; the store's key table opens them.
         ...(store.personalData ? { personalData: store.personalData } : {}),
         ...(kafka.instanceId !== undefined ? { groupInstanceId: kafka.instanceId } : {}),
+        // What a topic's retention dropped is filled from the store (docs/retention.md).
+        backfill: { store, topics: topics! },
       })
     : storeFeed(store);
   const projections =

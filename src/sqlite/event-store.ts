@@ -2,7 +2,9 @@ import type Database from 'better-sqlite3';
 import {
   ClosedError,
   DuplicateEventIdError,
+  StreamArchivedError,
   checkExpectedVersion,
+  type ArchivalTables,
   noUpcasters,
   type AppendOptions,
   type AppendResult,
@@ -30,6 +32,7 @@ import {
   validateStreamId,
   type PreparedEvent,
 } from '../core/preparation.ts';
+import { SqliteArchivalTables } from './archival.ts';
 import { SqliteDatabase, type Migration, type SqliteDatabaseOptions } from './database.ts';
 
 /** The event store's schema, one migration per change. Never edit a released migration. */
@@ -92,6 +95,37 @@ export const eventStoreMigrations: readonly Migration[] = [
         substr('89ab', 1 + (abs(random()) % 4), 1) || substr(lower(hex(randomblob(2))), 2) || '-' ||
         lower(hex(randomblob(6))),
         CAST(strftime('%s', 'now') AS INTEGER) * 1000);
+    `,
+  },
+  {
+    version: 3,
+    description: 'the archive index (tm_archive_segments, tm_archived_streams)',
+    sql: `
+      -- Segments of the archive (docs/retention.md). 'writing': begun, its file may be partial
+      -- and its streams are still hot; 'sealed': its streams live there and not in tm_events.
+      CREATE TABLE tm_archive_segments (
+        segment_id TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('writing', 'sealed')),
+        min_position INTEGER NOT NULL DEFAULT 0,
+        max_position INTEGER NOT NULL DEFAULT 0,
+        streams INTEGER NOT NULL DEFAULT 0,
+        events INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE tm_archived_streams (
+        stream_id TEXT PRIMARY KEY,
+        segment_id TEXT NOT NULL REFERENCES tm_archive_segments (segment_id),
+        version INTEGER NOT NULL,
+        archived_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      -- An archived stream keeps its tm_streams row (its version answers expected-version checks
+      -- and keeps its id taken) but takes no more events: every append updates that row, so this
+      -- refuses it inside the append's own transaction.
+      CREATE TRIGGER tm_streams_archived BEFORE UPDATE ON tm_streams
+      WHEN EXISTS (SELECT 1 FROM tm_archived_streams a WHERE a.stream_id = OLD.stream_id)
+      BEGIN
+        SELECT RAISE(ABORT, 'tidemark: stream_archived');
+      END;
     `,
   },
 ];
@@ -321,7 +355,15 @@ export class SqliteEventStore implements FullEventStore {
       }) as RecordedEvent;
     }
     const nextExpectedVersion = current + prepared.length;
-    stmt.upsertStream.run(streamId, nextExpectedVersion, position, recordedAt);
+    try {
+      stmt.upsertStream.run(streamId, nextExpectedVersion, position, recordedAt);
+    } catch (error) {
+      // The trigger of migration 3; the savepoint of this write undoes the inserts above.
+      if (/tidemark: stream_archived/.test(String(error))) {
+        throw new StreamArchivedError(streamId, { cause: error });
+      }
+      throw error;
+    }
     this.#lastAppended = position;
     return { nextExpectedVersion, position, events: recorded };
   }
@@ -367,6 +409,12 @@ export class SqliteEventStore implements FullEventStore {
   async headPosition(): Promise<number> {
     this.#assertOpen();
     return this.#stmt.head.get()?.head ?? 0;
+  }
+
+  /** The archive index in this file's tables, for `archiveStreams` and `ArchiveAwareStore`. */
+  archival(): ArchivalTables {
+    this.#assertOpen();
+    return new SqliteArchivalTables(this.database);
   }
 
   /** The identity written when this file's store schema was created (`tm_store`). */

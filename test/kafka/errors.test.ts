@@ -8,6 +8,7 @@ import {
   KafkaOperationError,
   KafkaProducerFencedError,
   KafkaWireFormatError,
+  KafkaHistoryTruncatedError,
   isProducerFenced,
   kafkaErrorClasses,
   translateKafkaError,
@@ -19,6 +20,7 @@ describe('kafka: errors', () => {
       new KafkaProducerFencedError('tx'),
       new KafkaOperationError('op', 'm', undefined, false),
       new KafkaWireFormatError('ce_id', 'is missing'),
+      new KafkaHistoryTruncatedError('t', 0, 5n, null),
     ];
     assert.equal(all.length, kafkaErrorClasses.length);
     assert.equal(new Set(all.map((e) => e.code)).size, all.length);
@@ -40,6 +42,7 @@ describe('kafka: errors', () => {
       new KafkaProducerFencedError('tx'),
       new KafkaOperationError('op', 'm', undefined, false),
       new KafkaWireFormatError('ce_id', 'is missing'),
+      new KafkaHistoryTruncatedError('t', 0, 5n, null),
     ].map((e) => [e.code, e.name]);
     assert.deepEqual(rows.sort(), actual.sort());
   });

@@ -48,6 +48,8 @@ export interface OrdersServiceOptions {
    * local development (it warns). Unset: routes are open and the plugin warns.
    */
   auth?: AuthOptions;
+  /** The archive of old orders (a directory of segment files, docs/retention.md). Default: none. */
+  archiveDirectory?: string;
 }
 
 /** Kafka settings of the Orders service: the library's; `topic` is the order category's. */
@@ -69,6 +71,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
     storage: options.databaseUrl,
     // Personal fields are sealed before they reach the store (docs/personal-data.md).
     personalData: orderPersonalData,
+    ...(options.archiveDirectory ? { archiveDirectory: options.archiveDirectory } : {}),
     projections: orderProjections,
     routes: ({ store, readModels, logger, forget }) => {
       handler = new CommandHandler({

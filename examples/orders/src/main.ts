@@ -36,7 +36,8 @@ if (values.help) {
 
 Environment: PORT (3000), DATABASE_URL (./data/tidemark.db; or postgres://...),
 KAFKA_BROKERS (unset: embedded mode), LOG_LEVEL (info), CONSISTENCY_TIMEOUT_MS (5000),
-READY_MAX_LAG_EVENTS (unset: /ready ignores projection lag)
+READY_MAX_LAG_EVENTS (unset: /ready ignores projection lag), TIDEMARK_ARCHIVE_DIR (the
+archive of old orders; unset: none, docs/retention.md)
 Kafka mode: KAFKA_TOPIC (order-events), KAFKA_PARTITIONS (6), KAFKA_REPLICATION_FACTOR,
 KAFKA_RELAY_NAME (orders), KAFKA_GROUP_PREFIX (tidemark-orders), KAFKA_GROUP_INSTANCE_ID,
 and KAFKA_SSL / KAFKA_SASL_* (docs/kafka-clusters.md)
@@ -106,6 +107,9 @@ try {
     ...(kafka ? { kafka } : {}),
     // The admin console at /admin, behind the operator role (open in local development).
     admin: {},
+    ...(process.env.TIDEMARK_ARCHIVE_DIR
+      ? { archiveDirectory: process.env.TIDEMARK_ARCHIVE_DIR }
+      : {}),
   });
 } catch (error) {
   // A bad authentication setting (a short secret, a missing issuer) is the operator's to fix;
