@@ -6,17 +6,15 @@
  * untouched.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { after, describe, it } from 'node:test';
-import { archiveStreams, isRedactedField } from 'tidemark';
-import { orderArchivePolicy } from '../../examples/orders/src/archive-policy.ts';
-import { startTestService } from '../support/orders.ts';
+import { describe, it } from 'node:test';
+import { isRedactedField } from 'tidemark';
+import { startArchivedOrdersService, type ArchiveBackend } from '../support/archived-orders.ts';
 import { createTestDatabase } from '../support/services.ts';
 
-const backends = [
+const backends: ArchiveBackend[] = [
   { name: 'SQLite', database: async () => ({ url: undefined, drop: async () => {} }) },
   { name: 'PostgreSQL', database: () => createTestDatabase('orders_pd_archive') },
 ];
@@ -32,30 +30,7 @@ for (const backend of backends) {
   describe(`personal data: archived orders (${backend.name})`, () => {
     it('stay sealed in the segments, read in clear until forgotten, then redacted', async () => {
       const address = `Archive Road ${Math.random().toString(36).slice(2)}`;
-      const database = await backend.database();
-      const archive = mkdtempSync(join(tmpdir(), 'tidemark-pd-archive-'));
-      const service = await startTestService({
-        archiveDirectory: archive,
-        ...(database.url ? { databaseUrl: database.url } : {}),
-      });
-      after(async () => {
-        await service.dispose();
-        await database.drop();
-        rmSync(archive, { recursive: true, force: true });
-      });
-      const call = async (method: string, url: string, body?: unknown) => {
-        const response = await service.app.inject({
-          method: method as 'GET',
-          url,
-          ...(body !== undefined
-            ? { payload: JSON.stringify(body), headers: { 'content-type': 'application/json' } }
-            : {}),
-        });
-        return {
-          status: response.statusCode,
-          body: response.body === '' ? {} : (response.json() as Record<string, unknown>),
-        };
-      };
+      const { archive, call, archiveOrders } = await startArchivedOrdersService(backend);
       const created = await call('POST', '/orders', {
         orderId: 'pd-archived',
         customerId: 'c-archived',
@@ -70,13 +45,7 @@ for (const backend of backends) {
         customerId: 'c-other',
         lines: [{ sku: 'sku-1', quantity: 1, unitPriceCents: 100 }],
       });
-      const progress = await archiveStreams({
-        tables: service.storage.archive!.tables,
-        segments: service.storage.archive!.segments,
-        olderThanMs: 0,
-        prefix: 'order-',
-        policy: orderArchivePolicy,
-      });
+      const progress = await archiveOrders();
       assert.equal(progress.streams, 1);
 
       const segments = segmentText(archive);
