@@ -1,4 +1,4 @@
-import type { ArchivePolicy, ProjectionDefinition, Upcasters } from './core/index.ts';
+import type { ArchivePolicy, PersonalData, ProjectionDefinition, Upcasters } from './core/index.ts';
 
 /**
  * What the `tidemark` CLI needs to know of an application, exported (as default) by its
@@ -8,6 +8,11 @@ import type { ArchivePolicy, ProjectionDefinition, Upcasters } from './core/inde
 export interface TidemarkConfig {
   projections?: readonly ProjectionDefinition[];
   upcasters?: Upcasters;
+  /**
+   * The application's personal data declaration: the CLI then reads sealed fields in clear (or
+   * redacted), and rebuilds and dead-letter retries give projections what the service would.
+   */
+  personalData?: PersonalData;
   /** The Kafka relay, for `tidemark relay status`: its name (transactional id `tidemark-relay-<name>`). */
   relay?: { name?: string; progressTopic?: string };
   /** Kafka-fed projections, for `tidemark projections rebuild --from kafka`. */

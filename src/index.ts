@@ -12,3 +12,4 @@ export {
   type Storage,
 } from './storage.ts';
 export { defineConfig, type TidemarkConfig } from './config.ts';
+export * from './personal-data/index.ts';

@@ -13,11 +13,14 @@ import {
   silentLogger,
   type FullEventStore,
   type Logger,
+  type PersonalData,
   type ProjectionSink,
+  type SubjectKeyStore,
   type Upcasters,
   type ArchivalTables,
   type SegmentStore,
 } from './core/index.ts';
+import { protectPersonalData } from './personal-data/protected-store.ts';
 import { ArchiveAwareStore, type ArchivableStore } from './archive/archive-aware-store.ts';
 import { DirectoryArchive } from './archive/segments.ts';
 
@@ -25,8 +28,11 @@ export interface Storage {
   kind: 'sqlite' | 'postgres';
   /** Where it is, without credentials (for logs). */
   location: string;
+  /** The store; with `personalData`, the protecting wrapper over it (docs/personal-data.md). */
   store: FullEventStore;
   sink: ProjectionSink;
+  /** Subject keys, in the same database (tables `tm_subject_keys`, `tm_subject_streams`). */
+  subjectKeys: SubjectKeyStore;
   /** With `archiveDirectory`: the hot store's archive index and the segment files. */
   archive?: { tables: ArchivalTables; segments: SegmentStore };
   close(): Promise<void>;
@@ -34,6 +40,8 @@ export interface Storage {
 
 export interface OpenStorageOptions {
   upcasters?: Upcasters;
+  /** The personal fields to seal: `store` is then wrapped by `protectPersonalData`. */
+  personalData?: PersonalData;
   logger?: Logger;
   /** SQLite: create the file's folder when missing. Default true. */
   createDirectory?: boolean;
@@ -98,23 +106,40 @@ export async function openStorage(
       await store.close();
       throw error;
     }
+    let subjectKeys: SubjectKeyStore & { close(): Promise<void> };
+    try {
+      const { PostgresSubjectKeyStore } = await import('./postgres/index.ts');
+      subjectKeys = await PostgresSubjectKeyStore.connect({
+        connectionString: databaseUrl,
+        logger,
+      });
+    } catch (error) {
+      await store.close();
+      await sink.close();
+      throw error;
+    }
     const location = redactUrl(databaseUrl);
     logger.info({ database: location }, 'storage: PostgreSQL');
-    return withArchive(
-      {
-        kind: 'postgres',
-        location,
-        store,
-        sink,
-        close: async () => {
-          await store.close();
-          await sink.close();
+    return sealed(
+      withArchive(
+        {
+          kind: 'postgres',
+          location,
+          store,
+          sink,
+          subjectKeys,
+          close: async () => {
+            await store.close();
+            await sink.close();
+            await subjectKeys.close();
+          },
         },
-      },
-      options,
+        options,
+      ),
+      options.personalData,
     );
   }
-  const { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } =
+  const { SqliteDatabase, SqliteEventStore, SqliteProjectionSink, SqliteSubjectKeyStore } =
     await import('./sqlite/index.ts');
   if (path !== ':memory:' && options.createDirectory !== false)
     mkdirSync(dirname(resolve(path)), { recursive: true });
@@ -124,18 +149,34 @@ export async function openStorage(
     options.upcasters ? { upcasters: options.upcasters } : {},
   );
   const sink = new SqliteProjectionSink(database);
+  const subjectKeys = new SqliteSubjectKeyStore(database);
   logger.info({ database: path }, 'storage: SQLite');
-  return withArchive(
-    {
-      kind: 'sqlite',
-      location: path,
-      store,
-      sink,
-      close: async () => {
-        await store.close();
-        await database.close();
+  return sealed(
+    withArchive(
+      {
+        kind: 'sqlite',
+        location: path,
+        store,
+        sink,
+        subjectKeys,
+        close: async () => {
+          await store.close();
+          await database.close();
+        },
       },
-    },
-    options,
+      options,
+    ),
+    options.personalData,
   );
+}
+
+/**
+ * With `personalData`, the store seals personal fields. The protecting wrapper is outermost:
+ * events read from the archive open like the hot store's, and the archiver, which reads the hot
+ * store itself, copies them sealed.
+ */
+function sealed(storage: Storage, personalData: PersonalData | undefined): Storage {
+  if (!personalData) return storage;
+  const keys = storage.subjectKeys;
+  return { ...storage, store: protectPersonalData(storage.store, { personalData, keys }) };
 }

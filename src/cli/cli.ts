@@ -19,6 +19,7 @@ import { dlqCommands } from './commands/dlq.ts';
 import { projectionCommands } from './commands/projections.ts';
 import { relayCommands } from './commands/relay.ts';
 import { streamCommands } from './commands/streams.ts';
+import { subjectCommands } from './commands/subjects.ts';
 import { CliError, EXIT, type Command, type Context } from './context.ts';
 
 export { EXIT } from './context.ts';
@@ -61,6 +62,9 @@ Commands:
   relay retry [--name NAME] --stream ID [--max-event-bytes B]
                                                        publish a parked stream (limit raised)
   relay skip [--name NAME] --stream ID                 drop its parked event, publish the rest
+  subjects forget <subjectId>                          forget a data subject: delete its key (its
+                                                       personal fields read as redacted everywhere)
+                                                       and redact the read models (exit 3: unknown)
   migrate                                              create or upgrade the schema
 
 Options:
@@ -82,6 +86,7 @@ const commands: Record<string, Command> = {
   ...projectionCommands(usage),
   ...dlqCommands(usage),
   ...relayCommands(),
+  ...subjectCommands(usage),
 };
 
 /**

@@ -130,6 +130,7 @@ async function open(ctx: Context, create: boolean): Promise<Storage> {
   const location = archiveDirectoryOf(ctx, config);
   return openStorage(ctx.databaseUrl, {
     ...(config.upcasters ? { upcasters: config.upcasters } : {}),
+    ...(config.personalData ? { personalData: config.personalData } : {}),
     ...(location !== undefined ? { archive: await segmentStoreAt(location, ctx.env) } : {}),
   });
 }
@@ -185,6 +186,7 @@ export async function feeds(
       topics,
       ...(config.kafka?.groupPrefix ? { groupPrefix: config.kafka.groupPrefix } : {}),
       ...(config.kafka?.sources ? { sources: config.kafka.sources } : {}),
+      ...(storage.store.personalData ? { personalData: storage.store.personalData } : {}),
       // What retention dropped is filled from the store (docs/retention.md).
       ...(config.kafka?.categories
         ? {
@@ -218,6 +220,7 @@ export async function operations(
     sink: storage.sink,
     feeds: found,
     ...(config.upcasters ? { upcasters: config.upcasters } : {}),
+    ...(storage.store.personalData ? { personalData: storage.store.personalData } : {}),
     close: async () => {
       for (const feed of Object.values(found)) await feed.close?.();
     },

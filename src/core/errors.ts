@@ -226,6 +226,29 @@ export class ProjectionError extends TidemarkError {
   }
 }
 
+/** New personal data names a subject whose data was forgotten; nothing was written. */
+export class SubjectForgottenError extends TidemarkError {
+  readonly code = 'subject_forgotten';
+  readonly retryable = false;
+  /** The data subject (a customer id, say). */
+  readonly subject: string;
+  constructor(subject: string, message?: string, options?: TidemarkErrorOptions) {
+    super(message ?? `the personal data of subject '${subject}' was forgotten`, options);
+    this.subject = subject;
+  }
+}
+
+/** Forgetting names a subject the key store has never held personal data for. */
+export class UnknownSubjectError extends TidemarkError {
+  readonly code = 'unknown_subject';
+  readonly retryable = false;
+  readonly subject: string;
+  constructor(subject: string, options?: TidemarkErrorOptions) {
+    super(`no personal data is held for subject '${subject}'`, options);
+    this.subject = subject;
+  }
+}
+
 /**
  * Why a request's credentials were refused. `missing`: no bearer token; `malformed`: not a JWT;
  * `expired`, `not_yet_valid`: outside its validity (after the clock tolerance); `bad_signature`:
@@ -284,6 +307,8 @@ export const errorClasses = [
   StorageError,
   InvalidConsistencyTokenError,
   ProjectionError,
+  SubjectForgottenError,
+  UnknownSubjectError,
   AuthenticationError,
   AuthorizationError,
 ] as const;

@@ -9,3 +9,4 @@ export * from './archive.ts';
 export * from './command-handler.ts';
 export * from './consistency.ts';
 export * from './projections.ts';
+export * from './personal-data.ts';

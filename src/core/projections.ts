@@ -54,6 +54,17 @@ export interface ProjectionDefinition<E extends Event = Event> {
     events: readonly RecordedEvent<E>[],
     context: ProjectionContext,
   ): Promise<void> | void;
+  /**
+   * Optional, for read models that copy personal data: removes (or redacts) what the tables of
+   * this version hold of a forgotten data subject. `streamIds` are the streams that held its
+   * personal data. Called by `forgetSubject`, in a transaction, for every version in the ledger;
+   * it must be idempotent (a repeated forget calls it again). Events applied after forgetting
+   * already carry redacted fields.
+   */
+  forget?(
+    subject: { subject: string; streamIds: readonly string[] },
+    context: ProjectionContext,
+  ): Promise<void> | void;
 }
 
 const TABLE_NAME = /^[a-z_][a-z0-9_]{0,50}$/;
@@ -91,6 +102,9 @@ export function defineProjection<E extends Event>(
   }
   if (definition.applyBatch !== undefined && typeof definition.applyBatch !== 'function') {
     throw new InvalidArgumentError('projection.applyBatch', 'must be a function when given');
+  }
+  if (definition.forget !== undefined && typeof definition.forget !== 'function') {
+    throw new InvalidArgumentError('projection.forget', 'must be a function when given');
   }
   return definition;
 }

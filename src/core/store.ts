@@ -5,6 +5,7 @@
  */
 import type { ExpectedVersion } from './expected-version.ts';
 import type { Event, NewEvent, RecordedEvent } from './messages.ts';
+import type { PersonalDataReader } from './personal-data.ts';
 import type { Upcasters } from './upcasting.ts';
 
 export interface AppendOptions {
@@ -124,6 +125,12 @@ export interface EventStore {
 
   /** The upcasters this store reads with (projection engines use them for raw reads). */
   readonly upcasters?: Upcasters;
+
+  /**
+   * Present on a store that seals personal fields (`protectPersonalData`): projection engines
+   * fed from its log, or from Kafka, open the fields with it at consumption.
+   */
+  readonly personalData?: PersonalDataReader;
 
   /**
    * Optional: the store's identity, a random UUID written once when the store's schema is

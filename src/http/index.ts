@@ -14,6 +14,12 @@ export {
   type QueryRequest,
   type QueryRoute,
 } from './query-routes.ts';
+export {
+  actionRoute,
+  type ActionRequest,
+  type ActionRoute,
+  type AnyActionRoute,
+} from './action-routes.ts';
 export { type ReadinessCheck } from './operational-routes.ts';
 export { schemaOf, type JsonSchema, type PathParams, type TypedSchema } from './validation.ts';
 export {

@@ -10,6 +10,7 @@
  * - `Idempotency-Key` (idempotency.ts);
  * - queries that send a `Consistency-Token` wait (bounded) for their read models and answer
  *   `Consistency: fresh` or `stale` (query-routes.ts);
+ * - action routes, for operations that are not a command on one stream (action-routes.ts);
  * - /health, /ready, /metrics and /openapi.json (operational-routes.ts).
  *
  * The plugin is encapsulated, as Fastify plugins should be: its parser, validator compiler and
@@ -19,6 +20,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { IdempotencyStore, Logger } from '../core/index.ts';
+import { registerActionRoute, type ActionRoute, type AnyActionRoute } from './action-routes.ts';
 import type { Authenticator } from './auth.ts';
 import { registerCommandRoute, type AnyCommandRoute, type CommandRoute } from './command-routes.ts';
 import { httpInstruments } from './context.ts';
@@ -39,6 +41,8 @@ export interface TidemarkHttpOptions {
   commands?: readonly AnyCommandRoute[];
   /** Query routes, declared with {@link queryRoute}. */
   queries?: readonly AnyQueryRoute[];
+  /** Action routes (operations that are not a command on one stream), declared with {@link actionRoute}. */
+  actions?: readonly AnyActionRoute[];
   /** Where idempotency records live (the event store, usually). Without it the header is ignored. */
   idempotency?: IdempotencyStore;
   /** How long a first execution may hold its key before a repeat may take it over. Default 30 s. */
@@ -123,6 +127,9 @@ async function tidemarkHttpPlugin(
   };
   for (const route of (options.queries ?? []) as QueryRoute[])
     registerQueryRoute(app, queryContext, route);
+
+  for (const route of (options.actions ?? []) as ActionRoute[])
+    registerActionRoute(app, context, route);
 
   registerOperationalRoutes(app, {
     metrics,

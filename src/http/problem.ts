@@ -86,6 +86,10 @@ export function problemForTidemarkError(error: TidemarkError, pinned: boolean): 
         details ? { details } : {},
       );
     }
+    case 'subject_forgotten':
+      return problem(409, error.code, 'Personal data forgotten', error.message);
+    case 'unknown_subject':
+      return problem(404, error.code, 'Not found', error.message);
     case 'unauthenticated':
       return problem(401, error.code, 'Unauthenticated', error.message, {
         reason: (error as TidemarkError & { reason: string }).reason,

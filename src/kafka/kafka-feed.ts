@@ -29,6 +29,7 @@ import {
   ClosedError,
   InvalidArgumentError,
   type ConsistencyToken,
+  type PersonalDataReader,
   type RecordedEvent,
   type SqlExecutor,
 } from '../core/index.ts';
@@ -106,6 +107,11 @@ export interface KafkaFeedOptions {
   readonly heartbeatIntervalMs?: number;
   readonly rebalanceTimeoutMs?: number;
   /**
+   * Opens sealed personal fields at consumption (the protecting store's `personalData`, whose
+   * key store must be the producer's). Without it, projections see the sealed envelopes.
+   */
+  readonly personalData?: PersonalDataReader;
+  /**
    * The store of record and the relay's routing, to fill from the store what a topic no longer
    * holds (bounded retention, DeleteRecords) before reading the rest from Kafka. Unset: a version
    * that must start below a partition's log start offset stops its engine with
@@ -124,6 +130,7 @@ export function kafkaFeed(options: KafkaFeedOptions): Feed {
   return {
     kind: 'kafka',
     dedupeByStream: true,
+    ...(options.personalData ? { personalData: options.personalData } : {}),
     groupFor: (rows, shared) => {
       if (options.groupId !== undefined) return options.groupId;
       if (shared || rows.length !== 1) return `${prefix}-projections`;

@@ -11,3 +11,8 @@ export { eventStoreMigrations } from './schema.ts';
 export type { AppliedMigration } from './migrations.ts';
 export { PostgresProjectionSink, type PostgresProjectionSinkOptions } from './projection-sink.ts';
 export { PostgresSqlExecutor } from './sql-executor.ts';
+export {
+  PostgresSubjectKeyStore,
+  subjectKeyMigrations,
+  type PostgresSubjectKeyStoreOptions,
+} from './subject-key-store.ts';

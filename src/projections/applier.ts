@@ -8,12 +8,15 @@
  * stream are parked behind it (per-stream order holds); other streams go on.
  */
 import {
+  isTidemarkError,
   silentLogger,
   type Logger,
   type ProjectionContext,
   type ProjectionDefinition,
   type ProjectionSink,
   type RecordedEvent,
+  type KeyRing,
+  type PersonalDataReader,
   type SqlExecutor,
   type Upcasters,
 } from '../core/index.ts';
@@ -49,8 +52,12 @@ interface StreamVersions {
   changed: Map<string, number>;
 }
 
+// An unreachable key store (personal data) is an outage like the sink's own, not the event's
+// fault: the batch is retried later instead of its events being parked.
 const mustPropagate = (sink: ProjectionSink, error: unknown) =>
-  error instanceof ProgressMovedError || sink.isTransientError(error);
+  error instanceof ProgressMovedError ||
+  sink.isTransientError(error) ||
+  isTidemarkError(error, 'unavailable');
 
 export const defaultRetryPolicy: RetryPolicy = {
   attempts: 3,
@@ -75,6 +82,11 @@ export interface ApplierOptions {
    * once the upcaster is deployed applies it.
    */
   upcasters?: Upcasters;
+  /**
+   * Opens sealed personal fields after upcasting, right before a handler sees the event (the
+   * plaintext while the subject's key exists, a redaction after). Events are parked sealed.
+   */
+  personalData?: PersonalDataReader;
   logger?: Logger;
   /** Aborted when the runner stops: backoff waits end at once. */
   signal?: AbortSignal;
@@ -112,6 +124,9 @@ export class ProjectionApplier {
   readonly #signal: AbortSignal | undefined;
   readonly #handles: Set<string>;
   readonly #upcasters: Upcasters | undefined;
+  readonly #personalData: PersonalDataReader | undefined;
+  /** The keys of the batch being applied, loaded once for it (handlers of one event reuse them). */
+  #keys: KeyRing | undefined;
   /** Streams with parked events; confirmed against the ledger before use (others may unpark). */
   readonly #parkedStreams = new Set<string>();
   #parkedCount = 0;
@@ -127,6 +142,7 @@ export class ProjectionApplier {
     this.#handles = new Set(options.definition.handles);
     this.#upcasters =
       options.upcasters && !options.upcasters.isEmpty ? options.upcasters : undefined;
+    this.#personalData = options.personalData;
   }
 
   /** Physical table names of this version. */
@@ -162,6 +178,17 @@ export class ProjectionApplier {
    */
   async applyIn(sql: SqlExecutor, work: SlotWork): Promise<void> {
     await work.claim(sql);
+    const { events } = work;
+    // Loaded fresh per batch, never cached longer: a subject forgotten meanwhile reads redacted.
+    this.#keys = this.#personalData ? await this.#personalData.loadKeys(events) : undefined;
+    try {
+      await this.#applyIn(sql, work);
+    } finally {
+      this.#keys = undefined;
+    }
+  }
+
+  async #applyIn(sql: SqlExecutor, work: SlotWork): Promise<void> {
     const { events } = work;
     // With dedupe, the batch's stream versions are read in one query and written in a few,
     // instead of a read and a write per event.
@@ -414,8 +441,9 @@ export class ProjectionApplier {
     }
     try {
       const upcasters = this.#upcasters;
+      const current = upcasters ? events.map((e) => upcasters.upcast(e)) : events;
       await this.definition.applyBatch!(
-        upcasters ? events.map((e) => upcasters.upcast(e)) : events,
+        this.#personalData ? await this.#personalData.reveal(current, this.#keys) : current,
         this.context(sql),
       );
     } catch (error) {
@@ -478,12 +506,13 @@ export class ProjectionApplier {
     if (this.#logger.isLevelEnabled?.('debug')) this.#logApplied(event);
   }
 
-  /** The projection's `apply`, given the event in the current schema. */
-  #apply(event: RecordedEvent, sql: SqlExecutor): Promise<void> | void {
-    return this.definition.apply(
-      this.#upcasters ? this.#upcasters.upcast(event) : event,
-      this.context(sql),
-    );
+  /** The projection's `apply`, given the event in the current schema, personal fields open. */
+  async #apply(event: RecordedEvent, sql: SqlExecutor): Promise<void> {
+    const current = this.#upcasters ? this.#upcasters.upcast(event) : event;
+    const [readable] = this.#personalData
+      ? await this.#personalData.reveal([current], this.#keys)
+      : [current];
+    await this.definition.apply(readable!, this.context(sql));
   }
 
   /**

@@ -20,6 +20,7 @@ import {
   type ProjectionDefinition,
   type ProjectionSink,
   type ProjectionState,
+  type PersonalDataReader,
   type Upcasters,
 } from '../core/index.ts';
 import {
@@ -73,6 +74,8 @@ export interface ProjectionEngineOptions {
   group?: string;
   /** Default: the feed's (a store's own upcasters). */
   upcasters?: Upcasters;
+  /** Default: the feed's (a protecting store's own). */
+  personalData?: PersonalDataReader;
   retry?: Partial<RetryPolicy>;
   /** How long a retired version's tables stay before they are dropped. Default 10 000 ms. */
   dropGraceMs?: number;
@@ -173,9 +176,13 @@ export class ProjectionEngine {
     return slot;
   }
 
-  #upcasters(): { upcasters?: Upcasters } {
+  #upcasters(): { upcasters?: Upcasters; personalData?: PersonalDataReader } {
     const upcasters = this.#options.upcasters ?? this.feed.upcasters;
-    return upcasters ? { upcasters } : {};
+    const personalData = this.#options.personalData ?? this.feed.personalData;
+    return {
+      ...(upcasters ? { upcasters } : {}),
+      ...(personalData ? { personalData } : {}),
+    };
   }
 
   async start(): Promise<void> {

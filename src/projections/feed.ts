@@ -15,6 +15,7 @@ import type {
   ProjectionSink,
   ProjectionState,
   RecordedEvent,
+  PersonalDataReader,
   Upcasters,
 } from '../core/index.ts';
 import type { ProjectionApplier, SlotWork } from './applier.ts';
@@ -124,6 +125,8 @@ export interface Feed {
   readonly dedupeByStream: boolean;
   /** The upcasters engines use when given none (a store's own). */
   readonly upcasters?: Upcasters;
+  /** Opens sealed personal fields at consumption (a protecting store's own). */
+  readonly personalData?: PersonalDataReader;
   /**
    * The consumer group (or other shared identity) of an engine running `rows`; engines that
    * share it share the work. `shared`: the engine of a host's active versions. Absent for

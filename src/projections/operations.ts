@@ -9,6 +9,7 @@ import {
   type Logger,
   type ProjectionDefinition,
   type ProjectionSink,
+  type PersonalDataReader,
   type Upcasters,
 } from '../core/index.ts';
 import { ProjectionApplier, abortableDelay } from './applier.ts';
@@ -24,6 +25,8 @@ export interface ProjectionOperations {
   feeds: Partial<Record<FeedKind, Feed>>;
   /** The application's upcasters (parked retries apply events in the current schema). */
   upcasters?: Upcasters;
+  /** Opens sealed personal fields of parked events on retry (the protecting store's reader). */
+  personalData?: PersonalDataReader;
   logger?: Logger;
 }
 
@@ -291,6 +294,7 @@ export async function retryParked(
       dedupeByStream: row.feed === 'kafka',
       logger: ops.logger ?? silentLogger,
       ...(ops.upcasters ? { upcasters: ops.upcasters } : {}),
+      ...(ops.personalData ? { personalData: ops.personalData } : {}),
     });
     applied += await applier.retryParked(streamId);
   }

@@ -49,6 +49,7 @@ export function storeFeed(store: EventStore, options: StoreFeedOptions = {}): Fe
     kind: 'store',
     dedupeByStream: false,
     ...(store.upcasters ? { upcasters: store.upcasters } : {}),
+    ...(store.personalData ? { personalData: store.personalData } : {}),
     open: (host) => new StoreFeedReader(store, host, batchSize, pollIntervalMs),
     lagOf: (_sink, row) => storeLag(store, row.position),
   };

@@ -13,6 +13,7 @@ import {
   silentLogger,
   type FullEventStore,
   type Logger,
+  type PersonalData,
   type ProjectionDefinition,
   type SegmentStore,
   type Upcasters,
@@ -29,6 +30,7 @@ import type { Problem } from '../http/problem.ts';
 import type { KafkaConnection } from '../kafka/connection.ts';
 import type { KafkaRelay, RelayStatus } from '../kafka/relay.ts';
 import { createMetricsRegistry, type Registry } from '../metrics.ts';
+import { forgetter, type ForgetSubjectResult } from '../personal-data/forget.ts';
 import {
   ProjectionHost,
   ReadModels,
@@ -49,12 +51,16 @@ export interface ServiceContext {
   store: FullEventStore;
   readModels: ReadModels;
   logger: Logger;
+  /** Forgets a data subject (docs/personal-data.md): see {@link Service.forget}. */
+  forget: Service['forget'];
 }
 
 /** The routes of a service and how its domain errors become problems. */
 export interface ServiceRoutes {
   commands?: TidemarkHttpOptions['commands'];
   queries?: TidemarkHttpOptions['queries'];
+  /** Operations that are not a command on one stream (forgetting a data subject, say). */
+  actions?: TidemarkHttpOptions['actions'];
   /** Turns a domain error into a problem before the defaults (undefined to pass). */
   mapError?: (error: unknown) => Problem | undefined;
   /**
@@ -105,6 +111,12 @@ export interface ServiceOptions {
   archiveDirectory?: string;
   archive?: SegmentStore;
   upcasters?: Upcasters;
+  /**
+   * Personal fields to seal under their data subject's key (docs/personal-data.md): the store
+   * seals them, projections (store- or Kafka-fed) read them in clear until the subject is
+   * forgotten.
+   */
+  personalData?: PersonalData;
   projections?: readonly ProjectionDefinition[];
   /** Builds the routes once storage is open (command handlers on `store`, queries on `readModels`). */
   routes?: (context: ServiceContext) => ServiceRoutes;
@@ -175,6 +187,11 @@ export interface Service {
   status(): Promise<ServiceStatus>;
   /** The readiness rules applied now (docs/operations.md); `/ready` answers with this. */
   readiness(): Promise<ReadinessReport>;
+  /**
+   * Forgets a data subject: deletes its key, waits for projections in flight, and redacts the
+   * read models through the projections' `forget` hooks (`forgetSubject`).
+   */
+  forget(subject: string): Promise<ForgetSubjectResult>;
 }
 
 /** Assembles a service. Storage is opened here; runners start with {@link Service.start}. */
@@ -192,6 +209,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
   const storage = await openStorage(options.storage, {
     logger,
     ...(options.upcasters ? { upcasters: options.upcasters } : {}),
+    ...(options.personalData ? { personalData: options.personalData } : {}),
     ...(options.archiveDirectory !== undefined
       ? { archiveDirectory: options.archiveDirectory }
       : {}),
@@ -232,6 +250,8 @@ export async function createService(options: ServiceOptions): Promise<Service> {
         groupPrefix: kafka.groupPrefix ?? `tidemark-${options.name}`,
         // Records from any other producer on the topic are parked as foreign, never applied.
         sources: [source],
+        // Records carry sealed personal fields; the store's key table opens them.
+        ...(store.personalData ? { personalData: store.personalData } : {}),
         ...(kafka.instanceId !== undefined ? { groupInstanceId: kafka.instanceId } : {}),
         // What a topic's retention dropped is filled from the store (docs/retention.md).
         backfill: { store, topics: topics! },
@@ -273,13 +293,15 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     partitions: kafka !== undefined && projections !== undefined,
   });
 
-  const routes = options.routes?.({ storage, store, readModels, logger }) ?? {};
+  const forget = forgetter({ storage, readModels, projections: definitions, logger });
+  const routes = options.routes?.({ storage, store, readModels, logger, forget }) ?? {};
   const http = options.http ?? {};
   const pluginOptions: TidemarkHttpOptions = {
     ...(roles.includes('api')
       ? {
           commands: routes.commands ?? [],
           queries: routes.queries ?? [],
+          actions: routes.actions ?? [],
           idempotency: store,
           consistency: readModels,
         }
@@ -360,6 +382,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     auth,
     status,
     readiness,
+    forget,
     async start() {
       if (topics && projections && !relay) {
         // A projector may start before any relay: create the topics it subscribes to.

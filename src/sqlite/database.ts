@@ -238,6 +238,27 @@ export class SqliteDatabase {
     }
   }
 
+  /**
+   * Copies the WAL into the database file and truncates the WAL to zero bytes, between two
+   * writes of this process. Used after deleting data that must not survive in old WAL frames
+   * (a forgotten subject's key). `busy`: a reader of another connection held it back, so the
+   * WAL may still hold old frames until the next checkpoint.
+   */
+  async checkpointTruncate(): Promise<{ busy: boolean }> {
+    this.#assertOpen();
+    while (this.#locked) await this.#locked;
+    let release!: () => void;
+    this.#locked = new Promise<void>((resolve) => (release = resolve));
+    try {
+      const [row] = this.writer.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+      return { busy: (row?.busy ?? 0) !== 0 };
+    } finally {
+      this.#locked = undefined;
+      release();
+      if (this.#queue.length > 0) this.#schedule();
+    }
+  }
+
   /** Calls `listener` after each commit of this process's writes. */
   onCommit(listener: () => void): () => void {
     this.#afterCommit.add(listener);

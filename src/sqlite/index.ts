@@ -11,3 +11,4 @@ export {
 } from './event-store.ts';
 export { SqliteProjectionSink, type SqliteProjectionSinkOptions } from './projection-sink.ts';
 export { SqliteSqlExecutor, compilePlaceholders } from './sql-executor.ts';
+export { SqliteSubjectKeyStore, subjectKeyMigrations } from './subject-key-store.ts';

@@ -11,3 +11,8 @@ export {
   type ProjectionFeedFixture,
   type ProjectionRunnerContractOptions,
 } from './projection-runner-contract.ts';
+export {
+  subjectKeyStoreContract,
+  type SubjectKeyStoreContractOptions,
+  type SubjectKeyStoreFixture,
+} from './subject-key-store-contract.ts';

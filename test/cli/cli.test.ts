@@ -166,7 +166,7 @@ describe('tidemark CLI', () => {
     assert.equal(report.kind, 'sqlite');
     assert.deepEqual(
       report.schema.map((s) => s.component),
-      ['event-store', 'projections'],
+      ['event-store', 'projections', 'subject-keys'],
     );
   });
 

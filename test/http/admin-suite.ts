@@ -190,6 +190,34 @@ export function adminApiSuite(backend: AdminSuiteBackend): void {
       poison.fixed = false;
     });
 
+    it("a retried order's personal data reaches the read model in clear: parked events stay sealed, the retry opens them", async () => {
+      poison.orders.add('poisoned-pd');
+      const created = await service.app.inject({
+        method: 'POST',
+        url: '/orders',
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify({
+          orderId: 'poisoned-pd',
+          customerId: 'customer-pd',
+          lines: [{ sku: 'sku-1', quantity: 1, unitPriceCents: 100 }],
+          shippingAddress: 'Parked Street 9',
+        }),
+      });
+      assert.equal(created.statusCode, 201);
+      assert.equal(await service.projections!.whenCaughtUp(10_000), true);
+      poison.fixed = true;
+      const retried = await post(
+        '/admin/api/projections/order-details/parked/order-poisoned-pd/retry',
+      );
+      poison.fixed = false;
+      assert.equal(retried.status, 200);
+      assert.equal(retried.body.applied, 1);
+      const order = (await service.app.inject('/orders/poisoned-pd')).json() as {
+        shippingAddress: unknown;
+      };
+      assert.equal(order.shippingAddress, 'Parked Street 9');
+    });
+
     it('skips one parked event for good; a retry then applies the ones behind it', async () => {
       poison.orders.add('poisoned-2');
       await createOrder(service, 'poisoned-2');

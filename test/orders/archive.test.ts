@@ -5,16 +5,11 @@
  * are not archived (the Orders policy).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
-import { archiveStreams } from 'tidemark';
-import { orderArchivePolicy } from '../../examples/orders/src/archive-policy.ts';
-import { startTestService } from '../support/orders.ts';
+import { describe, it } from 'node:test';
+import { startArchivedOrdersService, type ArchiveBackend } from '../support/archived-orders.ts';
 import { createTestDatabase } from '../support/services.ts';
 
-const backends = [
+const backends: ArchiveBackend[] = [
   { name: 'SQLite', database: async () => ({ url: undefined, drop: async () => {} }) },
   { name: 'PostgreSQL', database: () => createTestDatabase('orders_archive') },
 ];
@@ -22,31 +17,7 @@ const backends = [
 for (const backend of backends) {
   describe(`orders: archived orders (${backend.name})`, () => {
     it('stay readable, refuse commands with 409 stream_archived, and open orders stay hot', async () => {
-      const database = await backend.database();
-      const archive = mkdtempSync(join(tmpdir(), 'tidemark-orders-archive-'));
-      const service = await startTestService({
-        archiveDirectory: archive,
-        ...(database.url ? { databaseUrl: database.url } : {}),
-      });
-      after(async () => {
-        await service.dispose();
-        await database.drop();
-        rmSync(archive, { recursive: true, force: true });
-      });
-      const call = async (method: string, url: string, body?: unknown) => {
-        const response = await service.app.inject({
-          method: method as 'GET',
-          url,
-          ...(body !== undefined
-            ? { payload: JSON.stringify(body), headers: { 'content-type': 'application/json' } }
-            : {}),
-        });
-        return {
-          status: response.statusCode,
-          type: String(response.headers['content-type']),
-          body: response.json() as Record<string, unknown>,
-        };
-      };
+      const { service, call, archiveOrders } = await startArchivedOrdersService(backend);
       const line = { sku: 'sku-1', quantity: 2, unitPriceCents: 250 };
       const create = async (orderId: string) =>
         assert.equal(
@@ -69,13 +40,7 @@ for (const backend of backends) {
       assert.ok(await service.projections!.whenCaughtUp(10_000));
       const view = (await call('GET', '/orders/shipped-1')).body;
 
-      const progress = await archiveStreams({
-        tables: service.storage.archive!.tables,
-        segments: service.storage.archive!.segments,
-        olderThanMs: 0,
-        prefix: 'order-',
-        policy: orderArchivePolicy,
-      });
+      const progress = await archiveOrders();
       assert.equal(progress.streams, 2);
       assert.equal(await service.storage.store.isArchived!('order-shipped-1'), true);
       assert.equal(await service.storage.store.isArchived!('order-open-1'), false);

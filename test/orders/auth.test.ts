@@ -354,6 +354,41 @@ describe('bearer authentication (JWKS)', () => {
     assert.deepEqual(document.paths['/orders/{orderId}']!.get!.security, [{ bearer: ['reader'] }]);
   });
 
+  it('forgetting a customer needs the operator role: a writer is refused and nothing is forgotten', async () => {
+    const order = {
+      ...newOrder(),
+      customerId: `c-forget-${sequence}`,
+      shippingAddress: 'Operator Lane 1',
+    };
+    const path = `/customers/${order.customerId}/personal-data`;
+    await call('POST', '/orders', { bearer: await token({ roles: ['writer'] }), body: order });
+    assert.equal((await call('DELETE', path)).status, 401);
+    const writer = await call('DELETE', path, {
+      bearer: await token({ roles: ['reader', 'writer'] }),
+    });
+    assert.equal(writer.status, 403);
+    assert.deepEqual(writer.body.required, ['operator']);
+    const events = async () =>
+      (
+        await call('GET', `/orders/${order.orderId}/events`, {
+          bearer: await token({ roles: ['reader'] }),
+        })
+      ).body.events as { data: Record<string, unknown> }[];
+    assert.equal((await events())[0]!.data.shippingAddress, 'Operator Lane 1');
+    const operator = await call('DELETE', path, { bearer: await token({ roles: ['operator'] }) });
+    assert.equal(operator.status, 204);
+    assert.deepEqual((await events())[0]!.data.shippingAddress, {
+      $personal: 'redacted',
+      subject: order.customerId,
+    });
+    const document = (await call('GET', '/openapi.json')).body as {
+      paths: Record<string, Record<string, { security?: unknown }>>;
+    };
+    assert.deepEqual(document.paths['/customers/{customerId}/personal-data']!.delete!.security, [
+      { bearer: ['operator'] },
+    ]);
+  });
+
   it('another subject reusing an idempotency key gets 422, not the first answer', async () => {
     const order = newOrder();
     const key = `shared-${order.orderId}`;

@@ -944,6 +944,7 @@ export function ordersHttpSuite(backend: HttpBackend): void {
         };
         assert.equal(openapi.openapi, '3.1.0');
         assert.deepEqual(Object.keys(openapi.paths).sort(), [
+          '/customers/{customerId}/personal-data',
           '/customers/{customerId}/summary',
           '/health',
           '/metrics',

@@ -1,7 +1,8 @@
 /**
  * The composition root on its own terms: an embedded service never loads Kafka's client, its
  * metrics go to the application's registry beside prom-client's process metrics, and one scrape
- * reads the runners' status once, whatever the number of gauges.
+ * reads the runners' status once, whatever the number of gauges. With
+ * `personalData` its store seals the declared fields and `forget` shreds a subject.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -10,9 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import Fastify from 'fastify';
 import { collectDefaultMetrics } from 'prom-client';
-import { Registry } from 'tidemark/service';
+import { definePersonalData, isEncryptedField, isRedactedField } from 'tidemark';
+import { Registry, createService } from 'tidemark/service';
 import { createOrdersService } from '../../examples/orders/src/app.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'tidemark-service-'));
@@ -118,6 +121,39 @@ describe('createService', () => {
       assert.equal(reads, 1);
       await service.app.inject({ url: '/metrics' });
       assert.equal(reads, 2, 'the next scrape reads a fresh status');
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it('seals the declared personal fields of its store, and forgets a subject', async () => {
+    const service = await createService({
+      name: 'people',
+      storage: join(dir, 'people.db'),
+      personalData: definePersonalData({ Registered: { subject: 'personId', fields: ['email'] } }),
+    });
+    try {
+      const { store } = service.storage;
+      await store.appendToStream('person-p1', [
+        { type: 'Registered', data: { personId: 'p1', email: 'p1@example.org' } },
+      ]);
+      // As stored: the field sealed, the rest as given.
+      const db = new Database(join(dir, 'people.db'), { readonly: true });
+      const [stored] = db.prepare('SELECT data FROM tm_events').pluck().all() as string[];
+      db.close();
+      const sealed = JSON.parse(String(stored)) as Record<string, unknown>;
+      assert.equal(sealed.personId, 'p1');
+      assert.ok(isEncryptedField(sealed.email), String(stored));
+      assert.deepEqual((await store.readStream('person-p1'))[0]!.data, {
+        personId: 'p1',
+        email: 'p1@example.org',
+      });
+      const result = await service.forget('p1');
+      assert.deepEqual(result.streamIds, ['person-p1']);
+      const email = (await store.readStream('person-p1'))[0]!.data as { email: unknown };
+      assert.ok(isRedactedField(email.email));
+      await assert.rejects(service.forget('p1'), { code: 'subject_forgotten' });
+      await assert.rejects(service.forget('p2'), { code: 'unknown_subject' });
     } finally {
       await service.stop();
     }

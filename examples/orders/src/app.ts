@@ -15,9 +15,11 @@ import {
   type ServiceKafkaOptions,
 } from 'tidemark/service';
 import { orderDecider } from './domain.ts';
+import { orderPersonalData } from './personal-data.ts';
 import { orderProjections } from './projections.ts';
 import {
   MAX_PATH_PARAM_LENGTH,
+  forgetCustomerRoute,
   mapOrderErrors,
   orderCommandRoutes,
   orderQueryRoutes,
@@ -67,9 +69,11 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
   const service = await createService({
     name: 'orders',
     storage: options.databaseUrl,
+    // Personal fields are sealed before they reach the store (docs/personal-data.md).
+    personalData: orderPersonalData,
     ...(options.archiveDirectory ? { archiveDirectory: options.archiveDirectory } : {}),
     projections: orderProjections,
-    routes: ({ store, readModels, logger }) => {
+    routes: ({ store, readModels, logger, forget }) => {
       handler = new CommandHandler({
         decider: orderDecider,
         store,
@@ -79,6 +83,7 @@ export async function createOrdersService(options: OrdersServiceOptions): Promis
       return {
         commands: orderCommandRoutes(handler, () => crypto.randomUUID()),
         queries: orderQueryRoutes(readModels, store),
+        actions: [forgetCustomerRoute(forget)],
         mapError: mapOrderErrors,
         // The console's stream browser folds orders with the handler's own decider.
         streams: [{ prefix: 'order-', decider: handler.decider }],

@@ -2,7 +2,7 @@
  * The order domain: commands, events, state and the decider. Pure: no I/O, no clock; the time of
  * a change arrives in the command (`at`, an ISO timestamp) and is kept in the events.
  */
-import { BusinessRuleError, type Decider } from 'tidemark';
+import { BusinessRuleError, type Decider, type RedactedField } from 'tidemark';
 
 export const MAX_LINES = 100;
 export const MAX_QUANTITY = 10_000;
@@ -16,10 +16,23 @@ export interface OrderLine {
   unitPriceCents: number;
 }
 
+/**
+ * Where the order ships: personal data of the customer (declared in personal-data.ts), stored
+ * sealed under the customer's key, and read as a redaction once the customer is forgotten.
+ */
+export type ShippingAddress = string | RedactedField;
+
 export type OrderEvent =
   | {
       type: 'OrderCreated';
-      data: { orderId: string; customerId: string; lines: OrderLine[]; at: string };
+      data: {
+        orderId: string;
+        customerId: string;
+        lines: OrderLine[];
+        at: string;
+        /** Optional; events stored before it existed have none. */
+        shippingAddress?: ShippingAddress;
+      };
     }
   | {
       type: 'ItemAdded';
@@ -33,7 +46,13 @@ export type OrderEvent =
 export type OrderCommand =
   | {
       type: 'CreateOrder';
-      data: { orderId: string; customerId: string; lines: OrderLine[]; at: string };
+      data: {
+        orderId: string;
+        customerId: string;
+        lines: OrderLine[];
+        at: string;
+        shippingAddress?: string | undefined;
+      };
     }
   | { type: 'AddItem'; data: OrderLine & { at: string } }
   | { type: 'RemoveItem'; data: { sku: string; at: string } }
@@ -51,6 +70,7 @@ export type OrderState =
       lines: OrderLine[];
       createdAt: string;
       updatedAt: string;
+      shippingAddress?: ShippingAddress;
     };
 
 export const eventTypes = [
@@ -115,6 +135,9 @@ export const orderDecider: Decider<OrderState, OrderCommand, OrderEvent> = {
           lines: event.data.lines.map((l) => ({ ...l })),
           createdAt: event.data.at,
           updatedAt: event.data.at,
+          ...(event.data.shippingAddress !== undefined
+            ? { shippingAddress: event.data.shippingAddress }
+            : {}),
         };
       case 'ItemAdded':
         if (state.status === 'none') return state;
@@ -159,6 +182,9 @@ export const orderDecider: Decider<OrderState, OrderCommand, OrderEvent> = {
           customerId: command.data.customerId,
           lines,
           at: command.data.at,
+          ...(command.data.shippingAddress !== undefined
+            ? { shippingAddress: command.data.shippingAddress }
+            : {}),
         },
       };
     }
@@ -223,6 +249,8 @@ export interface OrderView {
   version: number;
   createdAt: string;
   updatedAt: string;
+  /** Only when the order has one: the address, or `{"$personal":"redacted",…}` once forgotten. */
+  shippingAddress?: ShippingAddress;
 }
 
 export function orderView(state: OrderState, version: number): OrderView | undefined {
@@ -236,5 +264,6 @@ export function orderView(state: OrderState, version: number): OrderView | undef
     version,
     createdAt: state.createdAt,
     updatedAt: state.updatedAt,
+    ...(state.shippingAddress !== undefined ? { shippingAddress: state.shippingAddress } : {}),
   };
 }

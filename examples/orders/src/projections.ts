@@ -5,7 +5,13 @@
  * Each projection has `apply` (one event) and `applyBatch` (many: one read of the touched orders,
  * the folding in memory, one write per table): the same effect, in a few statements per batch.
  */
-import { defineProjection, type RecordedEvent, type SqlExecutor } from 'tidemark';
+import {
+  defineProjection,
+  isRedactedField,
+  redactedField,
+  type RecordedEvent,
+  type SqlExecutor,
+} from 'tidemark';
 import {
   eventTypes,
   orderDecider,
@@ -19,8 +25,16 @@ type OrderRecorded = RecordedEvent<OrderEvent>;
 
 function stateOf(view: OrderView | undefined): OrderState {
   if (!view) return orderDecider.initialState();
-  const { orderId, customerId, status, lines, createdAt, updatedAt } = view;
-  return { orderId, customerId, status, lines, createdAt, updatedAt };
+  const { orderId, customerId, status, lines, createdAt, updatedAt, shippingAddress } = view;
+  return {
+    orderId,
+    customerId,
+    status,
+    lines,
+    createdAt,
+    updatedAt,
+    ...(shippingAddress !== undefined ? { shippingAddress } : {}),
+  };
 }
 
 /** The order's view after `event`, folded with the decider's own `evolve`: one truth for both sides. */
@@ -99,6 +113,28 @@ function foldBatch(
   return changed;
 }
 
+/**
+ * The `forget` hook of the three read models: each keeps whole order views, so the views of the
+ * forgotten customer's orders get their shipping address replaced by the redaction (the same
+ * value a rebuild after forgetting produces). Idempotent.
+ */
+async function redactViews(
+  sql: SqlExecutor,
+  table: string,
+  subject: string,
+  streamIds: readonly string[],
+): Promise<void> {
+  const orderIds = streamIds.filter((s) => s.startsWith('order-')).map(orderIdOf);
+  for (const [orderId, view] of await loadDocs(sql, table, orderIds)) {
+    if (view.shippingAddress === undefined || isRedactedField(view.shippingAddress)) continue;
+    view.shippingAddress = redactedField(subject);
+    await sql.execute(`UPDATE ${table} SET doc = $1 WHERE order_id = $2`, [
+      JSON.stringify(view),
+      orderId,
+    ]);
+  }
+}
+
 const touched = (events: readonly OrderRecorded[]) => [
   ...new Set(events.map((e) => orderIdOf(e.streamId))),
 ];
@@ -134,6 +170,9 @@ export const orderDetails = defineProjection<OrderEvent>({
         return [id, view.version, JSON.stringify(view)];
       }),
     );
+  },
+  forget({ subject, streamIds }, { sql, table }) {
+    return redactViews(sql, table('orders'), subject, streamIds);
   },
 });
 
@@ -184,6 +223,9 @@ export const orderList = defineProjection<OrderEvent>({
         return [id, view.customerId, view.status, position, JSON.stringify(view)];
       }),
     );
+  },
+  forget({ subject, streamIds }, { sql, table }) {
+    return redactViews(sql, table('order_list'), subject, streamIds);
   },
 });
 
@@ -256,6 +298,9 @@ export const customerSummary = defineProjection<OrderEvent>({
         .filter(([, d]) => d.count !== 0 || d.open !== 0 || d.spent !== 0)
         .map(([customerId, d]) => [customerId, d.count, d.open, d.spent]),
     );
+  },
+  forget({ subject, streamIds }, { sql, table }) {
+    return redactViews(sql, table('customer_orders'), subject, streamIds);
   },
 });
 

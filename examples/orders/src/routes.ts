@@ -1,10 +1,11 @@
 /**
- * The Orders HTTP contract (see the README): command and query routes declared for the
+ * The Orders HTTP contract (see the README): command, query and action routes declared for the
  * `tidemark/http` plugin. Nothing here knows about storage beyond the ports.
  */
 import { createHash } from 'node:crypto';
 import {
   fold,
+  isTidemarkError,
   type CommandHandler,
   type EventStore,
   type RecordedEvent,
@@ -12,10 +13,12 @@ import {
 } from 'tidemark';
 import {
   HttpProblem,
+  actionRoute,
   commandRoute,
   problem,
   queryRoute,
   schemaOf,
+  type AnyActionRoute,
   type AnyCommandRoute,
   type AnyQueryRoute,
   type Problem,
@@ -73,6 +76,13 @@ const line = schemaOf<OrderLine>({
     unitPriceCents: { type: 'integer', minimum: 0, maximum: MAX_UNIT_PRICE_CENTS },
   },
 });
+/** Printable text, lines allowed; no other control characters. */
+const SHIPPING_ADDRESS = {
+  type: 'string',
+  minLength: 1,
+  maxLength: 500,
+  pattern: '^[^\\u0000-\\u0009\\u000b-\\u001f\\u007f]+$',
+};
 const orderParams = { type: 'object', required: ['orderId'], properties: { orderId: ID } };
 const statuses: OrderStatus[] = ['open', 'confirmed', 'cancelled', 'shipped'];
 
@@ -148,13 +158,20 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
     method: 'POST',
     url: '/orders',
     summary: 'Create an order (version 1), with its first lines',
-    body: schemaOf<{ orderId?: string; customerId: string; lines: OrderLine[] }>({
+    body: schemaOf<{
+      orderId?: string;
+      customerId: string;
+      lines: OrderLine[];
+      shippingAddress?: string;
+    }>({
       type: 'object',
       required: ['customerId', 'lines'],
       properties: {
         orderId: ID,
         customerId: CUSTOMER_ID,
         lines: { type: 'array', maxItems: MAX_LINES, items: line },
+        // Personal data (docs/personal-data.md): stored sealed under the customer's key.
+        shippingAddress: SHIPPING_ADDRESS,
       },
     }),
     handler,
@@ -164,7 +181,15 @@ export function orderCommandRoutes(handler: OrderHandler, newId: () => string): 
     streamId: (r) => streamIdOf(idFor(r)),
     command: (r) => ({
       type: 'CreateOrder',
-      data: { orderId: idFor(r), customerId: r.body.customerId, lines: r.body.lines, at: r.at },
+      data: {
+        orderId: idFor(r),
+        customerId: r.body.customerId,
+        lines: r.body.lines,
+        at: r.at,
+        ...(r.body.shippingAddress !== undefined
+          ? { shippingAddress: r.body.shippingAddress }
+          : {}),
+      },
     }),
     responseSchema: COMMAND_ANSWER,
     response: (result, r) => ({ orderId: idFor(r), version: result.nextExpectedVersion }),
@@ -507,4 +532,34 @@ export function mapOrderErrors(error: unknown): Problem | undefined {
     );
   }
   return undefined;
+}
+
+/**
+ * `DELETE /customers/{customerId}/personal-data`: forgets the customer. 204 when forgotten, now
+ * or before (idempotent: a repeat also finishes the redaction of read models); 404
+ * `unknown_subject` when no personal data of the customer was ever stored.
+ */
+export function forgetCustomerRoute(
+  forget: (customerId: string) => Promise<unknown>,
+): AnyActionRoute {
+  return actionRoute({
+    method: 'DELETE',
+    url: '/customers/:customerId/personal-data',
+    summary: "Forget a customer's personal data (crypto-shredding)",
+    params: schemaOf<{ customerId: string }>({
+      type: 'object',
+      required: ['customerId'],
+      properties: { customerId: CUSTOMER_ID },
+    }),
+    successStatus: 204,
+    // Irreversible: the operator role, not the writer's (docs/orders-api.md).
+    kind: 'operations',
+    handler: async ({ params }) => {
+      try {
+        await forget(params.customerId);
+      } catch (error) {
+        if (!isTidemarkError(error, 'subject_forgotten')) throw error;
+      }
+    },
+  });
 }

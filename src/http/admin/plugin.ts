@@ -163,6 +163,8 @@ async function adminConsolePlugin(app: FastifyInstance, options: AdminConsoleOpt
     sink: options.sink,
     feeds: options.feeds,
     ...(options.upcasters ? { upcasters: options.upcasters } : {}),
+    // Parked events are kept sealed: a retry opens their personal fields with the store's keys.
+    ...(options.store.personalData ? { personalData: options.store.personalData } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
   };
   const rebuilds = new RebuildJobs(ops, options.rebuildDropGraceMs ?? 10_000, options.logger);
