@@ -61,6 +61,16 @@ export function ensureBinary() {
 
 export const localEndpoint = () => `http://${HOST}:${S3_PORT}`;
 
+/** Whether the endpoint answers a bucket listing (GET /) with S3's XML. */
+async function answersAsS3(endpoint) {
+  try {
+    const response = await fetch(`${endpoint}/`, { signal: AbortSignal.timeout(2000) });
+    return (await response.text()).includes('ListAllMyBucketsResult');
+  } catch {
+    return false;
+  }
+}
+
 /** Starts the server (or finds it running); resolves with its endpoint. */
 export async function up() {
   const state = readState();
@@ -69,9 +79,18 @@ export async function up() {
     return state.endpoint;
   }
   if (await portOpen(S3_PORT)) {
+    // Another checkout's server (or any S3-compatible one) on the port: reuse it when it answers
+    // as S3 does, as `up` does for PostgreSQL and Kafka; `down` leaves it alone (not ours).
+    if (await answersAsS3(localEndpoint())) {
+      log(
+        NAME,
+        `reusing an S3-compatible server this checkout did not start, on ${localEndpoint()}`,
+      );
+      return localEndpoint();
+    }
     throw new ServiceError(
       NAME,
-      `port ${S3_PORT} is taken by another process (TIDEMARK_S3_PORT moves it)`,
+      `port ${S3_PORT} is taken by a process that does not answer as S3 (TIDEMARK_S3_PORT moves it)`,
     );
   }
   const binary = ensureBinary();
