@@ -22,6 +22,7 @@ import {
   writeJson,
 } from './lib.mjs';
 
+const { fetch, AbortSignal } = globalThis;
 const NAME = 's3';
 /** The Go module version of github.com/johannesboyne/gofakes3. */
 export const GOFAKES3_VERSION = 'v1.2.0';
