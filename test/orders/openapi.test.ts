@@ -62,6 +62,9 @@ function nonConformance(method: string, path: string, answer: Answer): string[] 
     }
   }
   const type = String(answer.headers['content-type'] ?? '').split(';')[0]!;
+  // No content documented (a 204): the answer must carry none either.
+  if (!documented.content)
+    return type === '' ? problems : [...problems, `content ${type} on a ${answer.status}`];
   const content = documented.content?.[type];
   if (!content) return [...problems, `content type ${type} is not documented`];
   if (!ajv.validate(resolve(content.schema), answer.body))
@@ -204,10 +207,42 @@ it('every answer of a walk through the contract conforms to /openapi.json', asyn
     call('GET', '/orders/oa-1/history?version=0'),
     404,
   );
+  // A personal field, as stored and once its customer is forgotten (then a redacted marker).
+  const sealed = await expect(
+    'POST',
+    '/orders',
+    call('POST', '/orders', {
+      orderId: 'oa-pd',
+      customerId: 'c-pd',
+      lines: [line],
+      shippingAddress: '1 Quay Street',
+    }),
+    201,
+  );
+  const sealedToken = { 'consistency-token': sealed.headers['consistency-token']! };
+  const before = await expect(
+    'GET',
+    '/orders/{orderId}',
+    call('GET', '/orders/oa-pd', undefined, sealedToken),
+    200,
+  );
+  assert.equal((before.body as { shippingAddress?: unknown }).shippingAddress, '1 Quay Street');
+  await expect(
+    'DELETE',
+    '/customers/{customerId}/personal-data',
+    call('DELETE', '/customers/c-pd/personal-data'),
+    204,
+  );
+  const after = await expect('GET', '/orders/{orderId}', call('GET', '/orders/oa-pd'), 200);
+  assert.deepEqual((after.body as { shippingAddress?: unknown }).shippingAddress, {
+    $personal: 'redacted',
+    subject: 'c-pd',
+  });
+  await expect('GET', '/orders', call('GET', '/orders?customerId=c-pd'), 200);
   await expect('GET', '/health', call('GET', '/health'), 200);
   await expect('GET', '/ready', call('GET', '/ready'), 200);
   await expect('GET', '/metrics', call('GET', '/metrics'), 200);
-  assert.equal(seen.length, 23);
+  assert.equal(seen.length, 28);
 });
 
 it('the document can fail an answer: a missing ETag, an undocumented field, an undocumented status', async () => {

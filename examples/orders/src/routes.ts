@@ -127,6 +127,19 @@ const ORDER_VIEW = {
     version: VERSION,
     createdAt: TIME,
     updatedAt: TIME,
+    // Only when the order has one; once its customer is forgotten, the redacted marker
+    // (docs/personal-data.md).
+    shippingAddress: {
+      oneOf: [
+        SHIPPING_ADDRESS,
+        {
+          type: 'object',
+          required: ['$personal', 'subject'],
+          additionalProperties: false,
+          properties: { $personal: { const: 'redacted' }, subject: CUSTOMER_ID },
+        },
+      ],
+    },
   },
 };
 const EVENT_TYPES: OrderEvent['type'][] = [
