@@ -5,6 +5,8 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from '../core/index.ts';
+import type { Registry } from '../metrics.ts';
+import { httpInstruments } from './context.ts';
 import { problemMapper, sendProblem } from './problem.ts';
 import { serverErrorOptions, useServerErrors } from './server-errors.ts';
 
@@ -21,6 +23,12 @@ export interface HttpAppOptions {
    * that every id a client could create can also be addressed. Default 100 (Fastify's).
    */
   maxParamLength?: number;
+  /**
+   * Where to count requests that matched no route (404, 405, and the router's and parser's own
+   * refusals) in `tidemark_http_requests_total`, under route `unmatched`. The plugin counts its
+   * own routes; a host application's routes are its own business. Default: not counted.
+   */
+  metrics?: Registry;
 }
 
 /**
@@ -54,5 +62,15 @@ export function createHttpApp(options: HttpAppOptions = {}): FastifyInstance {
       options.logger?.error({ err: error, url: request.url }, 'request failed');
     return sendProblem(reply, { ...body, instance: request.url });
   });
+  if (options.metrics) {
+    const { requests } = httpInstruments(options.metrics);
+    // A root hook runs for every request; those a route took are the plugin's (or the host's)
+    // to count. Without this, a scan of unknown paths or a client calling a removed route
+    // would not show in the request rate at all.
+    app.addHook('onResponse', async (request, reply) => {
+      if (request.routeOptions.url !== undefined) return;
+      requests.inc({ method: request.method, route: 'unmatched', status: reply.statusCode });
+    });
+  }
   return app;
 }
