@@ -17,12 +17,14 @@ export interface SqliteDatabaseOptions {
   /**
    * Where the WAL sync of a `FULL` commit runs (a file database; `EXTRA` and `:memory:` always
    * sync inline).
-   * - `background` (default): the connection commits with `synchronous=NORMAL`, and the WAL
-   *   file is then synced (fdatasync) on libuv's thread pool; the writes' promises resolve, and
-   *   commit listeners run, only once that sync has completed. The same guarantee as `inline`,
-   *   without stopping the event loop for the disk. Commits made while a sync runs wait for the
-   *   next one, which covers them all.
-   * - `inline`: SQLite syncs inside COMMIT, on the event-loop thread.
+   * - `inline` (default): SQLite syncs inside COMMIT, on the event-loop thread.
+   * - `background`: the connection commits with `synchronous=NORMAL`, and the WAL file is then
+   *   synced (fdatasync) on libuv's thread pool; the writes' promises resolve, and commit
+   *   listeners run, only once that sync has completed. The same guarantee, without stopping the
+   *   event loop for the disk; commits made while a sync runs wait for the next one, which covers
+   *   them all. Worth it where a sync takes long (network block storage: milliseconds); where it
+   *   takes a tenth of a millisecond the trip to the thread pool costs more than it frees
+   *   (docs/benchmarks.md: 0.8x to 0.92x the appends per second of `inline` here).
    */
   walSync?: 'background' | 'inline';
   /**
@@ -92,7 +94,7 @@ export class SqliteDatabase {
     if (!Number.isSafeInteger(this.#maxGroupSize) || this.#maxGroupSize < 1) {
       throw new InvalidArgumentError('maxGroupSize', 'must be a positive integer');
     }
-    const walSync = options.walSync ?? 'background';
+    const walSync = options.walSync ?? 'inline';
     if (walSync !== 'background' && walSync !== 'inline') {
       throw new InvalidArgumentError('walSync', 'must be background or inline');
     }

@@ -1,5 +1,5 @@
 /**
- * The background WAL sync (SqliteDatabase `walSync: 'background'`, the default): commits run
+ * The background WAL sync (SqliteDatabase `walSync: 'background'`): commits run
  * with synchronous=NORMAL and the WAL is synced off the event loop, and nothing is acknowledged
  * (no promise resolves, no commit listener runs) before a sync that started after its commit has
  * completed. kill -9 cannot tell this from an inline sync (the page cache survives a process
@@ -58,7 +58,10 @@ const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 describe('SqliteDatabase: WAL synced in the background', () => {
   it('acknowledges an append, and tells commit listeners, only after its sync completed', async () => {
     const syncs = heldSyncs();
-    const database = new SqliteDatabase(file(), { syncFile: syncs.syncFile });
+    const database = new SqliteDatabase(file(), {
+      walSync: 'background',
+      syncFile: syncs.syncFile,
+    });
     const store = new SqliteEventStore(database);
     let notified = 0;
     database.onCommit(() => notified++);
@@ -86,7 +89,10 @@ describe('SqliteDatabase: WAL synced in the background', () => {
 
   it('makes commits that land during a sync wait for the next one, which covers them all', async () => {
     const syncs = heldSyncs();
-    const database = new SqliteDatabase(file(), { syncFile: syncs.syncFile });
+    const database = new SqliteDatabase(file(), {
+      walSync: 'background',
+      syncFile: syncs.syncFile,
+    });
     const store = new SqliteEventStore(database);
     try {
       const first = track(store.appendToStream('s-1', [{ type: 'E', data: {} }]));
@@ -114,7 +120,10 @@ describe('SqliteDatabase: WAL synced in the background', () => {
 
   it('fails the writes a failed sync covered, and refuses every later write, loudly', async () => {
     const syncs = heldSyncs();
-    const database = new SqliteDatabase(file(), { syncFile: syncs.syncFile });
+    const database = new SqliteDatabase(file(), {
+      walSync: 'background',
+      syncFile: syncs.syncFile,
+    });
     const store = new SqliteEventStore(database);
     try {
       const append = store.appendToStream('s-1', [{ type: 'E', data: {} }]);
@@ -145,7 +154,10 @@ describe('SqliteDatabase: WAL synced in the background', () => {
 
   it('does not make relaxed transactions (read models) wait for a sync', async () => {
     const syncs = heldSyncs();
-    const database = new SqliteDatabase(file(), { syncFile: syncs.syncFile });
+    const database = new SqliteDatabase(file(), {
+      walSync: 'background',
+      syncFile: syncs.syncFile,
+    });
     try {
       await database.transaction((db) => db.exec('CREATE TABLE t (x INTEGER)'), {
         relaxed: true,
