@@ -120,14 +120,16 @@ export function markdown(results: readonly Result[], meta: Meta | undefined): st
   lines.push(
     '### Ratios',
     '',
-    "Tidemark's throughput divided by each baseline's, same scenario, same run.",
+    "Tidemark's throughput divided by each baseline's, same scenario, same run: the median of the " +
+      'ratios of the slices or rounds that ran side by side, and in brackets the lowest and ' +
+      'highest of them (how noisy the ratio was).',
     '',
     '| scenario | Tidemark | ratio to each baseline |',
     '| --- | ---: | --- |',
   );
   for (const row of ratioRows(results)) {
     lines.push(
-      `| ${cell(row.scenario)} | ${fmt(row.tidemark)} | ${row.ratios.map((r) => `**${r.ratio.toFixed(2)}x** ${cell(r.impl)}`).join(', ')} |`,
+      `| ${cell(row.scenario)} | ${fmt(row.tidemark)} | ${row.ratios.map((r) => `**${r.ratio.toFixed(2)}x** ${cell(r.impl)}${r.pairs > 1 ? ` (${r.min.toFixed(2)} to ${r.max.toFixed(2)})` : ''}`).join(', ')} |`,
     );
   }
   lines.push(

@@ -1,10 +1,12 @@
 /**
  * `npm run bench` (about 15 minutes) and `npm run bench -- --quick` (about 3 minutes).
  *
- *   --quick            fewer operations, one round
+ *   --quick            less work per slice and round, as many rounds
  *   --only <text>      only the scenarios whose name contains <text> (repeatable, or a,b)
- *   --rounds <n>       rounds per scenario (default 3, 1 with --quick); each implementation's
- *                      median round is kept, and the order of implementations rotates
+ *   --rounds <n>       rounds per scenario (default 3); each implementation's median round is
+ *                      kept, the order of implementations rotates, and ratios are the median of
+ *                      the per-round (or per-slice) ratios, with their range
+ *   --out <name>       write bench/results/<name>.json (and .meta.json) instead of latest
  *   --no-emmett        leave out the Emmett peer (otherwise installed on first use)
  *   --list             print the scenario names and exit
  *
@@ -30,7 +32,7 @@ import { kafkaScenario } from './scenarios/kafka.ts';
 import { loadAggregate } from './scenarios/load.ts';
 import { postgresAppend } from './scenarios/postgres-append.ts';
 import { sqliteAppend } from './scenarios/sqlite-append.ts';
-import { fmt, ratioRows, targetRows, textTable } from './summary.ts';
+import { fmt, ratioRows, ratioText, targetRows, textTable } from './summary.ts';
 
 export interface BenchContext {
   quick: boolean;
@@ -58,7 +60,14 @@ const scenarios: {
 ];
 
 function parseArgs(argv: string[]) {
-  const options = { quick: false, only: [] as string[], rounds: 0, emmett: true, list: false };
+  const options = {
+    quick: false,
+    only: [] as string[],
+    rounds: 0,
+    emmett: true,
+    list: false,
+    out: 'latest',
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--quick') options.quick = true;
@@ -66,12 +75,15 @@ function parseArgs(argv: string[]) {
     else if (arg === '--list') options.list = true;
     else if (arg === '--only' && argv[i + 1]) options.only.push(...argv[++i]!.split(','));
     else if (arg === '--rounds' && Number(argv[i + 1]) >= 1) options.rounds = Number(argv[++i]);
+    else if (arg === '--out' && /^[\w.-]+$/.test(argv[i + 1] ?? '')) options.out = argv[++i]!;
     else {
       process.stderr.write(`unknown argument '${arg}'; see the top of bench/run.ts\n`);
       process.exit(2);
     }
   }
-  options.rounds ||= options.quick ? 1 : 3;
+  // Quick runs as many rounds as full ones, each shorter: one round has no spread to show, and
+  // a single slice of bad luck decided a quick run's ratios (they moved up to 2x between runs).
+  options.rounds ||= 3;
   return options;
 }
 
@@ -143,7 +155,7 @@ failures += results.filter((r) => r.error).length;
 
 const outDir = new URL('./results/', import.meta.url).pathname;
 mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(join(outDir, `${options.out}.json`), `${JSON.stringify(results, null, 2)}\n`);
 const meta = {
   ...machine(services, startedAt),
   loadAverageAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),
@@ -152,7 +164,7 @@ const meta = {
   rounds: options.rounds,
   only: options.only,
 };
-writeFileSync(join(outDir, 'latest.meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+writeFileSync(join(outDir, `${options.out}.meta.json`), `${JSON.stringify(meta, null, 2)}\n`);
 
 const ms = (n: number) => (n === 0 ? '-' : n.toFixed(n < 10 ? 2 : 1));
 console.log(
@@ -167,19 +179,22 @@ console.log(
       r.peakRssMb ? r.peakRssMb.toFixed(0) : '-',
       r.skipped ??
         r.error?.split('\n')[0] ??
-        (r.runs && r.runs.length > 1 ? r.runs.map(fmt).join(' / ') : ''),
+        (r.runs && r.runs.length > 1 ? r.runs.map(fmt).join(' / ') : (r.notes ?? '')),
     ]),
     [2, 3, 4, 5],
   ),
 );
-console.log(`\nTidemark's throughput divided by each baseline's (same scenario, same run):\n`);
+console.log(
+  `\nTidemark's throughput divided by each baseline's (same scenario, same run; the median of the` +
+    `\nper-pair ratios of slices or rounds run side by side, and their range):\n`,
+);
 console.log(
   textTable(
     ['scenario', 'tidemark', 'ratios'],
     ratioRows(results).map((row) => [
       row.scenario,
       fmt(row.tidemark),
-      row.ratios.map((r) => `${r.ratio.toFixed(2)}x ${r.impl}`).join(', '),
+      row.ratios.map((r) => `${ratioText(r)} ${r.impl}`).join(', '),
     ]),
     [1],
   ),
@@ -195,5 +210,5 @@ console.log(
     ]),
   ),
 );
-process.stderr.write(`done in ${elapsed()}; results in bench/results/latest.json\n`);
+process.stderr.write(`done in ${elapsed()}; results in bench/results/${options.out}.json\n`);
 if (failures > 0) process.exitCode = 1;
