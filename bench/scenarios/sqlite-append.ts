@@ -103,7 +103,7 @@ export function tidemarkAppend(args: AppendArgs): Workload {
 
 export async function sqliteAppend(ctx: BenchContext): Promise<Result[]> {
   // Quick: shorter slices, more of them (the ratios are medians of per-slice ratios).
-  const ops = ctx.quick ? 3000 : 8000;
+  const ops = ctx.quick ? 4000 : 8000;
   const slices = ctx.quick ? 10 : 8;
   const results: Result[] = [];
   let n = 0;
