@@ -293,7 +293,8 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
       return name;
     };
     // The raw transactional producer's rounds swing most (0.4x to 1x of the relay's rate in one
-    // quick run): five short rounds give the median something to stand on.
+    // quick run), and the projectors' next: five short rounds give the median something to
+    // stand on.
     const relayRounds = ctx.quick ? Math.max(ctx.rounds, 5) : ctx.rounds;
     results.push(
       ...(await alternate(scenario, relayRounds, [
@@ -377,7 +378,7 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
     for (const { kind, open } of sinks) {
       const projectorScenario = `kafka projector, topic → ${kind} (order-details)`;
       results.push(
-        ...(await alternate(projectorScenario, ctx.rounds, [
+        ...(await alternate(projectorScenario, relayRounds, [
           {
             impl: 'tidemark',
             run: async () => {
