@@ -281,6 +281,12 @@ export class KafkaRelay {
   #progressPosition = 0;
   #finished = false;
   #wake: (() => void) | undefined;
+  /**
+   * An append was announced since the last read began. Set by every notification, cleared as a
+   * read starts: an append that commits while a read runs (and is missing from its snapshot)
+   * still gets the relay going again at once instead of after the poll interval.
+   */
+  #announced = false;
   /** The next batch, read while the previous transaction commits (bounded: one batch). */
   #readAhead: { after: number; events: Promise<RecordedEvent[]> } | undefined;
   #unsubscribe: (() => void) | undefined;
@@ -385,7 +391,10 @@ export class KafkaRelay {
     }
     // Refused: nothing is published; status, metrics and the log say why until stop().
     if (!opened) return;
-    this.#unsubscribe = this.#store.onAppended(() => this.#wake?.());
+    this.#unsubscribe = this.#store.onAppended(() => {
+      this.#announced = true;
+      this.#wake?.();
+    });
     this.#loop = this.#run();
   }
 
@@ -730,9 +739,10 @@ export class KafkaRelay {
     // counts again from the progress committed in Kafka.
     await this.#producer!.transact(async (tx) => {
       await sendChunked(tx, records, progress, this.#maxSendBytes);
-      // Read the next batch while the commit runs. Used only if the commit succeeds (the
+      // Read the next batch while the commit runs when there is more to read (a full batch, or
+      // an append announced since this batch was read). Used only if the commit succeeds (the
       // loop checks it starts where this transaction ends); a failure discards it.
-      if (events.length === this.#batchSize)
+      if (events.length === this.#batchSize || this.#announced)
         this.#readAhead = { after: last, events: this.#read(last) };
       this.#logger.debug(
         { relay: this.name, position: last, events: records.length },
@@ -757,6 +767,7 @@ export class KafkaRelay {
   }
 
   #read(after = this.#position): Promise<RecordedEvent[]> {
+    this.#announced = false;
     const read = this.#store.readAll({ after, maxCount: this.#batchSize, upcast: false });
     read.catch(() => {}); // a read-ahead may be dropped unawaited; its error resurfaces if used
     return read;
@@ -765,6 +776,7 @@ export class KafkaRelay {
   /** Waits for an append notification, the poll interval, or stop. */
   #idle(): Promise<void> {
     const signal = this.#abort.signal;
+    if (this.#announced || signal.aborted) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const done = () => {
         clearTimeout(timer);

@@ -503,12 +503,31 @@ export const ledger = {
 
   /** The applied version of each of `streamIds` (absent: none applied), in a few statements. */
   async streamVersions(
-    sql: Pick<SqlExecutor, 'query'>,
+    sql: Pick<SqlExecutor, 'query' | 'dialect'>,
     name: string,
     version: number,
     streamIds: readonly string[],
   ): Promise<Map<string, number>> {
     const applied = new Map<string, number>();
+    if (streamIds.length === 0) return applied;
+    if (sql.dialect === 'postgres') {
+      // One probe of the key per stream, whatever the planner believes. With `stream_id IN
+      // ($3, …)` the plan cached for the prepared statement of a table not analyzed yet (a new
+      // version catching up) checked the list against every row of the version: a cost that grew
+      // with the streams seen, batch after batch. The array is one parameter, so any number of
+      // streams is one statement.
+      const rows = await sql.query<{ stream_id: string; stream_version: number | string | null }>(
+        `SELECT i.id AS stream_id,
+                (SELECT stream_version FROM tm_projection_streams
+                 WHERE name = $1 AND version = $2 AND stream_id = i.id) AS stream_version
+         FROM unnest($3::text[]) AS i(id)`,
+        [name, version, streamIds],
+      );
+      for (const row of rows) {
+        if (row.stream_version !== null) applied.set(row.stream_id, Number(row.stream_version));
+      }
+      return applied;
+    }
     for (let i = 0; i < streamIds.length; i += STREAMS_PER_STATEMENT) {
       const chunk = streamIds.slice(i, i + STREAMS_PER_STATEMENT);
       const rows = await sql.query<{ stream_id: string; stream_version: number | string }>(
@@ -529,6 +548,17 @@ export const ledger = {
     versions: ReadonlyMap<string, number>,
   ): Promise<void> {
     const entries = [...versions];
+    if (entries.length === 0) return;
+    if (sql.dialect === 'postgres') {
+      // One statement for the whole batch: the streams and their versions as two arrays.
+      await sql.execute(
+        `INSERT INTO tm_projection_streams (name, version, stream_id, stream_version)
+         SELECT $1::text, $2::int4, s.id, s.v FROM unnest($3::text[], $4::int8[]) AS s(id, v)
+         ON CONFLICT (name, version, stream_id) DO UPDATE SET stream_version = excluded.stream_version`,
+        [name, version, entries.map(([id]) => id), entries.map(([, v]) => v)],
+      );
+      return;
+    }
     for (let i = 0; i < entries.length; i += STREAMS_PER_STATEMENT) {
       const chunk = entries.slice(i, i + STREAMS_PER_STATEMENT);
       const params: unknown[] = [name, version];

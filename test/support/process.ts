@@ -33,7 +33,7 @@ export interface ServiceProcess {
 export async function startServiceProcess(
   env: Record<string, string>,
   args: string[] = [],
-  options: { compiled?: boolean } = {},
+  options: { compiled?: boolean; nodeArgs?: string[] } = {},
 ): Promise<ServiceProcess> {
   // compiled: the JavaScript of `npm run build` (dist/ and dist-examples/), as a production
   // deployment runs it; otherwise the TypeScript sources (Node strips the types), as `npm start`
@@ -48,7 +48,7 @@ export async function startServiceProcess(
         'examples/orders/src/main.ts',
         '--insecure-dev',
       ];
-  const child = spawn(process.execPath, [...entry, ...args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...entry, ...args], {
     cwd: root,
     env: {
       ...process.env,
