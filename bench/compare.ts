@@ -3,22 +3,29 @@
  * ratio, to see whether a rerun agrees within noise:
  *
  *   node bench/compare.ts bench/results/a.json bench/results/b.json
+ *   node bench/compare.ts --ratios a.json b.json
  *   node bench/compare.ts --markdown A-label B-label a.json b.json
  *
+ * `--ratios` is the check that two runs agree: every ratio (the median of its per-pair ratios)
+ * in both runs with its per-pair range, B's difference relative to A, and `DIFFERS` beside those
+ * more than 20% apart (or measured in one run only). Exit code 0 when all agree, 1 when not.
  * `--markdown` prints one Markdown table instead (throughput, p99 and peak RSS of both runs, and
  * B's change), for a page such as docs/benchmarks.md.
  */
 import { readFileSync } from 'node:fs';
 import type { Result } from './lib.ts';
-import { fmt, ratioRows, textTable } from './summary.ts';
+import { AGREEMENT, spreadLabel, type RatioStat } from './stats.ts';
+import { compareRatios, fmt, ratioRows, textTable } from './summary.ts';
 
 const args = process.argv.slice(2);
+const ratiosOnly = args[0] === '--ratios';
+if (ratiosOnly) args.shift();
 const markdown = args[0] === '--markdown';
 const [labelA, labelB] = markdown ? args.splice(0, 3).slice(1) : ['A', 'B'];
 const [a, b] = args;
 if (!a || !b) {
   process.stderr.write(
-    'usage: compare.ts [--markdown <label-a> <label-b>] <results-a.json> <results-b.json>\n',
+    'usage: compare.ts [--ratios | --markdown <label-a> <label-b>] <results-a.json> <results-b.json>\n',
   );
   process.exit(2);
 }
@@ -28,6 +35,32 @@ const second = load(b);
 const key = (r: Result) => `${r.scenario}\u0000${r.impl}`;
 const other = new Map(second.map((r) => [key(r), r]));
 const change = (x: number, y: number) => `${y >= x ? '+' : ''}${(((y - x) / x) * 100).toFixed(0)}%`;
+
+if (ratiosOnly) {
+  const { rows, allAgree } = compareRatios(first, second);
+  const show = (stat: RatioStat | undefined) =>
+    stat ? `${stat.ratio.toFixed(2)}x${stat.pairs.length ? ` (${spreadLabel(stat)})` : ''}` : '-';
+  console.log(
+    textTable(
+      ['scenario', 'of', 'vs', 'ratio A (pairs)', 'ratio B (pairs)', 'B vs A', ''],
+      rows.map((r) => [
+        r.scenario,
+        r.of,
+        `${r.vs}${r.metric === 'p99' ? ' (p99)' : ''}`,
+        show(r.a),
+        show(r.b),
+        r.difference === undefined ? '-' : change(1, 1 + r.difference),
+        r.agrees ? 'ok' : r.difference === undefined ? 'DIFFERS (one run only)' : 'DIFFERS',
+      ]),
+      [3, 4, 5],
+    ),
+  );
+  const differ = rows.filter((r) => !r.agrees).length;
+  console.log(
+    `\n${rows.length - differ} of ${rows.length} ratios agree within ${AGREEMENT * 100}%${differ ? `; ${differ} differ` : ''}`,
+  );
+  process.exit(allAgree ? 0 : 1);
+}
 
 if (markdown) {
   const rows = first.filter(

@@ -1,10 +1,12 @@
 /**
- * `npm run bench` (about 15 minutes) and `npm run bench -- --quick` (about 3 minutes).
+ * `npm run bench` (about 15 minutes) and `npm run bench -- --quick` (about 4 minutes).
  *
- *   --quick            fewer operations, one round
+ *   --quick            fewer operations in more, shorter slices and rounds
  *   --only <text>      only the scenarios whose name contains <text> (repeatable, or a,b)
- *   --rounds <n>       rounds per scenario (default 3, 1 with --quick); each implementation's
- *                      median round is kept, and the order of implementations rotates
+ *   --rounds <n>       rounds of whole-run scenarios (default 3, 4 with --quick), taken in
+ *                      turns (A B, B A, …); each implementation's median round is kept
+ *   --out <file>       write the results there (and <file>.meta.json beside it) instead of
+ *                      bench/results/latest.json
  *   --no-emmett        leave out the Emmett peer (otherwise installed on first use)
  *   --list             print the scenario names and exit
  *
@@ -12,16 +14,17 @@
  * scenario whose service is missing is reported as skipped, in the table and in the results.
  *
  * Writes bench/results/latest.json: an array of {scenario, impl, opsPerSec, p50Ms, p99Ms,
- * peakRssMb} (plus unit, notes, runs, skipped, error), and bench/results/latest.meta.json (the
- * machine, versions, options). Prints the results, Tidemark's ratios to each baseline, and the
+ * peakRssMb} (plus unit, notes, runs, runsP99Ms, offeredRate, ratios, skipped, error), and
+ * bench/results/latest.meta.json (the machine, versions, options). Prints the results, Tidemark's
+ * ratios to each baseline (the median of the per-pair ratios, and their range), and the
  * targets. Progress goes to stderr. `node bench/report.ts` turns the results into
  * docs/benchmarks.md and its chart.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { emmettDir, emmettMissing, failedResult, Skip, type Result } from './lib.ts';
+import { dirname, join, resolve } from 'node:path';
+import { emmettDir, emmettMissing, failedResult, round, Skip, type Result } from './lib.ts';
 import { findServices, machine } from './machine.ts';
 import { catchUp } from './scenarios/catch-up.ts';
 import { emmettPostgresAppend } from './scenarios/emmett-postgres-append.ts';
@@ -30,6 +33,7 @@ import { kafkaScenario } from './scenarios/kafka.ts';
 import { loadAggregate } from './scenarios/load.ts';
 import { postgresAppend } from './scenarios/postgres-append.ts';
 import { sqliteAppend } from './scenarios/sqlite-append.ts';
+import { spreadLabel } from './stats.ts';
 import { fmt, ratioRows, targetRows, textTable } from './summary.ts';
 
 export interface BenchContext {
@@ -58,7 +62,14 @@ const scenarios: {
 ];
 
 function parseArgs(argv: string[]) {
-  const options = { quick: false, only: [] as string[], rounds: 0, emmett: true, list: false };
+  const options = {
+    quick: false,
+    only: [] as string[],
+    rounds: 0,
+    emmett: true,
+    list: false,
+    out: '',
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--quick') options.quick = true;
@@ -66,12 +77,15 @@ function parseArgs(argv: string[]) {
     else if (arg === '--list') options.list = true;
     else if (arg === '--only' && argv[i + 1]) options.only.push(...argv[++i]!.split(','));
     else if (arg === '--rounds' && Number(argv[i + 1]) >= 1) options.rounds = Number(argv[++i]);
+    else if (arg === '--out' && argv[i + 1]?.endsWith('.json')) options.out = argv[++i]!;
     else {
       process.stderr.write(`unknown argument '${arg}'; see the top of bench/run.ts\n`);
       process.exit(2);
     }
   }
-  options.rounds ||= options.quick ? 1 : 3;
+  // Quick: several short rounds rather than one long one, so that each ratio is the median of
+  // several pairs taken in turns (one round let a quick run's ratios move by up to 2x).
+  options.rounds ||= options.quick ? 4 : 3;
   return options;
 }
 
@@ -141,9 +155,29 @@ try {
 }
 failures += results.filter((r) => r.error).length;
 
-const outDir = new URL('./results/', import.meta.url).pathname;
-mkdirSync(outDir, { recursive: true });
-writeFileSync(join(outDir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+// Each ratio, with its pairs and spread, on the row whose figure is divided.
+const rows = ratioRows(results);
+for (const row of rows) {
+  const subject = results.find((r) => r.scenario === row.scenario && r.impl === row.of)!;
+  subject.ratios = [
+    ...(subject.ratios ?? []),
+    ...row.ratios.map(({ impl, metric, ratio, pairs, min, max, relativeIqr }) => ({
+      vs: impl,
+      metric,
+      ratio: round(ratio),
+      pairs: pairs.map((p) => round(p)),
+      min: round(min),
+      max: round(max),
+      relativeIqr: round(relativeIqr),
+    })),
+  ];
+}
+
+const outFile = resolve(
+  options.out || join(new URL('./results/', import.meta.url).pathname, 'latest.json'),
+);
+mkdirSync(dirname(outFile), { recursive: true });
+writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
 const meta = {
   ...machine(services, startedAt),
   loadAverageAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),
@@ -152,7 +186,7 @@ const meta = {
   rounds: options.rounds,
   only: options.only,
 };
-writeFileSync(join(outDir, 'latest.meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+writeFileSync(outFile.replace(/\.json$/, '.meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
 
 const ms = (n: number) => (n === 0 ? '-' : n.toFixed(n < 10 ? 2 : 1));
 console.log(
@@ -172,16 +206,25 @@ console.log(
     [2, 3, 4, 5],
   ),
 );
-console.log(`\nTidemark's throughput divided by each baseline's (same scenario, same run):\n`);
+console.log(
+  `\nTidemark's throughput divided by each baseline's (same scenario, same run): the median of the\nper-pair ratios (slices or rounds taken in turns), their range, and their IQR / median:\n`,
+);
 console.log(
   textTable(
-    ['scenario', 'tidemark', 'ratios'],
-    ratioRows(results).map((row) => [
-      row.scenario,
-      fmt(row.tidemark),
-      row.ratios.map((r) => `${r.ratio.toFixed(2)}x ${r.impl}`).join(', '),
-    ]),
-    [1],
+    ['scenario', 'of', 'value', 'vs', 'ratio', 'pairs min–max', 'rel. IQR', 'pairs'],
+    rows.flatMap((row) =>
+      row.ratios.map((r) => [
+        row.scenario,
+        row.of,
+        row.metric === 'p99' ? `p99 ${fmt(row.tidemark)} ms` : fmt(row.tidemark),
+        r.impl,
+        `${row.metric === 'p99' ? 'p99 ' : ''}${r.ratio.toFixed(2)}x`,
+        spreadLabel(r) || 'unpaired',
+        r.pairs.length > 0 ? `${(r.relativeIqr * 100).toFixed(0)}%` : '',
+        String(r.pairs.length),
+      ]),
+    ),
+    [2, 4, 6, 7],
   ),
 );
 console.log('\nTargets:\n');
@@ -195,5 +238,5 @@ console.log(
     ]),
   ),
 );
-process.stderr.write(`done in ${elapsed()}; results in bench/results/latest.json\n`);
+process.stderr.write(`done in ${elapsed()}; results in ${outFile}\n`);
 if (failures > 0) process.exitCode = 1;
