@@ -424,11 +424,14 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
     // fetch loop, one read-model transaction per batch for all of them) next to the layout
     // before it (a runner per projection: its own group, fetch loop and transaction).
     const names = orderProjections.map((p) => p.name).join(', ');
+    // No target or ratio rides on the engine comparisons: two rounds in a quick run, to keep it
+    // within its minutes.
+    const engineRounds = ctx.quick ? Math.min(ctx.rounds, 2) : ctx.rounds;
     const perEvent = `events/s (each applied by ${orderProjections.length} projections: ${names})`;
     for (const { kind, open } of sinks) {
       const engines = `kafka projectors, topic → ${kind} (${orderProjections.length} Orders projections)`;
       results.push(
-        ...(await alternate(engines, ctx.rounds, [
+        ...(await alternate(engines, engineRounds, [
           {
             impl: 'one engine (host)',
             run: async () => {
@@ -489,7 +492,7 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
     for (const { kind, open } of sinks) {
       const engines = `store projectors, ${storeKind} store → ${kind} (${orderProjections.length} Orders projections)`;
       results.push(
-        ...(await alternate(engines, ctx.rounds, [
+        ...(await alternate(engines, engineRounds, [
           {
             impl: 'one engine (host)',
             run: async () => {

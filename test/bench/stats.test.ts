@@ -51,7 +51,10 @@ describe('pairedRatio', () => {
   it('falls back to the ratio of the totals when the sides were not run in turns', () => {
     for (const [a, b] of [
       [undefined, undefined],
-      [[1, 2], [1, 2, 3]],
+      [
+        [1, 2],
+        [1, 2, 3],
+      ],
       [[4], [2]],
     ] as const) {
       const stat = pairedRatio(6, 4, a, b);
