@@ -18,30 +18,8 @@ export interface Result {
   /** What one op is (e.g. "1 append of 10 events"), for the table. */
   unit?: string;
   notes?: string;
-  /**
-   * opsPerSec of every slice or round, in the order they ran. Implementations of one scenario
-   * that ran in turns have as many, and entry k of each ran next to entry k of the others: the
-   * ratios are taken pair by pair from them (bench/stats.ts).
-   */
+  /** opsPerSec of every round, when the scenario ran several (the result is the median one). */
   runs?: number[];
-  /** p99 of every round, for scenarios judged by latency (HTTP visibility), paired like `runs`. */
-  runsP99Ms?: number[];
-  /** The rate the load was offered at (HTTP visibility: 500/s, or half the measured capacity). */
-  offeredRate?: number;
-  /**
-   * Written by the runner on the row whose figure is divided: its ratio to each baseline (or
-   * other mode) of the same scenario: the median of the per-pair ratios, every pair, their
-   * range and their relative interquartile range (see bench/stats.ts).
-   */
-  ratios?: {
-    vs: string;
-    metric: 'throughput' | 'p99';
-    ratio: number;
-    pairs: number[];
-    min: number;
-    max: number;
-    relativeIqr: number;
-  }[];
   /** Set when this implementation (or the whole scenario, impl `*`) could not run here: why. */
   skipped?: string;
   /** Set when it ran and failed: the error. */
@@ -378,56 +356,11 @@ class ServedWorkload {
   }
 }
 
-/**
- * A workload run in this process, driven like a served one (for scenarios whose implementations
- * share one process, such as the PostgreSQL appends: peak RSS is then the process's, shared).
- */
-class LocalWorkload {
-  readonly #workload: Promise<Workload>;
-  #closed: Promise<unknown> | undefined;
-
-  constructor(make: () => Promise<Workload>) {
-    this.#workload = make();
-    this.#workload.catch(() => {}); // reported by the first expect()
-  }
-
-  async expect<T extends FromChild['type']>(
-    type: T,
-    send?: ToChild,
-  ): Promise<Extract<FromChild, { type: T }>> {
-    const workload = await this.#workload;
-    let answer: FromChild = { type: 'ready' };
-    if (send?.type === 'run') {
-      answer = {
-        type: 'ran',
-        ...(await runSlice(workload, send.from, send.count, send.concurrency)),
-      };
-    } else if (send?.type === 'close') {
-      await (this.#closed ??= Promise.resolve(workload.close?.()));
-      answer = {
-        type: 'closed',
-        peakRssMb: currentPeakRssMb(),
-        ...(workload.notes ? { notes: workload.notes } : {}),
-      };
-    }
-    if (answer.type !== type) throw new Error(`expected ${type}, got ${answer.type}`);
-    return answer as Extract<FromChild, { type: T }>;
-  }
-
-  /** Closes the workload once, whether `close` was asked already or not. */
-  async kill(): Promise<void> {
-    const workload = await this.#workload.catch(() => undefined);
-    await (this.#closed ??= Promise.resolve(workload?.close?.())).catch(() => {});
-  }
-}
-
 export interface SlicedCase {
   impl: string;
   module: string;
   fn: string;
   args: unknown;
-  /** Set to run the workload in this process instead (module, fn and args are then unused). */
-  local?: () => Promise<Workload>;
   /** Set when this implementation cannot run here (e.g. Emmett not installed): why. */
   skip?: string;
 }
@@ -460,13 +393,7 @@ export async function interleave(
   const perSlice = Math.ceil(ops / slices);
   const live = new Map<
     string,
-    {
-      worker: ServedWorkload | LocalWorkload;
-      next: number;
-      elapsed: number;
-      latencies: number[];
-      rates: number[];
-    }
+    { worker: ServedWorkload; next: number; elapsed: number; latencies: number[]; rates: number[] }
   >();
   const out = new Map<string, Result>();
   const fail = (impl: string, error: unknown) => {
@@ -481,9 +408,7 @@ export async function interleave(
       fail(c.impl, new Skip(c.skip));
       continue;
     }
-    const worker = c.local
-      ? new LocalWorkload(c.local)
-      : new ServedWorkload(c.module, c.fn, c.args);
+    const worker = new ServedWorkload(c.module, c.fn, c.args);
     try {
       await worker.expect('ready');
       await worker.expect('ran', { type: 'run', from: 0, count: warmup, concurrency });
@@ -550,30 +475,21 @@ export interface Case {
   run: () => Promise<Result>;
 }
 
-/** How {@link alternate} picks the round it reports for an implementation. */
-export interface AlternateOptions {
-  /** `throughput` (default): the median round by opsPerSec; `p99`: the median round by p99. */
-  by?: 'throughput' | 'p99';
-}
-
 /**
- * Runs every case `rounds` times in turns, the order reversed every other round (A B C, C B A,
- * A B C, …: each pair of implementations meets in both orders, so a steady drift of the
- * machine's load falls on both alike), and reports each case's median round. `runs` (and
- * `runsP99Ms`) keep every round in order, so round k of one case pairs with round k of another.
- * A case that throws {@link Skip} is reported as skipped; one that fails, as failed; the others
- * go on.
+ * Runs every case `rounds` times, the order rotating each round (so drift on a shared machine
+ * hits all of them), and keeps each case's median round by throughput. A case that throws
+ * {@link Skip} is reported as skipped; one that fails, as failed; the others go on.
  */
 export async function alternate(
   scenario: string,
   rounds: number,
   cases: readonly Case[],
-  options: AlternateOptions = {},
 ): Promise<Result[]> {
   const byImpl = new Map<string, Result[]>(cases.map((c) => [c.impl, []]));
   const broken = new Map<string, Result>();
   for (let r = 0; r < rounds; r++) {
-    for (const c of roundOrder(cases, r)) {
+    for (let k = 0; k < cases.length; k++) {
+      const c = cases[(k + r) % cases.length]!;
       if (broken.has(c.impl)) continue;
       progress(`${scenario} · ${c.impl}${rounds > 1 ? ` (round ${r + 1}/${rounds})` : ''}`);
       try {
@@ -584,14 +500,7 @@ export async function alternate(
       }
     }
   }
-  return cases.map(
-    (c) => broken.get(c.impl) ?? medianRound(byImpl.get(c.impl)!, options.by ?? 'throughput'),
-  );
-}
-
-/** The order of round `r` (from 0): as given, then reversed, and so on. */
-export function roundOrder<T>(cases: readonly T[], r: number): T[] {
-  return r % 2 === 0 ? [...cases] : [...cases].reverse();
+  return cases.map((c) => broken.get(c.impl) ?? median(byImpl.get(c.impl)!));
 }
 
 export function failedResult(scenario: string, impl: string, error: unknown): Result {
@@ -607,13 +516,8 @@ export function failedResult(scenario: string, impl: string, error: unknown): Re
   };
 }
 
-function medianRound(results: Result[], by: 'throughput' | 'p99'): Result {
-  const key = (r: Result) => (by === 'p99' ? r.p99Ms : r.opsPerSec);
-  const sorted = [...results].sort((a, b) => key(a) - key(b));
+function median(results: Result[]): Result {
+  const sorted = [...results].sort((a, b) => a.opsPerSec - b.opsPerSec);
   const middle = sorted[Math.floor((sorted.length - 1) / 2)]!;
-  return {
-    ...middle,
-    runs: results.map((r) => r.opsPerSec),
-    ...(by === 'p99' ? { runsP99Ms: results.map((r) => r.p99Ms) } : {}),
-  };
+  return { ...middle, runs: results.map((r) => r.opsPerSec) };
 }

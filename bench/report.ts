@@ -12,7 +12,6 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Result } from './lib.ts';
 import { root } from './lib.ts';
-import { spreadLabel } from './stats.ts';
 import { fmt, ratioRows, targetRows } from './summary.ts';
 
 const START = '<!-- generated: results (bench/report.ts) -->';
@@ -41,8 +40,7 @@ const escapeXml = (s: string) =>
  * each scenario's name on a line of its own above its bars.
  */
 export function ratioChart(results: readonly Result[], title: string): string {
-  // Throughput only: a p99 ratio reads the other way round (lower is better).
-  const groups = ratioRows(results).filter((g) => g.metric === 'throughput');
+  const groups = ratioRows(results);
   const lines: ({ kind: 'title'; text: string } | { kind: 'bar'; impl: string; ratio: number })[] =
     groups.flatMap((g) => [
       { kind: 'title' as const, text: g.scenario },
@@ -122,17 +120,17 @@ export function markdown(results: readonly Result[], meta: Meta | undefined): st
   lines.push(
     '### Ratios',
     '',
-    "Tidemark's throughput divided by each baseline's, same scenario, same run: the median of the per-pair ratios (slice or round k of one side against slice or round k of the other, taken in turns), the lowest and highest pair, and the interquartile range of the pairs divided by their median (how noisy the ratio was). Rows between two modes of the Orders service compare the service with Kafka to the same service on PostgreSQL alone; for the visibility row the ratio is of p99 latencies (lower is better).",
+    "Tidemark's throughput divided by each baseline's, same scenario, same run: the median of the " +
+      'ratios of the slices or rounds that ran side by side, and in brackets the lowest and ' +
+      'highest of them (how noisy the ratio was).',
     '',
-    '| scenario | of | figure | vs | ratio | per-pair ratios min–max | IQR / median | pairs |',
-    '| --- | --- | ---: | --- | ---: | --- | ---: | ---: |',
+    '| scenario | Tidemark | ratio to each baseline |',
+    '| --- | ---: | --- |',
   );
   for (const row of ratioRows(results)) {
-    for (const r of row.ratios) {
-      lines.push(
-        `| ${cell(row.scenario)} | ${cell(row.of)} | ${row.metric === 'p99' ? `p99 ${fmt(row.tidemark)} ms` : fmt(row.tidemark)} | ${cell(r.impl)} | **${row.metric === 'p99' ? 'p99 ' : ''}${r.ratio.toFixed(2)}x** | ${spreadLabel(r) || 'not paired'} | ${r.pairs.length > 0 ? `${(r.relativeIqr * 100).toFixed(0)}%` : '-'} | ${r.pairs.length} |`,
-      );
-    }
+    lines.push(
+      `| ${cell(row.scenario)} | ${fmt(row.tidemark)} | ${row.ratios.map((r) => `**${r.ratio.toFixed(2)}x** ${cell(r.impl)}${r.pairs > 1 ? ` (${r.min.toFixed(2)} to ${r.max.toFixed(2)})` : ''}`).join(', ')} |`,
+    );
   }
   lines.push(
     '',

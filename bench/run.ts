@@ -1,12 +1,12 @@
 /**
- * `npm run bench` (about 15 minutes) and `npm run bench -- --quick` (about 4 minutes).
+ * `npm run bench` (about 15 minutes) and `npm run bench -- --quick` (about 3 minutes).
  *
- *   --quick            fewer operations in more, shorter slices and rounds
+ *   --quick            less work per slice and round, as many rounds
  *   --only <text>      only the scenarios whose name contains <text> (repeatable, or a,b)
- *   --rounds <n>       rounds of whole-run scenarios (default 3, 4 with --quick), taken in
- *                      turns (A B, B A, …); each implementation's median round is kept
- *   --out <file>       write the results there (and <file>.meta.json beside it) instead of
- *                      bench/results/latest.json
+ *   --rounds <n>       rounds per scenario (default 3); each implementation's median round is
+ *                      kept, the order of implementations rotates, and ratios are the median of
+ *                      the per-round (or per-slice) ratios, with their range
+ *   --out <name>       write bench/results/<name>.json (and .meta.json) instead of latest
  *   --no-emmett        leave out the Emmett peer (otherwise installed on first use)
  *   --list             print the scenario names and exit
  *
@@ -14,17 +14,16 @@
  * scenario whose service is missing is reported as skipped, in the table and in the results.
  *
  * Writes bench/results/latest.json: an array of {scenario, impl, opsPerSec, p50Ms, p99Ms,
- * peakRssMb} (plus unit, notes, runs, runsP99Ms, offeredRate, ratios, skipped, error), and
- * bench/results/latest.meta.json (the machine, versions, options). Prints the results, Tidemark's
- * ratios to each baseline (the median of the per-pair ratios, and their range), and the
+ * peakRssMb} (plus unit, notes, runs, skipped, error), and bench/results/latest.meta.json (the
+ * machine, versions, options). Prints the results, Tidemark's ratios to each baseline, and the
  * targets. Progress goes to stderr. `node bench/report.ts` turns the results into
  * docs/benchmarks.md and its chart.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { emmettDir, emmettMissing, failedResult, round, Skip, type Result } from './lib.ts';
+import { join } from 'node:path';
+import { emmettDir, emmettMissing, failedResult, Skip, type Result } from './lib.ts';
 import { findServices, machine } from './machine.ts';
 import { catchUp } from './scenarios/catch-up.ts';
 import { emmettPostgresAppend } from './scenarios/emmett-postgres-append.ts';
@@ -33,8 +32,7 @@ import { kafkaScenario } from './scenarios/kafka.ts';
 import { loadAggregate } from './scenarios/load.ts';
 import { postgresAppend } from './scenarios/postgres-append.ts';
 import { sqliteAppend } from './scenarios/sqlite-append.ts';
-import { spreadLabel } from './stats.ts';
-import { fmt, ratioRows, targetRows, textTable } from './summary.ts';
+import { fmt, ratioRows, ratioText, targetRows, textTable } from './summary.ts';
 
 export interface BenchContext {
   quick: boolean;
@@ -68,7 +66,7 @@ function parseArgs(argv: string[]) {
     rounds: 0,
     emmett: true,
     list: false,
-    out: '',
+    out: 'latest',
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -77,15 +75,15 @@ function parseArgs(argv: string[]) {
     else if (arg === '--list') options.list = true;
     else if (arg === '--only' && argv[i + 1]) options.only.push(...argv[++i]!.split(','));
     else if (arg === '--rounds' && Number(argv[i + 1]) >= 1) options.rounds = Number(argv[++i]);
-    else if (arg === '--out' && argv[i + 1]?.endsWith('.json')) options.out = argv[++i]!;
+    else if (arg === '--out' && /^[\w.-]+$/.test(argv[i + 1] ?? '')) options.out = argv[++i]!;
     else {
       process.stderr.write(`unknown argument '${arg}'; see the top of bench/run.ts\n`);
       process.exit(2);
     }
   }
-  // Quick: several short rounds rather than one long one, so that each ratio is the median of
-  // several pairs taken in turns (one round let a quick run's ratios move by up to 2x).
-  options.rounds ||= options.quick ? 4 : 3;
+  // Quick runs as many rounds as full ones, each shorter: one round has no spread to show, and
+  // a single slice of bad luck decided a quick run's ratios (they moved up to 2x between runs).
+  options.rounds ||= 3;
   return options;
 }
 
@@ -155,29 +153,9 @@ try {
 }
 failures += results.filter((r) => r.error).length;
 
-// Each ratio, with its pairs and spread, on the row whose figure is divided.
-const rows = ratioRows(results);
-for (const row of rows) {
-  const subject = results.find((r) => r.scenario === row.scenario && r.impl === row.of)!;
-  subject.ratios = [
-    ...(subject.ratios ?? []),
-    ...row.ratios.map(({ impl, metric, ratio, pairs, min, max, relativeIqr }) => ({
-      vs: impl,
-      metric,
-      ratio: round(ratio),
-      pairs: pairs.map((p) => round(p)),
-      min: round(min),
-      max: round(max),
-      relativeIqr: round(relativeIqr),
-    })),
-  ];
-}
-
-const outFile = resolve(
-  options.out || join(new URL('./results/', import.meta.url).pathname, 'latest.json'),
-);
-mkdirSync(dirname(outFile), { recursive: true });
-writeFileSync(outFile, `${JSON.stringify(results, null, 2)}\n`);
+const outDir = new URL('./results/', import.meta.url).pathname;
+mkdirSync(outDir, { recursive: true });
+writeFileSync(join(outDir, `${options.out}.json`), `${JSON.stringify(results, null, 2)}\n`);
 const meta = {
   ...machine(services, startedAt),
   loadAverageAtEnd: loadavg().map((l) => Math.round(l * 100) / 100),
@@ -186,7 +164,7 @@ const meta = {
   rounds: options.rounds,
   only: options.only,
 };
-writeFileSync(outFile.replace(/\.json$/, '.meta.json'), `${JSON.stringify(meta, null, 2)}\n`);
+writeFileSync(join(outDir, `${options.out}.meta.json`), `${JSON.stringify(meta, null, 2)}\n`);
 
 const ms = (n: number) => (n === 0 ? '-' : n.toFixed(n < 10 ? 2 : 1));
 console.log(
@@ -201,30 +179,24 @@ console.log(
       r.peakRssMb ? r.peakRssMb.toFixed(0) : '-',
       r.skipped ??
         r.error?.split('\n')[0] ??
-        (r.runs && r.runs.length > 1 ? r.runs.map(fmt).join(' / ') : ''),
+        (r.runs && r.runs.length > 1 ? r.runs.map(fmt).join(' / ') : (r.notes ?? '')),
     ]),
     [2, 3, 4, 5],
   ),
 );
 console.log(
-  `\nTidemark's throughput divided by each baseline's (same scenario, same run): the median of the\nper-pair ratios (slices or rounds taken in turns), their range, and their IQR / median:\n`,
+  `\nTidemark's throughput divided by each baseline's (same scenario, same run; the median of the` +
+    `\nper-pair ratios of slices or rounds run side by side, and their range):\n`,
 );
 console.log(
   textTable(
-    ['scenario', 'of', 'value', 'vs', 'ratio', 'pairs min–max', 'rel. IQR', 'pairs'],
-    rows.flatMap((row) =>
-      row.ratios.map((r) => [
-        row.scenario,
-        row.of,
-        row.metric === 'p99' ? `p99 ${fmt(row.tidemark)} ms` : fmt(row.tidemark),
-        r.impl,
-        `${row.metric === 'p99' ? 'p99 ' : ''}${r.ratio.toFixed(2)}x`,
-        spreadLabel(r) || 'unpaired',
-        r.pairs.length > 0 ? `${(r.relativeIqr * 100).toFixed(0)}%` : '',
-        String(r.pairs.length),
-      ]),
-    ),
-    [2, 4, 6, 7],
+    ['scenario', 'tidemark', 'ratios'],
+    ratioRows(results).map((row) => [
+      row.scenario,
+      fmt(row.tidemark),
+      row.ratios.map((r) => `${ratioText(r)} ${r.impl}`).join(', '),
+    ]),
+    [1],
   ),
 );
 console.log('\nTargets:\n');
@@ -238,5 +210,5 @@ console.log(
     ]),
   ),
 );
-process.stderr.write(`done in ${elapsed()}; results in ${outFile}\n`);
+process.stderr.write(`done in ${elapsed()}; results in bench/results/${options.out}.json\n`);
 if (failures > 0) process.exitCode = 1;

@@ -1,112 +1,102 @@
 /**
- * What the results say: Tidemark's ratio to each baseline of the same scenario (the median of
- * the per-pair ratios, with their spread), the project's performance targets, met or missed,
- * and whether two runs agree. Shared by the runner (printed), the report (docs/benchmarks.md)
- * and bench/compare.ts.
+ * What the results say: Tidemark's ratio to each baseline of the same scenario, and the
+ * project's performance targets, met or missed. Shared by the runner (printed) and the report
+ * (docs/benchmarks.md).
  */
 import type { Result } from './lib.ts';
-import {
-  AGREEMENT,
-  agrees,
-  pairedRatio,
-  relativeDifference,
-  spreadLabel,
-  type RatioStat,
-} from './stats.ts';
 
 export const isTidemark = (r: Result) => r.impl.startsWith('tidemark');
 const measured = (r: Result | undefined): r is Result =>
   r !== undefined && !r.skipped && !r.error && r.opsPerSec > 0;
 
-/** What a ratio divides: throughput (higher is better) or p99 latency (lower is better). */
-export type RatioMetric = 'throughput' | 'p99';
+/**
+ * x's throughput over y's, paired in time: slice or round i of x ran next to slice or round i
+ * of y (the runner rotates their order), so each pair met the same load on the machine. The
+ * ratio is the median of the per-pair ratios, and `min`/`max` are their range: how noisy it was.
+ * Without matching `runs` (one round), the plain ratio of the totals, with no range.
+ */
+export interface PairedRatio {
+  ratio: number;
+  min: number;
+  max: number;
+  /** How many pairs the ratio is the median of (1: no pairing). */
+  pairs: number;
+}
 
-export interface RatioEntry extends RatioStat {
-  /** The implementation divided by (the baseline). */
-  impl: string;
-  metric: RatioMetric;
+export function pairedRatio(x: Result, y: Result): PairedRatio {
+  const a = x.runs;
+  const b = y.runs;
+  if (!a || !b || a.length !== b.length || a.length < 2) {
+    const ratio = x.opsPerSec / y.opsPerSec;
+    return { ratio, min: ratio, max: ratio, pairs: 1 };
+  }
+  const ratios = a.map((v, i) => v / b[i]!).sort((p, q) => p - q);
+  const middle = ratios.length >> 1;
+  const ratio =
+    ratios.length % 2 === 1 ? ratios[middle]! : (ratios[middle - 1]! + ratios[middle]!) / 2;
+  return { ratio, min: ratios[0]!, max: ratios.at(-1)!, pairs: ratios.length };
+}
+
+/** `0.85x (0.80 to 0.91 over 6 pairs)`, or `0.85x` without pairs. */
+export function ratioText(r: PairedRatio): string {
+  return r.pairs > 1
+    ? `${r.ratio.toFixed(2)}x (${r.min.toFixed(2)} to ${r.max.toFixed(2)} over ${r.pairs} pairs)`
+    : `${r.ratio.toFixed(2)}x`;
 }
 
 export interface RatioRow {
   scenario: string;
-  /** The implementation whose figure is divided (Tidemark, or one mode of it). */
-  of: string;
-  metric: RatioMetric;
-  /** Its throughput (or p99 in ms, for a p99 row). */
   tidemark: number;
-  /** `of`'s figure divided by each baseline's, with the per-pair spread. */
-  ratios: RatioEntry[];
+  /** `impl` → Tidemark's throughput divided by that implementation's, paired (pairedRatio). */
+  ratios: ({ impl: string } & PairedRatio)[];
 }
 
 /**
- * Ratios between modes of Tidemark itself, beside the Tidemark-to-baseline ones: the Orders
- * service with Kafka against the same service on PostgreSQL alone (issue 16), for POST
- * throughput and for the visibility p99 (there: Kafka's p99 divided by PostgreSQL's).
+ * Tidemark against Tidemark: two ways to run the same service, compared in one row (the first
+ * divided by the second).
  */
-const modeComparisons: { scenario: RegExp; of: RegExp; vs: RegExp; metric: RatioMetric }[] = [
-  { scenario: /^http POST \/orders/, of: /with Kafka/, vs: /on PostgreSQL/, metric: 'throughput' },
+const SIDE_BY_SIDE = [
   {
-    scenario: /^http command-to-query visibility/,
-    of: /with Kafka/,
-    vs: /on PostgreSQL/,
-    metric: 'p99',
+    scenario: /^http POST \/orders/,
+    a: /with Kafka/,
+    b: /on PostgreSQL/,
+    label: ': Kafka mode against PostgreSQL mode',
   },
 ];
 
-/** `a`'s figure divided by `b`'s, pair by pair when both ran in turns in the same scenario. */
-export function ratioOf(a: Result, b: Result, metric: RatioMetric = 'throughput'): RatioStat {
-  // Slices of different scenarios did not run next to each other: not pairs.
-  const inTurns = a.scenario === b.scenario;
-  if (metric === 'p99') {
-    return pairedRatio(
-      a.p99Ms,
-      b.p99Ms,
-      inTurns ? a.runsP99Ms : undefined,
-      inTurns ? b.runsP99Ms : undefined,
-    );
-  }
-  return pairedRatio(
-    a.opsPerSec,
-    b.opsPerSec,
-    inTurns ? a.runs : undefined,
-    inTurns ? b.runs : undefined,
-  );
-}
-
 /**
- * One row per scenario that has a Tidemark result and at least one baseline, and one per mode
- * comparison measured (see `modeComparisons`).
+ * One row per scenario that has a Tidemark result and at least one baseline, and one per
+ * side-by-side pair of Tidemark's own modes.
  */
 export function ratioRows(results: readonly Result[]): RatioRow[] {
   const rows: RatioRow[] = [];
   for (const scenario of [...new Set(results.map((r) => r.scenario))]) {
     const mine = results.filter((r) => r.scenario === scenario);
-    const tidemark = mine.find((r) => isTidemark(r) && measured(r));
-    if (tidemark) {
+    // One row per way Tidemark ran (the first under the scenario's name), against every baseline.
+    const tidemarks = mine.filter((r) => isTidemark(r) && measured(r));
+    for (const [i, tidemark] of tidemarks.entries()) {
       const ratios = mine
         .filter((r) => !isTidemark(r) && measured(r))
-        .map((r) => ({ impl: r.impl, metric: 'throughput' as const, ...ratioOf(tidemark, r) }));
+        .map((r) => ({ impl: r.impl, ...pairedRatio(tidemark, r) }));
       if (ratios.length > 0) {
         rows.push({
-          scenario,
-          of: tidemark.impl,
-          metric: 'throughput',
+          scenario: i === 0 ? scenario : `${scenario} (${tidemark.impl})`,
           tidemark: tidemark.opsPerSec,
           ratios,
         });
       }
     }
-    for (const c of modeComparisons.filter((m) => m.scenario.test(scenario))) {
-      const of = mine.find((r) => c.of.test(r.impl) && measured(r));
-      const vs = mine.find((r) => c.vs.test(r.impl) && measured(r));
-      if (!of || !vs) continue;
-      rows.push({
-        scenario,
-        of: of.impl,
-        metric: c.metric,
-        tidemark: c.metric === 'p99' ? of.p99Ms : of.opsPerSec,
-        ratios: [{ impl: vs.impl, metric: c.metric, ...ratioOf(of, vs, c.metric) }],
-      });
+    for (const side of SIDE_BY_SIDE) {
+      if (!side.scenario.test(scenario)) continue;
+      const a = mine.find((r) => side.a.test(r.impl) && measured(r));
+      const b = mine.find((r) => side.b.test(r.impl) && measured(r));
+      if (a && b) {
+        rows.push({
+          scenario: `${scenario}${side.label}`,
+          tidemark: a.opsPerSec,
+          ratios: [{ impl: b.impl, ...pairedRatio(a, b) }],
+        });
+      }
     }
   }
   return rows;
@@ -132,13 +122,11 @@ function ratioTarget(
   const x = find(results, ...a);
   const y = find(results, ...b);
   if (!x || !y) return { target, measured: 'not measured', met: undefined };
-  // Judged on the median of the per-pair ratios when both ran in turns (same scenario).
-  const stat = ratioOf(x, y);
-  const spread = spreadLabel(stat);
+  const paired = pairedRatio(x, y);
   return {
     target,
-    measured: `${stat.ratio.toFixed(2)}x (${spread ? `pairs ${spread}; ` : ''}${fmt(x.opsPerSec)} vs ${fmt(y.opsPerSec)}/s)`,
-    met: stat.ratio >= atLeast,
+    measured: `${ratioText(paired)}; ${fmt(x.opsPerSec)} vs ${fmt(y.opsPerSec)}/s`,
+    met: paired.ratio >= atLeast,
   };
 }
 
@@ -154,23 +142,17 @@ function valueTarget(
   return { target, measured: label(v), met: ok(v) };
 }
 
-/** A visibility p99 target, with the rate it was measured at (500/s, or half the capacity). */
-function visibilityTarget(target: string, r: Result | undefined, atMostMs: number): TargetRow {
-  if (!r) return { target, measured: 'not measured', met: undefined };
-  const rate = r.offeredRate
-    ? ` at ${fmt(r.offeredRate)}/s${r.offeredRate < 500 ? ' (half its capacity)' : ''}`
-    : '';
-  const rounds =
-    r.runsP99Ms && r.runsP99Ms.length > 1
-      ? `; rounds ${fmt(Math.min(...r.runsP99Ms))}–${fmt(Math.max(...r.runsP99Ms))} ms`
-      : '';
-  return { target, measured: `p99 ${fmt(r.p99Ms)} ms${rate}${rounds}`, met: r.p99Ms <= atMostMs };
-}
-
 export const fmt = (n: number) =>
   n >= 100 ? Math.round(n).toLocaleString('en-US') : n >= 10 ? n.toFixed(1) : n.toFixed(2);
 
 const TM = /^tidemark/;
+const httpPost = /^http POST \/orders/;
+
+/** `, at 250 commands/s` when a visibility run went slower than 500/s (see http.ts). */
+function visibilityRate(r: Result | undefined): string {
+  const rate = r?.notes?.match(/at (\d+) commands\/s/)?.[1];
+  return rate && rate !== '500' ? `, at ${rate} commands/s` : '';
+}
 
 /** The targets of project issues 8 and 16, checked against one run's results. */
 export function targetRows(results: readonly Result[]): TargetRow[] {
@@ -179,7 +161,6 @@ export function targetRows(results: readonly Result[]): TargetRow[] {
   const sqliteC = /^sqlite append, \d+ concurrent writers$/;
   const pg1 = /^postgres append 1 event per call$/;
   const catchUpSqlite = /^catch-up store->SQLite/;
-  const catchUpPg = /^catch-up store->PostgreSQL/;
   const rows: TargetRow[] = [
     ratioTarget(
       results,
@@ -245,15 +226,61 @@ export function targetRows(results: readonly Result[]): TargetRow[] {
       [/relay/, /^raw producer, transactional/],
       0.5,
     ),
-    visibilityTarget(
-      'Command-to-query visibility p99 <= 25 ms embedded, at 500 commands/s (or half its capacity)',
+    valueTarget(
+      'Command-to-query visibility p99 <= 25 ms embedded, at 500 commands/s',
       find(results, /visibility/, /embedded/),
-      25,
+      (r) => r.p99Ms,
+      (v) => `p99 ${fmt(v)} ms`,
+      (v) => v <= 25,
     ),
-    visibilityTarget(
+    valueTarget(
       'Command-to-query visibility p99 <= 100 ms with Kafka, at 500 commands/s (or half its capacity)',
       find(results, /visibility/, /kafka/i),
-      100,
+      (r) => r.p99Ms,
+      (v) => `p99 ${fmt(v)} ms${visibilityRate(find(results, /visibility/, /kafka/i))}`,
+      (v) => v <= 100,
+    ),
+    ratioTarget(
+      results,
+      'POST /orders in Kafka mode >= 0.8x the same service on PostgreSQL alone',
+      [httpPost, /with Kafka/],
+      [httpPost, /on PostgreSQL/],
+      0.8,
+    ),
+    ratioTarget(
+      results,
+      'Kafka-fed projector >= 0.8x the store-fed runner: into PostgreSQL',
+      [/^kafka projector, topic → PostgreSQL/, TM],
+      [/^kafka projector, topic → PostgreSQL/, /^store-fed/],
+      0.8,
+    ),
+    ratioTarget(
+      results,
+      'Kafka-fed projector >= 0.8x the store-fed runner: into SQLite',
+      [/^kafka projector, topic → SQLite/, TM],
+      [/^kafka projector, topic → SQLite/, /^store-fed/],
+      0.8,
+    ),
+    ratioTarget(
+      results,
+      'Catch-up store->PostgreSQL >= 2x the raw per-event loop (plain projection, deferWrites)',
+      [/^catch-up store->PostgreSQL/, /^tidemark, deferWrites$/],
+      [/^catch-up store->PostgreSQL/, /^raw/],
+      2,
+    ),
+    ratioTarget(
+      results,
+      'Loading a 1000-event aggregate without a snapshot >= 0.8x raw: SQLite',
+      [/^sqlite load 1000-event aggregate$/, TM],
+      [/^sqlite load 1000-event aggregate$/, /^raw/],
+      0.8,
+    ),
+    ratioTarget(
+      results,
+      'Loading a 1000-event aggregate without a snapshot >= 0.8x raw: PostgreSQL',
+      [/^postgres load 1000-event aggregate$/, TM],
+      [/^postgres load 1000-event aggregate$/, /^raw/],
+      0.8,
     ),
   ];
   const service = results.filter(
@@ -261,7 +288,7 @@ export function targetRows(results: readonly Result[]): TargetRow[] {
   );
   rows.push(
     valueTarget(
-      'Service RSS <= 150 MB under load (embedded; the highest of its HTTP runs)',
+      'Service RSS <= 150 MB under load (compiled, embedded; the highest of its HTTP runs)',
       service.length > 0
         ? service.reduce((a, b) => (a.peakRssMb >= b.peakRssMb ? a : b))
         : undefined,
@@ -270,123 +297,7 @@ export function targetRows(results: readonly Result[]): TargetRow[] {
       (v) => v <= 150,
     ),
   );
-  // Issue 16 (performance, round 2).
-  const post = /^http POST \/orders/;
-  const loadSqlite = /^sqlite load \d+-event aggregate$/;
-  const loadPg = /^postgres load \d+-event aggregate$/;
-  rows.push(
-    ratioTarget(
-      results,
-      'POST /orders with Kafka >= 0.8x the same service on PostgreSQL',
-      [post, /with Kafka/],
-      [post, /on PostgreSQL/],
-      0.8,
-    ),
-    ...(['SQLite', 'PostgreSQL'] as const).map((kind) => {
-      const projector = new RegExp(`^kafka projector, topic → ${kind} `);
-      return ratioTarget(
-        results,
-        `Kafka-fed projector >= 0.8x the store-fed runner, into ${kind}`,
-        [projector, TM],
-        [projector, /^store-fed/],
-        0.8,
-      );
-    }),
-    ratioTarget(
-      results,
-      'Catch-up store->PostgreSQL >= 2x the raw per-event loop',
-      [catchUpPg, TM],
-      [catchUpPg, /^raw pg/],
-      2,
-    ),
-    ratioTarget(
-      results,
-      'Load of a 1,000-event aggregate without snapshot >= 0.8x raw: SQLite',
-      [loadSqlite, TM],
-      [loadSqlite, /^raw/],
-      0.8,
-    ),
-    ratioTarget(
-      results,
-      'Load of a 1,000-event aggregate without snapshot >= 0.8x raw: PostgreSQL',
-      [loadPg, TM],
-      [loadPg, /^raw/],
-      0.8,
-    ),
-    valueTarget(
-      'Service RSS <= 150 MB under the POST /orders test (compiled, embedded, about 2,000/s)',
-      find(results, post, /embedded/),
-      (r) => r.peakRssMb,
-      (v) => `peak ${fmt(v)} MB`,
-      (v) => v <= 150,
-    ),
-  );
   return rows;
-}
-
-/** One ratio in two runs (see {@link compareRatios}). */
-export interface RatioAgreement {
-  scenario: string;
-  of: string;
-  vs: string;
-  metric: RatioMetric;
-  a?: RatioStat;
-  b?: RatioStat;
-  /** (B - A) / A; undefined when one run lacks the ratio. */
-  difference?: number;
-  /** Within the tolerance; false also when one run lacks the ratio. */
-  agrees: boolean;
-}
-
-/**
- * Every ratio of two runs side by side, and whether B's is within `tolerance` of A's (relative
- * to A's). A ratio that only one run has does not agree: one of them could not measure it.
- */
-export function compareRatios(
-  first: readonly Result[],
-  second: readonly Result[],
-  tolerance = AGREEMENT,
-): { rows: RatioAgreement[]; allAgree: boolean } {
-  const flat = (results: readonly Result[]) =>
-    new Map(
-      ratioRows(results).flatMap((row) =>
-        row.ratios.map((r) => [
-          [row.scenario, row.of, r.impl, row.metric].join('\u0000'),
-          { scenario: row.scenario, of: row.of, vs: r.impl, metric: row.metric, stat: r },
-        ]),
-      ),
-    );
-  const inA = flat(first);
-  const inB = flat(second);
-  const rows: RatioAgreement[] = [];
-  for (const key of new Set([...inA.keys(), ...inB.keys()])) {
-    const x = inA.get(key);
-    const y = inB.get(key);
-    const { scenario, of, vs, metric } = (x ?? y)!;
-    if (!x || !y) {
-      rows.push({
-        scenario,
-        of,
-        vs,
-        metric,
-        ...(x ? { a: x.stat } : {}),
-        ...(y ? { b: y.stat } : {}),
-        agrees: false,
-      });
-      continue;
-    }
-    rows.push({
-      scenario,
-      of,
-      vs,
-      metric,
-      a: x.stat,
-      b: y.stat,
-      difference: relativeDifference(x.stat.ratio, y.stat.ratio),
-      agrees: agrees(x.stat.ratio, y.stat.ratio, tolerance),
-    });
-  }
-  return { rows, allAgree: rows.every((r) => r.agrees) };
 }
 
 /** Plain-text table with aligned columns. */

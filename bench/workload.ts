@@ -80,4 +80,6 @@ export interface CatchUpArgs {
   readModelSchema?: string;
   events: number;
   batchSize: number;
+  /** Tidemark only: the projection sets `deferWrites` (its writes sent many per round trip). */
+  deferWrites?: boolean;
 }

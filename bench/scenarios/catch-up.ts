@@ -73,7 +73,7 @@ export async function tidemarkSeedLog(args: {
   }
 }
 
-function projection(tick: () => void) {
+function projection(tick: () => void, deferWrites = false) {
   // SQL text built once per physical table, as a projection would keep it.
   const sql = new Map<string, { create: string; upsert: string }>();
   const statements = (table: string) => {
@@ -92,6 +92,7 @@ function projection(tick: () => void) {
     version: 1,
     handles: [eventType],
     tables: [readModelTable],
+    deferWrites,
     async init(context) {
       await context.sql.execute(statements(context.table(readModelTable)).create);
     },
@@ -109,7 +110,7 @@ function projection(tick: () => void) {
 /** Child process: Tidemark's ProjectionRunner. */
 export async function tidemarkCatchUp(args: CatchUpArgs): Promise<Result> {
   const clock = catchUpClock(args.events);
-  const definition = projection(() => clock.tick());
+  const definition = projection(() => clock.tick(), args.deferWrites === true);
   let store: SqliteEventStore | PostgresEventStore;
   let sink: SqliteProjectionSink | PostgresProjectionSink;
   let database: SqliteDatabase | undefined;
@@ -248,7 +249,7 @@ function emmettCase(module: string, args: () => CatchUpArgs, ready: () => Promis
 export async function catchUp(ctx: BenchContext): Promise<Result[]> {
   const events = ctx.quick ? 10_000 : 100_000;
   // Emmett takes about a minute per 100k events: two rounds keep the full run near 15 minutes.
-  // Quick runs are short: all its rounds (4), so each ratio is the median of several pairs.
+  // A quick round is a tenth of that.
   const rounds = ctx.quick ? ctx.rounds : Math.min(ctx.rounds, 2);
   const label = ctx.quick ? '10k' : '100k';
   const batchSize = 1000;
@@ -358,6 +359,17 @@ export async function catchUp(ctx: BenchContext): Promise<Result[]> {
               ...base,
               impl: 'tidemark',
               readModelSchema: await readModel(),
+            }),
+        },
+        {
+          // The same plain per-event projection, with its writes deferred.
+          impl: 'tidemark, deferWrites',
+          run: async () =>
+            runChild<Result>('bench/scenarios/catch-up.ts', 'tidemarkCatchUp', {
+              ...base,
+              impl: 'tidemark, deferWrites',
+              readModelSchema: await readModel(),
+              deferWrites: true,
             }),
         },
         emmettCase(

@@ -292,8 +292,12 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
       await admin.createTopic({ name, partitions: PARTITIONS, configs: { 'retention.ms': '-1' } });
       return name;
     };
+    // The raw transactional producer's rounds swing most (0.4x to 1x of the relay's rate in one
+    // quick run), and the projectors' next: five short rounds give the median something to
+    // stand on.
+    const relayRounds = ctx.quick ? Math.max(ctx.rounds, 5) : ctx.rounds;
     results.push(
-      ...(await alternate(scenario, ctx.rounds, [
+      ...(await alternate(scenario, relayRounds, [
         {
           impl: 'tidemark',
           run: async () => {
@@ -374,7 +378,7 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
     for (const { kind, open } of sinks) {
       const projectorScenario = `kafka projector, topic → ${kind} (order-details)`;
       results.push(
-        ...(await alternate(projectorScenario, ctx.rounds, [
+        ...(await alternate(projectorScenario, relayRounds, [
           {
             impl: 'tidemark',
             run: async () => {
@@ -424,14 +428,11 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
     // fetch loop, one read-model transaction per batch for all of them) next to the layout
     // before it (a runner per projection: its own group, fetch loop and transaction).
     const names = orderProjections.map((p) => p.name).join(', ');
-    // No target or ratio rides on the engine comparisons: two rounds in a quick run, to keep it
-    // within its minutes.
-    const engineRounds = ctx.quick ? Math.min(ctx.rounds, 2) : ctx.rounds;
     const perEvent = `events/s (each applied by ${orderProjections.length} projections: ${names})`;
     for (const { kind, open } of sinks) {
       const engines = `kafka projectors, topic → ${kind} (${orderProjections.length} Orders projections)`;
       results.push(
-        ...(await alternate(engines, engineRounds, [
+        ...(await alternate(engines, ctx.rounds, [
           {
             impl: 'one engine (host)',
             run: async () => {
@@ -492,7 +493,7 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
     for (const { kind, open } of sinks) {
       const engines = `store projectors, ${storeKind} store → ${kind} (${orderProjections.length} Orders projections)`;
       results.push(
-        ...(await alternate(engines, engineRounds, [
+        ...(await alternate(engines, ctx.rounds, [
           {
             impl: 'one engine (host)',
             run: async () => {

@@ -173,9 +173,9 @@ export async function rawPgLoad(args: LoadArgs): Promise<Workload> {
 }
 
 export async function loadAggregate(ctx: BenchContext): Promise<Result[]> {
-  // Quick: eight slices (of 80 loads), so each ratio is the median of eight pairs.
-  const ops = ctx.quick ? 640 : 1500;
-  const slices = 8;
+  // Quick: shorter slices, more of them (the ratios are medians of per-slice ratios).
+  const ops = ctx.quick ? 400 : 1500;
+  const slices = ctx.quick ? 10 : 8;
   const results: Result[] = [];
   const unit = `loads/s of a ${LENGTH}-event stream`;
   const here = 'bench/scenarios/load.ts';

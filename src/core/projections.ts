@@ -55,6 +55,19 @@ export interface ProjectionDefinition<E extends Event = Event> {
     context: ProjectionContext,
   ): Promise<void> | void;
   /**
+   * Send the writes of `apply` and `applyBatch` together (PostgreSQL): `context.sql.execute`
+   * resolves at once, and the statements go to the database in order, many in one round trip,
+   * when the handler reads (`query` sends what is held first, so reads see earlier writes),
+   * every 500 statements, and before the batch's progress is saved. A plain per-event
+   * projection is otherwise one round trip per statement. The price: `execute`'s `rowCount` is
+   * not known (reading it throws `invalid_argument`), and a failing statement fails the batch
+   * when it is sent rather than at its `execute`; the batch is then applied one event at a
+   * time as always, so the event that fails is the one retried and parked. Statements whose
+   * parameters have no literal form (arrays) are sent at once, in order. No effect on SQLite,
+   * which has no round trips to save. Default false.
+   */
+  deferWrites?: boolean;
+  /**
    * Optional, for read models that copy personal data: removes (or redacts) what the tables of
    * this version hold of a forgotten data subject. `streamIds` are the streams that held its
    * personal data. Called by `forgetSubject`, in a transaction, for every version in the ledger;
@@ -102,6 +115,9 @@ export function defineProjection<E extends Event>(
   }
   if (definition.applyBatch !== undefined && typeof definition.applyBatch !== 'function') {
     throw new InvalidArgumentError('projection.applyBatch', 'must be a function when given');
+  }
+  if (definition.deferWrites !== undefined && typeof definition.deferWrites !== 'boolean') {
+    throw new InvalidArgumentError('projection.deferWrites', 'must be true or false when given');
   }
   if (definition.forget !== undefined && typeof definition.forget !== 'function') {
     throw new InvalidArgumentError('projection.forget', 'must be a function when given');

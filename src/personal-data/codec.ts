@@ -24,12 +24,25 @@ type LiveKey = SubjectKey & { key: Uint8Array };
 const live = (key: SubjectKey | undefined): key is LiveKey => key?.key !== undefined;
 const EMPTY: KeyRing = new Map();
 
-/** The encrypted top-level fields of `data`, if it is an object holding any. */
-function encryptedFields(data: unknown): string[] {
-  if (data === null || typeof data !== 'object' || Array.isArray(data)) return [];
-  const fields: string[] = [];
-  for (const [name, value] of Object.entries(data)) if (isEncryptedField(value)) fields.push(name);
-  return fields;
+const NONE: readonly string[] = [];
+
+/**
+ * The encrypted top-level fields of `data`, if it is an object holding any. Every event read
+ * passes here (a type no longer declared personal may still hold sealed fields from before), so
+ * it allocates nothing for the usual event that holds none: no entries array, a shared empty
+ * answer, and only values that are objects are looked at.
+ */
+function encryptedFields(data: unknown): readonly string[] {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return NONE;
+  const record = data as Record<string, unknown>;
+  let fields: string[] | undefined;
+  for (const name in record) {
+    const value = record[name];
+    if (typeof value === 'object' && value !== null && Object.hasOwn(record, name)) {
+      if (isEncryptedField(value)) (fields ??= []).push(name);
+    }
+  }
+  return fields ?? NONE;
 }
 
 export interface PersonalDataCodecOptions {
@@ -97,17 +110,18 @@ export class PersonalDataCodec implements PersonalDataReader {
 
   async reveal<T extends StoredEvent>(events: readonly T[], keys?: KeyRing): Promise<T[]> {
     let ring = keys ?? EMPTY;
-    const missing = events.filter((event) =>
-      encryptedFields(event.data).some(
+    // Scanned once per event (it was twice): the fields, then which keys are missing.
+    const sealed = events.map((event) => encryptedFields(event.data));
+    const missing = events.filter((event, i) =>
+      sealed[i]!.some(
         (f) => !ring.has((event.data as Record<string, { subject: string }>)[f]!.subject),
       ),
     );
     if (missing.length > 0) ring = new Map([...ring, ...(await this.loadKeys(missing))]);
-    return events.map((event) => this.#reveal(event, ring));
+    return events.map((event, i) => this.#reveal(event, sealed[i]!, ring));
   }
 
-  #reveal<T extends StoredEvent>(event: T, ring: KeyRing): T {
-    const fields = encryptedFields(event.data);
+  #reveal<T extends StoredEvent>(event: T, fields: readonly string[], ring: KeyRing): T {
     if (fields.length === 0) return event;
     const data = { ...(event.data as Record<string, unknown>) };
     for (const field of fields) {

@@ -110,11 +110,20 @@ interface EventRow {
   schema_version: number;
   data: unknown;
   metadata: RecordedEvent['metadata'];
-  recorded_at: Date;
+  /** Milliseconds since the epoch (see EVENT_COLUMNS). */
+  recorded_at: number;
 }
 
-const EVENT_COLUMNS =
-  'position, stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at';
+/**
+ * The columns of a recorded event (STREAM_EVENT_COLUMNS: without `stream_id`, for reads of one
+ * stream, which know it). `recorded_at` comes as epoch milliseconds (truncated, as the
+ * driver's own parse of the timestamp text truncates): a number is parsed in a fraction of the
+ * time of the driver's date text, which was about 15% of loading a 1000-event stream.
+ */
+const STREAM_EVENT_COLUMNS =
+  'position, stream_version, event_id, type, schema_version, data, metadata, ' +
+  'floor(extract(epoch FROM recorded_at) * 1000)::int8 AS recorded_at';
+const EVENT_COLUMNS = `stream_id, ${STREAM_EVENT_COLUMNS}`;
 
 /**
  * The global log's horizon for the statement's own snapshot (`tm_horizon`, docs/postgres.md),
@@ -238,13 +247,13 @@ export class PostgresEventStore implements FullEventStore {
       ),
       readForwards: named(
         'read-forwards',
-        `SELECT ${EVENT_COLUMNS} FROM ${s}.tm_events
+        `SELECT ${STREAM_EVENT_COLUMNS} FROM ${s}.tm_events
          WHERE stream_id = $1 AND stream_version >= $2 AND stream_version <= $3
          ORDER BY stream_version ASC LIMIT $4`,
       ),
       readBackwards: named(
         'read-backwards',
-        `SELECT ${EVENT_COLUMNS} FROM ${s}.tm_events
+        `SELECT ${STREAM_EVENT_COLUMNS} FROM ${s}.tm_events
          WHERE stream_id = $1 AND stream_version >= $2 AND stream_version <= $3
          ORDER BY stream_version DESC LIMIT $4`,
       ),
@@ -580,7 +589,7 @@ export class PostgresEventStore implements FullEventStore {
       prepared,
       first.stream_version - 1,
       first.position,
-      first.recorded_at,
+      new Date(first.recorded_at),
     );
     this.#announce(result.position);
     return result;
@@ -629,7 +638,12 @@ export class PostgresEventStore implements FullEventStore {
       forwards ? this.#q.readForwards : this.#q.readBackwards,
       [streamId, fromVersion, toVersion, maxCount === Number.MAX_SAFE_INTEGER ? null : maxCount],
     );
-    return rows.map((row) => this.#toRecorded(row) as RecordedEvent<E>);
+    const events = new Array<RecordedEvent<E>>(rows.length);
+    for (let i = 0; i < rows.length; i++) {
+      rows[i]!.stream_id = streamId;
+      events[i] = this.#toRecorded(rows[i]!) as RecordedEvent<E>;
+    }
+    return events;
   }
 
   async readAll<E extends Event = Event>(options?: ReadAllOptions): Promise<RecordedEvent<E>[]> {
@@ -929,7 +943,7 @@ export class PostgresEventStore implements FullEventStore {
       schemaVersion: row.schema_version,
       data: row.data,
       metadata: row.metadata,
-      recordedAt: row.recorded_at,
+      recordedAt: new Date(row.recorded_at),
     };
     return upcast ? this.#upcasters.upcast(event) : event;
   }

@@ -22,6 +22,7 @@ import {
 } from '../core/index.ts';
 import { SpanKind, endSpan, startSpan, traceIdOf } from '../tracing.ts';
 import { ledger, physicalTables, projectionContext } from './ledger.ts';
+import { DeferredWrites, canDefer } from './deferred-writes.ts';
 
 export interface RetryPolicy {
   /** Tries per event before it is parked. Default 3. */
@@ -163,6 +164,28 @@ export class ProjectionApplier {
     return projectionContext(this.definition, this.version, sql);
   }
 
+  /** The projection's writes while a transaction defers them (deferWrites), else undefined. */
+  #writes: DeferredWrites | undefined;
+
+  /**
+   * Runs `work` with the handler's writes deferred when the projection asks for it and the
+   * database can take them in one round trip; sends them before returning, so they commit with
+   * the transaction (a failure to send rejects, and the transaction rolls back).
+   */
+  async #withWrites<T>(sql: SqlExecutor, work: () => Promise<T>): Promise<T> {
+    if (!this.definition.deferWrites || !canDefer(sql)) return work();
+    const outer = this.#writes;
+    const writes = new DeferredWrites(sql);
+    this.#writes = writes;
+    try {
+      const result = await work();
+      await writes.flush();
+      return result;
+    } finally {
+      this.#writes = outer;
+    }
+  }
+
   /** Loads which streams have parked events (call once before the first batch). */
   async loadParked(): Promise<void> {
     const streams = await ledger.parkedStreams(this.#sink, this.definition.name, this.version);
@@ -182,7 +205,7 @@ export class ProjectionApplier {
     // Loaded fresh per batch, never cached longer: a subject forgotten meanwhile reads redacted.
     this.#keys = this.#personalData ? await this.#personalData.loadKeys(events) : undefined;
     try {
-      await this.#applyIn(sql, work);
+      await this.#withWrites(sql, () => this.#applyIn(sql, work));
     } finally {
       this.#keys = undefined;
     }
@@ -238,7 +261,7 @@ export class ProjectionApplier {
       try {
         await this.#sink.transaction(async (sql) => {
           await work.claim(sql);
-          await this.#applyOne(sql, event);
+          await this.#withWrites(sql, () => this.#applyOne(sql, event));
           await work.save(sql, index);
         });
         work.committed(index);
@@ -444,7 +467,7 @@ export class ProjectionApplier {
       const current = upcasters ? events.map((e) => upcasters.upcast(e)) : events;
       await this.definition.applyBatch!(
         this.#personalData ? await this.#personalData.reveal(current, this.#keys) : current,
-        this.context(sql),
+        this.context(this.#writes ?? sql),
       );
     } catch (error) {
       for (const trace of traces) endSpan(trace.span, error);
@@ -512,7 +535,7 @@ export class ProjectionApplier {
     const [readable] = this.#personalData
       ? await this.#personalData.reveal([current], this.#keys)
       : [current];
-    await this.definition.apply(readable!, this.context(sql));
+    await this.definition.apply(readable!, this.context(this.#writes ?? sql));
   }
 
   /**
@@ -524,23 +547,31 @@ export class ProjectionApplier {
     let total = 0;
     // Loop: a runner may park one more behind them while we work (PostgreSQL lets it).
     for (;;) {
-      const applied = await this.#sink.transaction(async (sql) => {
-        const parked = await ledger.parked(sql, { name, version: this.version, streamId });
-        for (const { event } of parked) {
-          if (this.#dedupe) {
-            const done = await ledger.streamVersion(sql, name, this.version, streamId);
-            if (event.streamVersion <= done) {
-              await ledger.unpark(sql, name, this.version, event.eventId);
-              continue;
+      const applied = await this.#sink.transaction(async (sql) =>
+        this.#withWrites(sql, async () => {
+          const parked = await ledger.parked(sql, { name, version: this.version, streamId });
+          for (const { event } of parked) {
+            if (this.#dedupe) {
+              const done = await ledger.streamVersion(sql, name, this.version, streamId);
+              if (event.streamVersion <= done) {
+                await ledger.unpark(sql, name, this.version, event.eventId);
+                continue;
+              }
             }
+            if (this.#handles.has(event.type)) await this.#apply(event, sql);
+            if (this.#dedupe)
+              await ledger.saveStreamVersion(
+                sql,
+                name,
+                this.version,
+                streamId,
+                event.streamVersion,
+              );
+            await ledger.unpark(sql, name, this.version, event.eventId);
           }
-          if (this.#handles.has(event.type)) await this.#apply(event, sql);
-          if (this.#dedupe)
-            await ledger.saveStreamVersion(sql, name, this.version, streamId, event.streamVersion);
-          await ledger.unpark(sql, name, this.version, event.eventId);
-        }
-        return parked.length;
-      });
+          return parked.length;
+        }),
+      );
       total += applied;
       this.#parkedCount = Math.max(0, this.#parkedCount - applied);
       if (applied === 0) break;

@@ -325,6 +325,7 @@ export async function createService(options: ServiceOptions): Promise<Service> {
     ...(http.maxParamLength !== undefined ? { maxParamLength: http.maxParamLength } : {}),
     ...(http.bodyLimit !== undefined ? { bodyLimit: http.bodyLimit } : {}),
     logger,
+    metrics,
   });
   await app.register(plugin);
   if (options.admin) {

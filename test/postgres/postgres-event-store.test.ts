@@ -47,6 +47,45 @@ function recordingLogger() {
 }
 
 describe('PostgresEventStore', () => {
+  it('reads recordedAt back as it was appended, on every read path, truncated to the millisecond', async () => {
+    const at = new Date('2026-12-05T01:02:03.456Z');
+    const schema = source.schema('recorded-at');
+    const store = await open(schema, { now: () => at });
+    try {
+      const appended = await store.appendToStream('r-1', [{ type: 'A', data: {} }]);
+      assert.equal(appended.events[0]!.recordedAt.getTime(), at.getTime());
+      await store.writeSnapshot({ streamId: 'r-1', streamVersion: 0, stateVersion: 1, state: {} });
+      const reads = [
+        (await store.readStream('r-1'))[0]!,
+        (await store.readStream('r-1', { direction: 'backwards' }))[0]!,
+        (await store.readAll())[0]!,
+        (await store.readFromSnapshot('r-1', 1)).events[0]!,
+      ];
+      for (const event of reads) {
+        assert.ok(event.recordedAt instanceof Date);
+        assert.equal(event.recordedAt.toISOString(), at.toISOString());
+        assert.equal(event.streamId, 'r-1');
+      }
+      // A timestamp with microseconds (written by SQL, not by the store) reads truncated, as the
+      // driver's own parse of the timestamp text truncated it.
+      const admin = new pg.Client({ connectionString: source.db.url });
+      await admin.connect();
+      try {
+        await admin.query(
+          `UPDATE "${schema}".tm_events SET recorded_at = '2026-12-05 01:02:03.456999+00'`,
+        );
+      } finally {
+        await admin.end();
+      }
+      assert.equal(
+        (await store.readStream('r-1'))[0]!.recordedAt.toISOString(),
+        '2026-12-05T01:02:03.456Z',
+      );
+    } finally {
+      await store.close();
+    }
+  });
+
   it('closes its LISTEN connection when listeners come and go, and on close', async () => {
     const applicationName = `tm-listen-${Date.now()}`;
     const recorder = recordingLogger();

@@ -64,6 +64,9 @@ describe('createService', () => {
         url: '/orders',
         payload: { customerId: 'c', lines: [] },
       });
+      await own.app.inject({ method: 'GET', url: '/no-such-path' });
+      await own.app.inject({ method: 'GET', url: '/no-such-path' });
+      await own.app.inject({ method: 'PUT', url: '/orders' });
       const text = await registry.metrics();
       assert.match(text, /^process_cpu_user_seconds_total \d/m);
       assert.match(text, /^nodejs_eventloop_lag_seconds \d/m);
@@ -74,6 +77,15 @@ describe('createService', () => {
       assert.match(
         text,
         /^tidemark_http_requests_total\{method="POST",route="\/orders",status="201"\} 1$/m,
+      );
+      // Requests no route took are counted too, once each, not under a route of the plugin.
+      assert.match(
+        text,
+        /^tidemark_http_requests_total\{method="GET",route="unmatched",status="404"\} 2$/m,
+      );
+      assert.match(
+        text,
+        /^tidemark_http_requests_total\{method="PUT",route="unmatched",status="405"\} 1$/m,
       );
       assert.equal(own.metrics, registry, 'the service serves the application’s registry');
     } finally {

@@ -17,7 +17,13 @@ describe('SqliteEventStore', () => {
     const path = file();
     const store = new SqliteEventStore(path);
     assert.equal(store.database.writer.pragma('journal_mode', { simple: true }), 'wal');
+    assert.equal(store.database.walSync, 'inline');
     assert.equal(store.database.writer.pragma('synchronous', { simple: true }), 2); // FULL
+    // FULL with the WAL synced off the event loop: the connection itself commits at NORMAL.
+    const background = new SqliteDatabase(file(), { walSync: 'background' });
+    assert.equal(background.walSync, 'background');
+    assert.equal(background.writer.pragma('synchronous', { simple: true }), 1);
+    await background.close();
     await store.appendToStream('s', [{ type: 'E', data: { a: 1 } }]);
     await store.close();
     const again = new SqliteEventStore(path, { synchronous: 'NORMAL' });

@@ -3,9 +3,21 @@
  * the "listening" log line carries the address. No sleeps: every wait is on an event.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 
 const root = new URL('../../', import.meta.url).pathname;
+
+/** The Node options of an npm script (`node <options> <entry> …`): what it runs the service with. */
+function nodeOptionsOf(script: 'start' | 'start:dist'): string[] {
+  const scripts = (
+    JSON.parse(readFileSync(`${root}package.json`, 'utf8')) as {
+      scripts: Record<string, string>;
+    }
+  ).scripts;
+  const words = scripts[script]!.split(/\s+/);
+  return words.slice(1).filter((word) => word.startsWith('--max-'));
+}
 
 export interface ServiceProcess {
   child: ChildProcess;
@@ -26,10 +38,16 @@ export async function startServiceProcess(
   // compiled: the JavaScript of `npm run build` (dist/ and dist-examples/), as a production
   // deployment runs it; otherwise the TypeScript sources (Node strips the types), as `npm start`
   // does.
+  // The heap settings of the npm scripts, so that what is measured is what they run.
   const entry = options.compiled
-    ? ['dist-examples/orders/src/main.js']
+    ? [...nodeOptionsOf('start:dist'), 'dist-examples/orders/src/main.js']
     : // `npm start` passes --insecure-dev (open when no AUTH_* key is set): so do the sources.
-      ['--conditions=tidemark-source', 'examples/orders/src/main.ts', '--insecure-dev'];
+      [
+        ...nodeOptionsOf('start'),
+        '--conditions=tidemark-source',
+        'examples/orders/src/main.ts',
+        '--insecure-dev',
+      ];
   const child = spawn(process.execPath, [...entry, ...args], {
     cwd: root,
     env: {

@@ -1,0 +1,181 @@
+/**
+ * The background WAL sync (SqliteDatabase `walSync: 'background'`): commits run
+ * with synchronous=NORMAL and the WAL is synced off the event loop, and nothing is acknowledged
+ * (no promise resolves, no commit listener runs) before a sync that started after its commit has
+ * completed. kill -9 cannot tell this from an inline sync (the page cache survives a process
+ * crash), so the ordering is proven here through the sync seam: each sync is held until the test
+ * lets it finish, or made to fail.
+ */
+import assert from 'node:assert/strict';
+import { fdatasync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { isTidemarkError } from 'tidemark';
+import { SqliteDatabase, SqliteEventStore } from 'tidemark/sqlite';
+
+const dir = mkdtempSync(join(tmpdir(), 'tidemark-durability-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+const file = () => join(dir, `db-${++n}.sqlite`);
+
+/** A sync seam whose calls wait until the test finishes them (really syncing, or failing). */
+function heldSyncs() {
+  const calls: { finish: () => void; fail: (error: Error) => void }[] = [];
+  let called = Promise.withResolvers<void>();
+  return {
+    calls,
+    /** Resolves when the sync number `count` (1-based) has been asked for. */
+    async asked(count: number) {
+      while (calls.length < count) {
+        await called.promise;
+        called = Promise.withResolvers<void>();
+      }
+    },
+    syncFile(fd: number, callback: (error: NodeJS.ErrnoException | null) => void) {
+      calls.push({
+        finish: () => fdatasync(fd, callback),
+        fail: (error) => callback(error as NodeJS.ErrnoException),
+      });
+      called.resolve();
+    },
+  };
+}
+
+/** Tracks whether a promise has settled, without waiting for it. */
+function track<T>(promise: Promise<T>) {
+  const state = { settled: false, promise };
+  promise.then(
+    () => (state.settled = true),
+    () => (state.settled = true),
+  );
+  return state;
+}
+
+/** One full turn of the event loop: whatever was ready has run. */
+const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+describe('SqliteDatabase: WAL synced in the background', () => {
+  it('acknowledges an append, and tells commit listeners, only after its sync completed', async () => {
+    const syncs = heldSyncs();
+    const database = new SqliteDatabase(file(), {
+      walSync: 'background',
+      syncFile: syncs.syncFile,
+    });
+    const store = new SqliteEventStore(database);
+    let notified = 0;
+    database.onCommit(() => notified++);
+    try {
+      const append = track(store.appendToStream('s-1', [{ type: 'E', data: { a: 1 } }]));
+      await syncs.asked(1);
+      await turn();
+      // Committed (another connection sees it), but not yet acknowledged.
+      const row = database.reader.prepare('SELECT count(*) AS n FROM tm_events').get() as {
+        n: number;
+      };
+      assert.equal(row.n, 1);
+      assert.equal(append.settled, false, 'no acknowledgement before the sync');
+      assert.equal(notified, 0, 'no commit listener before the sync');
+      syncs.calls[0]!.finish();
+      const result = await append.promise;
+      assert.equal(result.nextExpectedVersion, 1);
+      assert.equal(notified, 1);
+    } finally {
+      for (const call of syncs.calls.slice(1)) call.finish();
+      await store.close();
+      await database.close();
+    }
+  });
+
+  it('makes commits that land during a sync wait for the next one, which covers them all', async () => {
+    const syncs = heldSyncs();
+    const database = new SqliteDatabase(file(), {
+      walSync: 'background',
+      syncFile: syncs.syncFile,
+    });
+    const store = new SqliteEventStore(database);
+    try {
+      const first = track(store.appendToStream('s-1', [{ type: 'E', data: {} }]));
+      await syncs.asked(1);
+      const second = track(store.appendToStream('s-2', [{ type: 'E', data: {} }]));
+      const third = track(store.appendToStream('s-3', [{ type: 'E', data: {} }]));
+      await turn();
+      await turn();
+      assert.equal(syncs.calls.length, 1, 'syncs never overlap');
+      assert.equal(second.settled || third.settled, false);
+      syncs.calls[0]!.finish();
+      await first.promise;
+      await syncs.asked(2);
+      await turn();
+      assert.equal(second.settled || third.settled, false, 'the first sync began before them');
+      syncs.calls[1]!.finish();
+      await Promise.all([second.promise, third.promise]);
+      assert.equal(syncs.calls.length, 2, 'one sync for both');
+    } finally {
+      for (const call of syncs.calls.slice(2)) call.finish();
+      await store.close();
+      await database.close();
+    }
+  });
+
+  it('fails the writes a failed sync covered, and refuses every later write, loudly', async () => {
+    const syncs = heldSyncs();
+    const database = new SqliteDatabase(file(), {
+      walSync: 'background',
+      syncFile: syncs.syncFile,
+    });
+    const store = new SqliteEventStore(database);
+    try {
+      const append = store.appendToStream('s-1', [{ type: 'E', data: {} }]);
+      await syncs.asked(1);
+      const eio = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+      syncs.calls[0]!.fail(eio);
+      await assert.rejects(append, (error: unknown) => {
+        assert.ok(isTidemarkError(error));
+        assert.equal(error.code, 'storage_error');
+        assert.match(error.message, /syncing the WAL to disk failed/);
+        assert.equal((error as Error).cause, eio);
+        return true;
+      });
+      await assert.rejects(store.appendToStream('s-2', [{ type: 'E', data: {} }]), {
+        code: 'storage_error',
+      });
+      await assert.rejects(
+        database.transaction(() => undefined),
+        { code: 'storage_error' },
+        'transactions are refused too',
+      );
+      assert.equal(syncs.calls.length, 1, 'nothing more was written');
+    } finally {
+      await store.close();
+      await database.close();
+    }
+  });
+
+  it('does not make relaxed transactions (read models) wait for a sync', async () => {
+    const syncs = heldSyncs();
+    const database = new SqliteDatabase(file(), {
+      walSync: 'background',
+      syncFile: syncs.syncFile,
+    });
+    try {
+      await database.transaction((db) => db.exec('CREATE TABLE t (x INTEGER)'), {
+        relaxed: true,
+      });
+      await database.transaction((db) => db.prepare('INSERT INTO t VALUES (1)').run(), {
+        relaxed: true,
+      });
+      assert.equal(syncs.calls.length, 0);
+      const durable = track(
+        database.transaction((db) => db.prepare('INSERT INTO t VALUES (2)').run()),
+      );
+      await syncs.asked(1);
+      await turn();
+      assert.equal(durable.settled, false, 'a durable transaction waits for its sync');
+      syncs.calls[0]!.finish();
+      await durable.promise;
+    } finally {
+      await database.close();
+    }
+  });
+});
