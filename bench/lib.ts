@@ -356,11 +356,56 @@ class ServedWorkload {
   }
 }
 
+/**
+ * A workload run in this process, driven like a served one (for scenarios whose implementations
+ * share one process, such as the PostgreSQL appends: peak RSS is then the process's, shared).
+ */
+class LocalWorkload {
+  readonly #workload: Promise<Workload>;
+  #closed: Promise<unknown> | undefined;
+
+  constructor(make: () => Promise<Workload>) {
+    this.#workload = make();
+    this.#workload.catch(() => {}); // reported by the first expect()
+  }
+
+  async expect<T extends FromChild['type']>(
+    type: T,
+    send?: ToChild,
+  ): Promise<Extract<FromChild, { type: T }>> {
+    const workload = await this.#workload;
+    let answer: FromChild = { type: 'ready' };
+    if (send?.type === 'run') {
+      answer = {
+        type: 'ran',
+        ...(await runSlice(workload, send.from, send.count, send.concurrency)),
+      };
+    } else if (send?.type === 'close') {
+      await (this.#closed ??= Promise.resolve(workload.close?.()));
+      answer = {
+        type: 'closed',
+        peakRssMb: currentPeakRssMb(),
+        ...(workload.notes ? { notes: workload.notes } : {}),
+      };
+    }
+    if (answer.type !== type) throw new Error(`expected ${type}, got ${answer.type}`);
+    return answer as Extract<FromChild, { type: T }>;
+  }
+
+  /** Closes the workload once, whether `close` was asked already or not. */
+  async kill(): Promise<void> {
+    const workload = await this.#workload.catch(() => undefined);
+    await (this.#closed ??= Promise.resolve(workload?.close?.())).catch(() => {});
+  }
+}
+
 export interface SlicedCase {
   impl: string;
   module: string;
   fn: string;
   args: unknown;
+  /** Set to run the workload in this process instead (module, fn and args are then unused). */
+  local?: () => Promise<Workload>;
   /** Set when this implementation cannot run here (e.g. Emmett not installed): why. */
   skip?: string;
 }
@@ -393,7 +438,13 @@ export async function interleave(
   const perSlice = Math.ceil(ops / slices);
   const live = new Map<
     string,
-    { worker: ServedWorkload; next: number; elapsed: number; latencies: number[]; rates: number[] }
+    {
+      worker: ServedWorkload | LocalWorkload;
+      next: number;
+      elapsed: number;
+      latencies: number[];
+      rates: number[];
+    }
   >();
   const out = new Map<string, Result>();
   const fail = (impl: string, error: unknown) => {
@@ -408,7 +459,9 @@ export async function interleave(
       fail(c.impl, new Skip(c.skip));
       continue;
     }
-    const worker = new ServedWorkload(c.module, c.fn, c.args);
+    const worker = c.local
+      ? new LocalWorkload(c.local)
+      : new ServedWorkload(c.module, c.fn, c.args);
     try {
       await worker.expect('ready');
       await worker.expect('ran', { type: 'run', from: 0, count: warmup, concurrency });

@@ -8,12 +8,15 @@
  * - `raw pg insert`: the events inserted by one plain INSERT, no check, no stream row: the
  *   floor for one durable write per append.
  *
+ * The three run in this process, each on a pool of its own, taking turns slice by slice (A B C,
+ * B C A, …) so their ratios are taken pair by pair; peak RSS is the process's, shared.
+ *
  * Needs a database: TIDEMARK_BENCH_DATABASE_URL or DATABASE_URL (`npm run services:up` prints
  * one). Each implementation writes into a schema of its own, dropped afterwards.
  */
 import pg from 'pg';
 import { PostgresEventStore } from 'tidemark/postgres';
-import { measure, type Result } from '../lib.ts';
+import { interleave, type Result, type SlicedCase, type Workload } from '../lib.ts';
 import type { BenchContext } from '../run.ts';
 
 const payload = { sku: 'SKU-000123', quantity: 3, unitPriceCents: 1299, note: 'x'.repeat(80) };
@@ -102,7 +105,8 @@ export async function postgresAppend(ctx: BenchContext): Promise<Result[]> {
     );
     return [];
   }
-  const ops = ctx.quick ? 1000 : 5000;
+  const ops = ctx.quick ? 3000 : 5000;
+  const slices = ctx.quick ? 12 : 10;
   const results: Result[] = [];
   const schemas: string[] = [];
   const schema = (label: string) => {
@@ -112,137 +116,136 @@ export async function postgresAppend(ctx: BenchContext): Promise<Result[]> {
   };
   const events = (n: number) =>
     Array.from({ length: n }, () => ({ type: 'ItemAdded', data: payload }));
+  // The three implementations in this process, taking turns slice by slice (lib.ts
+  // `interleave`), so that the ratios are taken pair by pair.
+  const local = (impl: string, workload: () => Promise<Workload>): SlicedCase => ({
+    impl,
+    module: '',
+    fn: '',
+    args: null,
+    local: workload,
+  });
 
   try {
     for (const perCall of [1, 10]) {
       const scenario = `postgres append ${perCall} event${perCall > 1 ? 's' : ''} per call`;
       const unit = `events/s, ${perCall} per append`;
       const stream = (i: number) => `order-${i % 1000}`;
-
-      const plain = schema(`insert_${perCall}`);
-      const insertPool = await prepareSchema(url, plain, 2);
-      const insert = rawInsert(insertPool, plain);
-      const insertVersions = new Map<string, number>();
+      const cases = [
+        local('raw pg insert', async () => {
+          const plain = schema(`insert_${perCall}`);
+          const pool = await prepareSchema(url, plain, 2);
+          const insert = rawInsert(pool, plain);
+          const versions = new Map<string, number>();
+          return {
+            op: async (i: number) => {
+              const before = versions.get(stream(i)) ?? 0;
+              versions.set(stream(i), before + perCall);
+              await insert(stream(i), perCall, before);
+            },
+            close: () => pool.end(),
+            notes: 'no version check',
+          };
+        }),
+        local('raw pg transaction', async () => {
+          const checked = schema(`tx_${perCall}`);
+          const pool = await prepareSchema(url, checked, 2);
+          const transaction = rawTransaction(pool, checked);
+          const versions = new Map<string, number>();
+          return {
+            op: async (i: number) => {
+              versions.set(
+                stream(i),
+                await transaction(stream(i), perCall, versions.get(stream(i)) ?? 0),
+              );
+            },
+            close: () => pool.end(),
+          };
+        }),
+        local('tidemark', async () => {
+          const store = await PostgresEventStore.connect({
+            connectionString: url,
+            schema: schema(`tidemark_${perCall}`),
+            poolSize: 2,
+          });
+          const versions = new Map<string, number>();
+          const batch = events(perCall);
+          return {
+            op: async (i: number) => {
+              const result = await store.appendToStream(stream(i), batch, {
+                expectedVersion: versions.get(stream(i)) ?? 0,
+              });
+              versions.set(stream(i), result.nextExpectedVersion);
+            },
+            close: () => store.close(),
+          };
+        }),
+      ];
       results.push(
-        await measure(
-          scenario,
-          'raw pg insert',
-          async (i) => {
-            const before = insertVersions.get(stream(i)) ?? 0;
-            insertVersions.set(stream(i), before + perCall);
-            await insert(stream(i), perCall, before);
-          },
-          { ops, itemsPerOp: perCall, unit: `${unit}, no version check` },
-        ),
+        ...(await interleave(scenario, cases, {
+          unit: `${unit} with an expected version (raw pg insert: none)`,
+          ops,
+          slices,
+          itemsPerOp: perCall,
+        })),
       );
-      await insertPool.end();
-
-      const checked = schema(`tx_${perCall}`);
-      const txPool = await prepareSchema(url, checked, 2);
-      const transaction = rawTransaction(txPool, checked);
-      const txVersions = new Map<string, number>();
-      results.push(
-        await measure(
-          scenario,
-          'raw pg transaction',
-          async (i) => {
-            txVersions.set(
-              stream(i),
-              await transaction(stream(i), perCall, txVersions.get(stream(i)) ?? 0),
-            );
-          },
-          { ops, itemsPerOp: perCall, unit: `${unit} with an expected version` },
-        ),
-      );
-      await txPool.end();
-
-      const store = await PostgresEventStore.connect({
-        connectionString: url,
-        schema: schema(`tidemark_${perCall}`),
-        poolSize: 2,
-      });
-      const versions = new Map<string, number>();
-      const batch = events(perCall);
-      results.push(
-        await measure(
-          scenario,
-          'tidemark',
-          async (i) => {
-            const result = await store.appendToStream(stream(i), batch, {
-              expectedVersion: versions.get(stream(i)) ?? 0,
-            });
-            versions.set(stream(i), result.nextExpectedVersion);
-          },
-          { ops, itemsPerOp: perCall, unit: `${unit} with an expected version` },
-        ),
-      );
-      await store.close();
     }
 
     {
       const scenario = 'postgres append, 32 concurrent writers';
       const unit = 'events/s, 1 per append, 32 in flight on distinct streams, 32 connections';
       const stream = (i: number) => `order-${i % 4096}`;
-      // Not in turns (each implementation runs once, one after the other), so a quick run keeps
-      // the full run's length here: 0.3 s per implementation let one burst move the ratios 60%.
-      const concurrent = { ops: 10_000, concurrency: 32 };
-
-      const plain = schema('insert_c');
-      const insertPool = await prepareSchema(url, plain, 32);
-      const insert = rawInsert(insertPool, plain);
-      const insertVersions = new Map<string, number>();
+      const cases = [
+        local('raw pg insert', async () => {
+          const plain = schema('insert_c');
+          const pool = await prepareSchema(url, plain, 32);
+          const insert = rawInsert(pool, plain);
+          const versions = new Map<string, number>();
+          return {
+            op: async (i: number) => {
+              const before = versions.get(stream(i)) ?? 0;
+              versions.set(stream(i), before + 1);
+              await insert(stream(i), 1, before);
+            },
+            close: () => pool.end(),
+            notes: 'no version check',
+          };
+        }),
+        local('raw pg transaction', async () => {
+          const checked = schema('tx_c');
+          const pool = await prepareSchema(url, checked, 32);
+          const transaction = rawTransaction(pool, checked);
+          const versions = new Map<string, number>();
+          return {
+            op: async (i: number) => {
+              const expected = versions.get(stream(i)) ?? 0;
+              versions.set(stream(i), expected + 1);
+              await transaction(stream(i), 1, expected);
+            },
+            close: () => pool.end(),
+          };
+        }),
+        local('tidemark', async () => {
+          const store = await PostgresEventStore.connect({
+            connectionString: url,
+            schema: schema('tidemark_c'),
+            poolSize: 32,
+          });
+          const versions = new Map<string, number>();
+          const batch = events(1);
+          return {
+            op: async (i: number) => {
+              const expected = versions.get(stream(i)) ?? 0;
+              versions.set(stream(i), expected + 1);
+              await store.appendToStream(stream(i), batch, { expectedVersion: expected });
+            },
+            close: () => store.close(),
+          };
+        }),
+      ];
       results.push(
-        await measure(
-          scenario,
-          'raw pg insert',
-          async (i) => {
-            const before = insertVersions.get(stream(i)) ?? 0;
-            insertVersions.set(stream(i), before + 1);
-            await insert(stream(i), 1, before);
-          },
-          { ...concurrent, unit: `${unit}, no version check` },
-        ),
+        ...(await interleave(scenario, cases, { unit, ops: ops * 2, slices, concurrency: 32 })),
       );
-      await insertPool.end();
-
-      const checked = schema('tx_c');
-      const txPool = await prepareSchema(url, checked, 32);
-      const transaction = rawTransaction(txPool, checked);
-      const txVersions = new Map<string, number>();
-      results.push(
-        await measure(
-          scenario,
-          'raw pg transaction',
-          async (i) => {
-            const expected = txVersions.get(stream(i)) ?? 0;
-            txVersions.set(stream(i), expected + 1);
-            await transaction(stream(i), 1, expected);
-          },
-          { ...concurrent, unit },
-        ),
-      );
-      await txPool.end();
-
-      const store = await PostgresEventStore.connect({
-        connectionString: url,
-        schema: schema('tidemark_c'),
-        poolSize: 32,
-      });
-      const versions = new Map<string, number>();
-      const batch = events(1);
-      results.push(
-        await measure(
-          scenario,
-          'tidemark',
-          async (i) => {
-            const expected = versions.get(stream(i)) ?? 0;
-            versions.set(stream(i), expected + 1);
-            await store.appendToStream(stream(i), batch, { expectedVersion: expected });
-          },
-          { ...concurrent, unit },
-        ),
-      );
-      await store.close();
     }
   } finally {
     const admin = new pg.Client({ connectionString: url });
