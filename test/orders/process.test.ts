@@ -93,6 +93,9 @@ describe('the Orders service as a process', () => {
     }
     assert.equal(await service.exited, 0);
     assert.ok(service.logs.some((l) => l.msg === 'stopped cleanly'));
+    // main.ts set the old generation's growth itself (examples/orders/src/heap.ts).
+    const listening = service.logs.find((l) => l.msg === 'Tidemark Orders is listening');
+    assert.equal(listening?.heap, '--heap-growing-percent=50');
   });
 
   it('loses nothing acknowledged when killed with SIGKILL mid-burst; read models then equal a rebuild', async () => {

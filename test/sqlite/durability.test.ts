@@ -7,7 +7,7 @@
  * lets it finish, or made to fail.
  */
 import assert from 'node:assert/strict';
-import { fdatasync, mkdtempSync, rmSync } from 'node:fs';
+import { fdatasync, fstatSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -21,7 +21,7 @@ const file = () => join(dir, `db-${++n}.sqlite`);
 
 /** A sync seam whose calls wait until the test finishes them (really syncing, or failing). */
 function heldSyncs() {
-  const calls: { finish: () => void; fail: (error: Error) => void }[] = [];
+  const calls: { fd: number; finish: () => void; fail: (error: Error) => void }[] = [];
   let called = Promise.withResolvers<void>();
   return {
     calls,
@@ -34,6 +34,7 @@ function heldSyncs() {
     },
     syncFile(fd: number, callback: (error: NodeJS.ErrnoException | null) => void) {
       calls.push({
+        fd,
         finish: () => fdatasync(fd, callback),
         fail: (error) => callback(error as NodeJS.ErrnoException),
       });
@@ -152,6 +153,64 @@ describe('SqliteDatabase: WAL synced in the background', () => {
     }
   });
 
+  it("syncs the WAL's directory once, after the first WAL sync and before acknowledging", async () => {
+    // A database with no migrations (they sync at once, directory included): the first sync
+    // of the directory then goes through the seam, after the WAL's first one.
+    const syncs = heldSyncs();
+    const database = new SqliteDatabase(file(), {
+      walSync: 'background',
+      syncFile: syncs.syncFile,
+    });
+    const isDirectory = (i: number) => fstatSync(syncs.calls[i]!.fd).isDirectory();
+    try {
+      database.writer.exec('CREATE TABLE t (x INTEGER)');
+      const first = track(database.write(() => database.writer.exec('INSERT INTO t VALUES (1)')));
+      await syncs.asked(1);
+      assert.equal(isDirectory(0), false, 'the WAL first');
+      syncs.calls[0]!.finish();
+      await syncs.asked(2);
+      await turn();
+      assert.equal(isDirectory(1), true, 'then its directory');
+      assert.equal(first.settled, false, 'no acknowledgement before the directory is synced');
+      syncs.calls[1]!.finish();
+      await first.promise;
+      const second = database.write(() => database.writer.exec('INSERT INTO t VALUES (2)'));
+      await syncs.asked(3);
+      assert.equal(isDirectory(2), false);
+      syncs.calls[2]!.finish();
+      await second;
+      await turn();
+      assert.equal(syncs.calls.length, 3, 'the directory once per open database');
+    } finally {
+      for (const call of syncs.calls.slice(3)) call.finish();
+      await database.close();
+    }
+  });
+
+  it("fails the write, and later ones, when the directory's sync fails", async () => {
+    const syncs = heldSyncs();
+    const database = new SqliteDatabase(file(), {
+      walSync: 'background',
+      syncFile: syncs.syncFile,
+    });
+    try {
+      database.writer.exec('CREATE TABLE t (x INTEGER)');
+      const write = database.write(() => database.writer.exec('INSERT INTO t VALUES (1)'));
+      await syncs.asked(1);
+      syncs.calls[0]!.finish();
+      await syncs.asked(2);
+      syncs.calls[1]!.fail(Object.assign(new Error('EIO: i/o error, fsync'), { code: 'EIO' }));
+      await assert.rejects(write, { code: 'storage_error' });
+      await assert.rejects(
+        database.write(() => database.writer.exec('INSERT INTO t VALUES (2)')),
+        { code: 'storage_error' },
+      );
+      assert.equal(syncs.calls.length, 2, 'nothing more was synced');
+    } finally {
+      await database.close();
+    }
+  });
+
   it('does not make relaxed transactions (read models) wait for a sync', async () => {
     const syncs = heldSyncs();
     const database = new SqliteDatabase(file(), {
@@ -173,6 +232,9 @@ describe('SqliteDatabase: WAL synced in the background', () => {
       await turn();
       assert.equal(durable.settled, false, 'a durable transaction waits for its sync');
       syncs.calls[0]!.finish();
+      // No migration synced this database yet: its directory's first sync comes next.
+      await syncs.asked(2);
+      syncs.calls[1]!.finish();
       await durable.promise;
     } finally {
       await database.close();

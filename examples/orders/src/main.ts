@@ -19,6 +19,10 @@ import { pino } from 'pino';
 import type { AuthOptions } from 'tidemark/http';
 import { authFromEnv, kafkaFromEnv, serve, type ServiceKafkaOptions } from 'tidemark/service';
 import { ALL_ROLES, createOrdersService, type Role } from './app.ts';
+import { applyHeapSettings } from './heap.ts';
+
+// First: the old generation's growth (heap.ts says why), before the service allocates its heap.
+const heapFlag = applyHeapSettings();
 
 const { values } = parseArgs({
   options: {
@@ -126,6 +130,7 @@ logger.info(
     database: databaseUrl,
     kafka: kafka ? kafka.connection.brokers : undefined,
     auth: auth.mode,
+    heap: heapFlag ?? 'as given to node',
   },
   'Tidemark Orders is listening',
 );
