@@ -104,6 +104,13 @@ export interface KafkaConsumerOptions {
   /** How long the group waits for members to rejoin during a rebalance. Default 60000 ms. */
   readonly rebalanceTimeoutMs?: number;
   /**
+   * Start the next fetch as soon as a poll returns records, so that it runs (on the broker and
+   * on the wire) while the caller handles those records; the next poll takes its answer. The
+   * answer is dropped, and fetched again, when a seek or a rebalance came in between. One fetch
+   * at most is held ahead (at most `maxBytes` of records). Default false.
+   */
+  readonly readAhead?: boolean;
+  /**
    * Static membership (KIP-345): a stable id per process (a pod name, say). A member that comes
    * back under the same id after a crash takes its old place, and its partitions, at once,
    * without waiting for the session timeout and without a rebalance of the others.
@@ -130,6 +137,11 @@ export interface ConsumedBatch extends TopicPartition {
 export interface OffsetToCommit extends TopicPartition {
   readonly offset: bigint;
 }
+
+/** A fetch's outcome: its batches, or what it threw. */
+type FetchResult =
+  | { readonly ok: true; readonly batches: ConsumedBatch[] }
+  | { readonly ok: false; readonly error: unknown };
 
 const key = (topic: string, partition: number) => `${topic}\u0000${partition}`;
 
@@ -175,6 +187,10 @@ export class KafkaConsumer {
   /** Join events not handled yet; handled in order, before the next fetch. */
   #pendingJoins: ConsumerGroupJoinPayload[] = [];
   #wakeUp: (() => void) | undefined;
+  /** Counts seeks: a fetch started before one read positions that are no longer ours. */
+  #seeks = 0;
+  /** The fetch started ahead (readAhead), with the generation and seek count it started under. */
+  #ahead: { generation: number; seeks: number; result: Promise<FetchResult> } | undefined;
   #backgroundError: unknown;
   #started = false;
   #closed = false;
@@ -260,6 +276,7 @@ export class KafkaConsumer {
       );
     }
     this.#positions.set(key(topic, partition), offset);
+    this.#seeks++;
   }
 
   /**
@@ -468,18 +485,40 @@ export class KafkaConsumer {
       return [];
     }
     const generation = this.#generation;
-    let batches: ConsumedBatch[];
-    try {
-      batches = await this.#fetchOnce();
-    } catch (error) {
-      if (this.#closed) return []; // close() pulled the connections from under this fetch
-      throw error;
+    const seeks = this.#seeks;
+    let fetched: FetchResult;
+    const ahead = this.#ahead;
+    this.#ahead = undefined;
+    if (ahead !== undefined && ahead.generation === generation && ahead.seeks === seeks) {
+      fetched = await ahead.result;
+    } else {
+      fetched = await this.#fetchSettled();
     }
+    if (!fetched.ok) {
+      if (this.#closed) return []; // close() pulled the connections from under this fetch
+      throw fetched.error;
+    }
+    const batches = fetched.batches;
     this.#throwBackgroundError();
     if (this.#pendingJoins.length > 0 || generation !== this.#generation || this.#closed) return [];
+    // A seek while the fetch was out: it read from positions the owner has since moved.
+    if (seeks !== this.#seeks) return [];
     for (const batch of batches)
       this.#positions.set(key(batch.topic, batch.partition), batch.nextOffset);
+    if (this.#options.readAhead && batches.some((b) => b.records.length > 0)) {
+      // Started from the positions just set; see readAhead.
+      this.#ahead = { generation, seeks, result: this.#fetchSettled() };
+    }
     return options.includeEmpty ? batches : batches.filter((b) => b.records.length > 0);
+  }
+
+  /** One fetch, its failure kept as a value (a fetch held ahead may never be awaited). */
+  async #fetchSettled(): Promise<FetchResult> {
+    try {
+      return { ok: true, batches: await this.#fetchOnce() };
+    } catch (error) {
+      return { ok: false, error };
+    }
   }
 
   #throwBackgroundError(): void {
@@ -641,6 +680,7 @@ export class KafkaConsumer {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#ahead = undefined;
     this.#wakeUp?.();
     try {
       await this.#consumer.close(true);

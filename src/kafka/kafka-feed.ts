@@ -261,6 +261,9 @@ class KafkaFeedReader implements FeedReader {
       groupId: group,
       topics: options.topics,
       defaultStart: 'earliest',
+      // The next fetch travels while a batch is applied; a seek (resync, a fill that ends) or a
+      // rebalance drops it, so what is applied is always read from the stored offsets.
+      readAhead: true,
       onAssigned: (change) => this.#onAssigned(change),
       onRevoked: (partitions) => {
         for (const stored of this.#stored.values()) {

@@ -55,25 +55,79 @@ export interface DecodedPartition {
   readonly nextOffset: bigint | undefined;
 }
 
+type RawHeaders = RecordsBatch['records'][number]['headers'];
+
+/**
+ * A fetched record. Its headers stay as the fetch parsed them (name and value buffers) until
+ * `headers` is first read: the event decoder (wire.ts) matches names by their bytes through
+ * {@link rawHeadersOf}, so the hot path builds no map and decodes no header name.
+ */
+class FetchedRecord implements ConsumedRecord {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+  readonly timestamp: bigint;
+  readonly key: Buffer | null;
+  readonly value: Buffer | null;
+  readonly raw: RawHeaders;
+  #headers: Map<string, Buffer> | undefined;
+
+  constructor(
+    topic: string,
+    partition: number,
+    offset: bigint,
+    timestamp: bigint,
+    key: Buffer | null,
+    value: Buffer | null,
+    raw: RawHeaders,
+  ) {
+    this.topic = topic;
+    this.partition = partition;
+    this.offset = offset;
+    this.timestamp = timestamp;
+    this.key = key;
+    this.value = value;
+    this.raw = raw;
+  }
+
+  get headers(): ReadonlyMap<string, Buffer> {
+    if (this.#headers === undefined) {
+      const headers = new Map<string, Buffer>();
+      for (const [name, value] of this.raw) {
+        if (name !== null) headers.set(name.toString('utf8'), value ?? EMPTY);
+      }
+      this.#headers = headers;
+    }
+    return this.#headers;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The header pairs of a record as fetched (name, value; either may be null), or undefined for a
+ * record built elsewhere (read its `headers` map then). Same content as the map: a null name is
+ * skipped, a null value reads as empty, a repeated name keeps its last value.
+ */
+export function rawHeadersOf(record: ConsumedRecord): RawHeaders | undefined {
+  return record instanceof FetchedRecord ? record.raw : undefined;
+}
+
 function toRecord(
   topic: string,
   partition: FetchResponsePartition,
   batch: RecordsBatch,
   record: RecordsBatch['records'][number],
 ): ConsumedRecord {
-  const headers = new Map<string, Buffer>();
-  for (const [name, value] of record.headers) {
-    if (name !== null) headers.set(name.toString('utf8'), value ?? Buffer.alloc(0));
-  }
-  return {
+  return new FetchedRecord(
     topic,
-    partition: partition.partitionIndex,
-    offset: batch.firstOffset + BigInt(record.offsetDelta),
-    timestamp: batch.firstTimestamp + record.timestampDelta,
-    key: record.key,
-    value: record.value,
-    headers,
-  };
+    partition.partitionIndex,
+    batch.firstOffset + BigInt(record.offsetDelta),
+    batch.firstTimestamp + record.timestampDelta,
+    record.key,
+    record.value,
+    record.headers,
+  );
 }
 
 /** Records of transactions not yet decided, per producer id, carried from one fetch to the next. */

@@ -39,9 +39,9 @@ import {
   type Upcasters,
 } from '../core/index.ts';
 import { toJson } from '../core/preparation.ts';
-import { KafkaWireFormatError, type RecordLocation } from './errors.ts';
+import { KafkaWireFormatError } from './errors.ts';
 import type { ProducerRecord } from './producer.ts';
-import type { ConsumedRecord } from './records.ts';
+import { rawHeadersOf, type ConsumedRecord } from './records.ts';
 
 /** The CloudEvents version this format implements. */
 export const CLOUDEVENTS_SPEC_VERSION = '1.0';
@@ -149,6 +149,152 @@ const DECIMAL = /^(0|[1-9][0-9]{0,15})$/;
 const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
 const JSON_MEDIA_TYPE = /^application\/(?:[a-z0-9.+-]+\+)?json\s*(;.*)?$/i;
 
+// The format's headers, as slots: decodeEvent finds each by index, not by a map lookup.
+const H_CONTENT_TYPE = 0;
+const H_SPEC_VERSION = 1;
+const H_ID = 2;
+const H_SOURCE = 3;
+const H_TYPE = 4;
+const H_SUBJECT = 5;
+const H_TIME = 6;
+const H_STREAM_VERSION = 7;
+const H_POSITION = 8;
+const H_SCHEMA_VERSION = 9;
+const H_METADATA = 10;
+/** Slot of each lifted metadata key's header, in LIFTED's order. */
+const H_LIFTED = 11;
+const SLOT_NAMES: readonly string[] = [
+  WireHeaders.contentType,
+  WireHeaders.specVersion,
+  WireHeaders.id,
+  WireHeaders.source,
+  WireHeaders.type,
+  WireHeaders.subject,
+  WireHeaders.time,
+  WireHeaders.streamVersion,
+  WireHeaders.position,
+  WireHeaders.schemaVersion,
+  WireHeaders.metadata,
+  ...LIFTED.map(([, header]) => header),
+];
+/** Per name length (index), the slots whose names have that length, and the names' bytes. */
+const SLOTS_BY_LENGTH: { slot: number; bytes: Buffer }[][] = [];
+SLOT_NAMES.forEach((name, slot) => {
+  const bytes = Buffer.from(name, 'utf8');
+  (SLOTS_BY_LENGTH[bytes.length] ??= []).push({ slot, bytes });
+});
+const EMPTY = Buffer.alloc(0);
+
+/** The slot of a header name given as bytes, or -1 when the format does not know it. */
+function slotOf(name: Buffer): number {
+  const length = name.length;
+  const candidates = length < SLOTS_BY_LENGTH.length ? SLOTS_BY_LENGTH[length] : undefined;
+  if (candidates === undefined) return -1;
+  for (let c = 0; c < candidates.length; c++) {
+    const { slot, bytes } = candidates[c]!;
+    let i = 0;
+    while (i < length && name[i] === bytes[i]) i++;
+    if (i === length) return slot;
+  }
+  return -1;
+}
+
+/**
+ * The record's values of the format's headers, by slot: from the header pairs as fetched when
+ * the record has them (names matched by their bytes, nothing decoded), else from its map. The
+ * same rules either way: a null name is skipped, a null value is empty, the last one wins.
+ */
+function headerSlots(record: ConsumedRecord): (Buffer | undefined)[] {
+  const slots: (Buffer | undefined)[] = [];
+  const raw = rawHeadersOf(record);
+  if (raw === undefined) {
+    for (let i = 0; i < SLOT_NAMES.length; i++) slots.push(record.headers.get(SLOT_NAMES[i]!));
+    return slots;
+  }
+  for (let i = 0; i < SLOT_NAMES.length; i++) slots.push(undefined);
+  for (let h = 0; h < raw.length; h++) {
+    const [name, value] = raw[h]!;
+    if (name === null) continue;
+    const slot = slotOf(name);
+    if (slot >= 0) slots[slot] = value ?? EMPTY;
+  }
+  return slots;
+}
+
+function wireError(
+  record: ConsumedRecord,
+  field: string,
+  reason: string,
+  cause?: unknown,
+): KafkaWireFormatError {
+  return new KafkaWireFormatError(
+    field,
+    reason,
+    { topic: record.topic, partition: record.partition, offset: record.offset },
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/** A header's text; throws when it is not UTF-8. */
+function headerText(record: ConsumedRecord, name: string, value: Buffer): string {
+  const decoded = value.toString('utf8');
+  // A lone invalid byte turns into U+FFFD: the header was not UTF-8, so not ours.
+  if (decoded.includes('\ufffd') && !Buffer.from(decoded, 'utf8').equals(value)) {
+    throw wireError(record, name, 'is not valid UTF-8');
+  }
+  return decoded;
+}
+
+function requiredText(record: ConsumedRecord, slots: (Buffer | undefined)[], slot: number): string {
+  const name = SLOT_NAMES[slot]!;
+  const value = slots[slot];
+  if (value === undefined || value.length === 0) throw wireError(record, name, 'is missing');
+  return headerText(record, name, value);
+}
+
+/**
+ * A counter header (`decimal` of the format, at least `min`). Plain digits are read from the
+ * bytes; anything else goes through the text, which gives the error.
+ */
+function counter(
+  record: ConsumedRecord,
+  slots: (Buffer | undefined)[],
+  slot: number,
+  min: number,
+): number {
+  const value = slots[slot];
+  // 1 to 16 digits, no leading zero but "0" itself: the DECIMAL rule, on bytes.
+  if (value !== undefined && value.length > 0 && value.length <= 16) {
+    let n = 0;
+    let i = 0;
+    for (; i < value.length; i++) {
+      const digit = value[i]! - 0x30;
+      if (digit < 0 || digit > 9 || (i === 0 && digit === 0 && value.length > 1)) break;
+      n = n * 10 + digit;
+    }
+    if (i === value.length && Number.isSafeInteger(n) && n >= min) return n;
+  }
+  const name = SLOT_NAMES[slot]!;
+  const text = requiredText(record, slots, slot);
+  if (!DECIMAL.test(text)) throw wireError(record, name, `'${clip(text)}' is not a decimal number`);
+  const n = Number(text);
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw wireError(record, name, `${text} is out of range (>= ${min})`);
+  }
+  return n;
+}
+
+/** Bytes equal: the key against ce_subject's bytes, before any text comparison. */
+function sameBytes(a: Buffer, b: Buffer): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The last `ce_time` decoded and its value (NaN when it was not a time). */
+let lastTime = '';
+let lastMillis = NaN;
+
 /**
  * The recorded event a Kafka record carries: the same `eventId`, `streamId`, `streamVersion`,
  * `position`, `type`, `schemaVersion`, `data`, `metadata` and `recordedAt` as the store gives.
@@ -156,98 +302,87 @@ const JSON_MEDIA_TYPE = /^application\/(?:[a-z0-9.+-]+\+)?json\s*(;.*)?$/i;
  * `UpcastError` when upcasting is asked for and fails.
  */
 export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {}): RecordedEvent {
-  const location: RecordLocation = {
-    topic: record.topic,
-    partition: record.partition,
-    offset: record.offset,
-  };
-  const fail = (field: string, reason: string, cause?: unknown): never => {
-    throw new KafkaWireFormatError(
-      field,
-      reason,
-      location,
-      cause === undefined ? undefined : { cause },
-    );
-  };
-  const headers = record.headers;
-  const text = (name: string): string | undefined => {
-    const value = headers.get(name);
-    if (value === undefined) return undefined;
-    const decoded = value.toString('utf8');
-    // A lone invalid byte turns into U+FFFD: the header was not UTF-8, so not ours.
-    if (decoded.includes('\ufffd') && !Buffer.from(decoded, 'utf8').equals(value)) {
-      fail(name, 'is not valid UTF-8');
-    }
-    return decoded;
-  };
-  const required = (name: string): string => {
-    const value = text(name);
-    if (value === undefined || value === '') fail(name, 'is missing');
-    return value!;
-  };
-  const counter = (name: string, min: number): number => {
-    const value = required(name);
-    if (!DECIMAL.test(value)) fail(name, `'${clip(value)}' is not a decimal number`);
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) fail(name, `${value} is out of range (>= ${min})`);
-    return n;
-  };
-
-  const specVersion = required(WireHeaders.specVersion);
+  // Every projected record comes through here: one pass over the headers, no closures, and
+  // counters read from their bytes (see docs/benchmarks.md, Kafka-fed projections).
+  const slots = headerSlots(record);
+  const specVersion = requiredText(record, slots, H_SPEC_VERSION);
   if (specVersion !== CLOUDEVENTS_SPEC_VERSION) {
-    fail(WireHeaders.specVersion, `CloudEvents ${clip(specVersion)} is not supported (only 1.0)`);
+    throw wireError(
+      record,
+      WireHeaders.specVersion,
+      `CloudEvents ${clip(specVersion)} is not supported (only 1.0)`,
+    );
   }
-  const contentType = required(WireHeaders.contentType);
-  if (!JSON_MEDIA_TYPE.test(contentType)) {
-    fail(WireHeaders.contentType, `'${clip(contentType)}' is not a JSON media type`);
+  const contentType = requiredText(record, slots, H_CONTENT_TYPE);
+  if (contentType !== CONTENT_TYPE && !JSON_MEDIA_TYPE.test(contentType)) {
+    throw wireError(
+      record,
+      WireHeaders.contentType,
+      `'${clip(contentType)}' is not a JSON media type`,
+    );
   }
-  const eventId = required(WireHeaders.id);
-  required(WireHeaders.source);
-  const type = required(WireHeaders.type);
-  const streamId = required(WireHeaders.subject);
-  if (record.key === null) fail('key', 'is missing (it must be the stream id)');
-  else if (record.key.toString('utf8') !== streamId) {
-    fail(
+  const eventId = requiredText(record, slots, H_ID);
+  requiredText(record, slots, H_SOURCE);
+  const type = requiredText(record, slots, H_TYPE);
+  const streamId = requiredText(record, slots, H_SUBJECT);
+  if (record.key === null) throw wireError(record, 'key', 'is missing (it must be the stream id)');
+  if (!sameBytes(record.key, slots[H_SUBJECT]!) && record.key.toString('utf8') !== streamId) {
+    throw wireError(
+      record,
       'key',
       `'${clip(record.key.toString('utf8'))}' differs from ce_subject '${clip(streamId)}'`,
     );
   }
-  const time = required(WireHeaders.time);
-  const millis = RFC3339.test(time) ? Date.parse(time) : NaN;
-  if (Number.isNaN(millis)) fail(WireHeaders.time, `'${clip(time)}' is not an RFC 3339 time`);
-  const streamVersion = counter(WireHeaders.streamVersion, 1);
-  const position = counter(WireHeaders.position, 1);
-  const schemaVersion = counter(WireHeaders.schemaVersion, 1);
+  const time = requiredText(record, slots, H_TIME);
+  // The events of one append share their time: parse each distinct one once.
+  let millis: number;
+  if (time === lastTime) millis = lastMillis;
+  else {
+    millis = RFC3339.test(time) ? Date.parse(time) : NaN;
+    lastTime = time;
+    lastMillis = millis;
+  }
+  if (Number.isNaN(millis)) {
+    throw wireError(record, WireHeaders.time, `'${clip(time)}' is not an RFC 3339 time`);
+  }
+  const streamVersion = counter(record, slots, H_STREAM_VERSION, 1);
+  const position = counter(record, slots, H_POSITION, 1);
+  const schemaVersion = counter(record, slots, H_SCHEMA_VERSION, 1);
 
   let metadata: MessageMetadata = {};
-  const metadataText = text(WireHeaders.metadata);
-  if (metadataText !== undefined) {
+  const metadataBytes = slots[H_METADATA];
+  if (metadataBytes !== undefined) {
+    const metadataText = headerText(record, WireHeaders.metadata, metadataBytes);
     let parsed: unknown;
     try {
       parsed = JSON.parse(metadataText);
     } catch (error) {
-      fail(WireHeaders.metadata, 'is not JSON', error);
+      throw wireError(record, WireHeaders.metadata, 'is not JSON', error);
     }
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      fail(WireHeaders.metadata, 'must be a JSON object');
+      throw wireError(record, WireHeaders.metadata, 'must be a JSON object');
     }
     metadata = parsed as MessageMetadata;
   }
-  for (const [key, header] of LIFTED) {
-    const value = text(header);
-    if (value === undefined) continue;
+  for (let i = 0; i < LIFTED.length; i++) {
+    const bytes = slots[H_LIFTED + i];
+    if (bytes === undefined) continue;
+    const [key, header] = LIFTED[i]!;
+    const value = headerText(record, header, bytes);
     if (Object.prototype.hasOwnProperty.call(metadata, key)) {
-      fail(header, `'${key}' is given twice: in ${header} and in ce_metadata`);
+      throw wireError(record, header, `'${key}' is given twice: in ${header} and in ce_metadata`);
     }
     metadata[key] = value;
   }
 
-  if (record.value === null) fail('value', 'is missing (a tombstone is not an event)');
+  if (record.value === null) {
+    throw wireError(record, 'value', 'is missing (a tombstone is not an event)');
+  }
   let data: unknown;
   try {
-    data = JSON.parse(record.value!.toString('utf8'));
+    data = JSON.parse(record.value.toString('utf8'));
   } catch (error) {
-    fail('value', 'is not JSON', error);
+    throw wireError(record, 'value', 'is not JSON', error);
   }
 
   const event = {

@@ -388,6 +388,48 @@ describe('infra: Kafka through the port', () => {
     );
   });
 
+  it(
+    'reads ahead (readAhead): every record once and in order; a seek drops what was read ahead',
+    TEST,
+    async () => {
+      const t = await createTestTopic({ prefix: 'read-ahead', partitions: 1 });
+      const producer = new KafkaProducer(kafkaConnection());
+      // A send each: a record batch each, and with maxBytesPerPartition 1 a fetch returns one.
+      for (let i = 0; i < 6; i++) await producer.send([{ topic: t.name, value: `r${i}` }]);
+      await producer.close();
+      const c = consumer([t.name], {
+        readAhead: true,
+        maxBytesPerPartition: 1,
+        onAssigned: (change) => change.assigned.map((tp) => ({ ...tp, start: 0n })),
+      });
+      /** The values of the next poll that brings records. */
+      const next = async () => {
+        for (;;) {
+          const values = (await c.poll()).flatMap((b) => b.records.map((r) => text(r.value)));
+          if (values.length > 0) return values;
+        }
+      };
+      try {
+        await c.start();
+        assert.deepEqual(await next(), ['r0']);
+        // The fetch for r1 left with that poll; it is taken, not fetched again.
+        assert.deepEqual(await next(), ['r1']);
+        assert.equal(c.position(t.name, 0), 2n);
+        // The fetch for r2 is out now: a seek makes it worthless, and the poll reads from 1.
+        c.seek(t.name, 0, 1n);
+        assert.deepEqual(await next(), ['r1']);
+        const rest = await readToEnd(c);
+        assert.deepEqual(
+          rest.map((r) => text(r.value)),
+          ['r2', 'r3', 'r4', 'r5'],
+        );
+      } finally {
+        await c.close();
+        await t.delete();
+      }
+    },
+  );
+
   it('reports rebalances: a second member takes partitions from the first', TEST, async () => {
     const t = await createTestTopic({ prefix: 'rebalance', partitions: 2 });
     const groupId = uniqueName('rebalance');

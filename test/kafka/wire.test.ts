@@ -10,6 +10,7 @@ import {
   type ConsumedRecord,
   type ProducerRecord,
 } from 'tidemark/kafka';
+import { decodePartition } from '../../src/kafka/internal.ts';
 
 const event: RecordedEvent = {
   eventId: '0b9f6a52-2f0e-4f7e-9f4e-5c0d2a7c9e11',
@@ -64,7 +65,63 @@ function withHeaders(
   return { ...record, headers };
 }
 
+type Partition = Parameters<typeof decodePartition>[1];
+type RawHeaders = NonNullable<Partition['records']>[number]['records'][number]['headers'];
+
+/**
+ * The same record as a fetch delivers it (decodePartition over a one-record batch): its header
+ * pairs as parsed, which decodeEvent reads by their bytes. `raw` replaces the pairs, to give
+ * what a map cannot hold (null names and values, a name twice).
+ */
+function fetched(record: ConsumedRecord, raw?: RawHeaders): ConsumedRecord {
+  const pairs: RawHeaders = raw ?? [...record.headers].map(([n, v]) => [Buffer.from(n), v]);
+  const partition: Partition = {
+    partitionIndex: record.partition,
+    errorCode: 0,
+    highWatermark: record.offset + 1n,
+    lastStableOffset: record.offset + 1n,
+    logStartOffset: 0n,
+    abortedTransactions: [],
+    preferredReadReplica: -1,
+    records: [
+      {
+        firstOffset: record.offset,
+        length: 0,
+        partitionLeaderEpoch: 0,
+        magic: 2,
+        crc: 0,
+        attributes: 0,
+        lastOffsetDelta: 0,
+        firstTimestamp: record.timestamp,
+        maxTimestamp: record.timestamp,
+        producerId: -1n,
+        producerEpoch: 0,
+        firstSequence: 0,
+        records: [
+          {
+            length: 0,
+            attributes: 0,
+            timestampDelta: 0n,
+            offsetDelta: 0,
+            key: record.key,
+            value: record.value,
+            headers: pairs,
+          },
+        ],
+      },
+    ],
+  } as Partition;
+  const [one] = decodePartition(record.topic, partition, record.offset, true).records;
+  return one!;
+}
+
+/** Refused as built here and as a fetch delivers it, with the same field and reason. */
 function rejects(record: ConsumedRecord, field: string, reason: RegExp): void {
+  rejectsOne(record, field, reason);
+  rejectsOne(fetched(record), field, reason);
+}
+
+function rejectsOne(record: ConsumedRecord, field: string, reason: RegExp): void {
   assert.throws(
     () => decodeEvent(record),
     (error: unknown) => {
@@ -112,6 +169,72 @@ describe('kafka: wire format', () => {
 
   it('round-trips: the decoded event equals the recorded one', () => {
     assert.deepEqual(decodeEvent(consumed(record)), event);
+    assert.deepEqual(decodeEvent(fetched(consumed(record))), event);
+  });
+
+  it('reads fetched header pairs as the map would: null names skipped, null values empty, the last of a name', () => {
+    const good = consumed(record);
+    const pairs = [...good.headers].map(([n, v]): [Buffer | null, Buffer | null] => [
+      Buffer.from(n),
+      v,
+    ]);
+    // A null name and an unknown name (not UTF-8, and as long as a known one) are ignored.
+    const extra = fetched(good, [
+      [null, Buffer.from('x')],
+      [Buffer.from([0xff, 0x63, 0x65, 0x5f, 0x69]), Buffer.from('y')],
+      ...pairs,
+    ]);
+    assert.deepEqual(decodeEvent(extra), event);
+    assert.equal(extra.headers.get('ce_type')?.toString(), 'ItemAdded');
+    assert.equal(extra.headers.size, good.headers.size + 1);
+    // The last ce_type wins; an earlier bad one does not matter.
+    const twice = fetched(good, [[Buffer.from('ce_type'), Buffer.from('Bogus')], ...pairs]);
+    assert.equal(decodeEvent(twice).type, 'ItemAdded');
+    const later = fetched(good, [...pairs, [Buffer.from('ce_type'), Buffer.from('Renamed')]]);
+    assert.equal(decodeEvent(later).type, 'Renamed');
+    assert.equal(later.headers.get('ce_type')?.toString(), 'Renamed');
+    // A null value is empty: a required header with one is missing.
+    const nulled = pairs.map(([n, v]): [Buffer | null, Buffer | null] =>
+      n?.toString() === 'ce_id' ? [n, null] : [n, v],
+    );
+    rejectsOne(fetched(good, nulled), 'ce_id', /missing/);
+    assert.equal(fetched(good, nulled).headers.get('ce_id')?.length, 0);
+  });
+
+  it('reads counters from their bytes only when they are plain decimals; the rest is refused as before', () => {
+    const good = consumed(record);
+    const cases: [string, RegExp][] = [
+      ['', /missing/],
+      ['0', /range/],
+      ['00', /decimal/],
+      ['01', /decimal/],
+      ['+1', /decimal/],
+      ['1e3', /decimal/],
+      [' 1', /decimal/],
+      ['١', /decimal/], // an Arabic-Indic digit: a digit in Unicode, not in the format
+      ['12345678901234567', /decimal/], // 17 digits
+      ['9007199254740992', /range/], // 16 digits, above 2^53 - 1
+    ];
+    for (const [value, reason] of cases) {
+      rejects(withHeaders(good, { ce_streamversion: value }), 'ce_streamversion', reason);
+    }
+    for (const value of ['1', '10', '9007199254740991']) {
+      const decoded = decodeEvent(fetched(withHeaders(good, { ce_position: value })));
+      assert.equal(decoded.position, Number(value));
+    }
+  });
+
+  it('compares the key with ce_subject as text; equal bytes or not, and times seen twice', () => {
+    const good = consumed(record);
+    // Same text, same bytes: accepted. Other text: refused (also after the same subject).
+    assert.equal(decodeEvent(fetched(good)).streamId, 'order-42');
+    rejects({ ...good, key: Buffer.from('order-42 ') }, 'key', /differs/);
+    // The time of the record before is no answer for this one: each is its own.
+    const first = decodeEvent(fetched(good));
+    const other = decodeEvent(fetched(withHeaders(good, { ce_time: '2025-01-31T09:30:00.124Z' })));
+    assert.equal(other.recordedAt.getTime() - first.recordedAt.getTime(), 1);
+    rejects(withHeaders(good, { ce_time: '2025-01-31T09:30:00.124' }), 'ce_time', /RFC 3339/);
+    assert.equal(decodeEvent(fetched(good)).recordedAt.getTime(), event.recordedAt.getTime());
   });
 
   it('round-trips empty metadata, null data and metadata keys that are not strings', () => {
