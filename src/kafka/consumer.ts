@@ -104,8 +104,9 @@ export interface KafkaConsumerOptions {
   /** How long the group waits for members to rejoin during a rebalance. Default 60000 ms. */
   readonly rebalanceTimeoutMs?: number;
   /**
-   * Start the next fetch as soon as a poll returns records, so that it runs (on the broker and
-   * on the wire) while the caller handles those records; the next poll takes its answer. The
+   * Start the next fetch as soon as a poll returns records and more were there already (a
+   * backlog: catching up), so that it runs (on the broker and on the wire) while the caller
+   * handles those records; the next poll takes its answer. Caught up, polls fetch as usual. The
    * answer is dropped, and fetched again, when a seek or a rebalance came in between. One fetch
    * at most is held ahead (at most `maxBytes` of records). Default false.
    */
@@ -505,11 +506,24 @@ export class KafkaConsumer {
     if (seeks !== this.#seeks) return [];
     for (const batch of batches)
       this.#positions.set(key(batch.topic, batch.partition), batch.nextOffset);
-    if (this.#options.readAhead && batches.some((b) => b.records.length > 0)) {
+    if (this.#options.readAhead && batches.some((b) => this.#behind(b))) {
       // Started from the positions just set; see readAhead.
       this.#ahead = { generation, seeks, result: this.#fetchSettled() };
     }
     return options.includeEmpty ? batches : batches.filter((b) => b.records.length > 0);
+  }
+
+  /**
+   * Whether a partition had more to read than this fetch brought: records past its answer were
+   * there already (up to the last stable offset under read_committed, the high watermark
+   * otherwise). Only then is a fetch read ahead. A consumer that is caught up does not read
+   * ahead: that fetch would come back with the first record or two to arrive while the caller
+   * applies this batch, and the rest would wait a whole batch longer.
+   */
+  #behind(batch: ConsumedBatch): boolean {
+    if (batch.records.length === 0) return false;
+    const end = this.#readCommitted ? batch.lastStableOffset : batch.highWatermark;
+    return end > batch.nextOffset;
   }
 
   /** One fetch, its failure kept as a value (a fetch held ahead may never be awaited). */
