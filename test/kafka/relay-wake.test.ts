@@ -106,6 +106,15 @@ describe('kafka: relay wake-up', () => {
     return { relay, topic };
   }
 
+  /** A hooked memory store, and a started relay on it whose log tells its commits. */
+  async function startedRelay() {
+    const store = new HookedStore();
+    const log = committedLog();
+    const { relay, topic } = relayFor(store, log);
+    await relay.start();
+    return { store, log, relay, topic };
+  }
+
   async function published(topic: string): Promise<string[]> {
     const reader = new KafkaReader(kafkaConnection());
     try {
@@ -119,10 +128,7 @@ describe('kafka: relay wake-up', () => {
     'an append announced while a read that misses it runs is published without waiting for the poll interval',
     TEST,
     async () => {
-      const store = new HookedStore();
-      const log = committedLog();
-      const { relay, topic } = relayFor(store, log);
-      await relay.start();
+      const { store, log, relay, topic } = await startedRelay();
       try {
         // The first read after the hook is set that finds nothing new (the start's, or the one
         // after the first event's transaction): an append lands and is announced meanwhile.
@@ -152,10 +158,7 @@ describe('kafka: relay wake-up', () => {
     'an append announced during a transaction is read while that transaction commits, and published',
     TEST,
     async () => {
-      const store = new HookedStore();
-      const log = committedLog();
-      const { relay, topic } = relayFor(store, log);
-      await relay.start();
+      const { store, log, relay, topic } = await startedRelay();
       try {
         // Each read that finds events appends one more (three times): it is announced while the
         // batch just read is still to be published.

@@ -22,9 +22,14 @@ const file = () => join(dir, `db-${++n}.sqlite`);
 /** A sync seam whose calls wait until the test finishes them (really syncing, or failing). */
 function heldSyncs() {
   const calls: { fd: number; finish: () => void; fail: (error: Error) => void }[] = [];
+  const open = new Set<number>();
   let called = Promise.withResolvers<void>();
   return {
     calls,
+    /** Finishes every sync still held (a test's cleanup). */
+    finishRest() {
+      for (const i of open) calls[i]!.finish();
+    },
     /** Resolves when the sync number `count` (1-based) has been asked for. */
     async asked(count: number) {
       while (calls.length < count) {
@@ -33,12 +38,32 @@ function heldSyncs() {
       }
     },
     syncFile(fd: number, callback: (error: NodeJS.ErrnoException | null) => void) {
+      const i = calls.length;
+      open.add(i);
       calls.push({
         fd,
-        finish: () => fdatasync(fd, callback),
-        fail: (error) => callback(error as NodeJS.ErrnoException),
+        finish: () => open.delete(i) && fdatasync(fd, callback),
+        fail: (error) => open.delete(i) && callback(error as NodeJS.ErrnoException),
       });
       called.resolve();
+    },
+  };
+}
+
+/**
+ * A database synced in the background through held syncs (optionally with an event store on
+ * it), and its cleanup: every sync still held is finished, then everything closed.
+ */
+function backgroundDatabase() {
+  const syncs = heldSyncs();
+  const database = new SqliteDatabase(file(), { walSync: 'background', syncFile: syncs.syncFile });
+  return {
+    syncs,
+    database,
+    async close(store?: SqliteEventStore) {
+      syncs.finishRest();
+      await store?.close();
+      await database.close();
     },
   };
 }
@@ -58,11 +83,7 @@ const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 describe('SqliteDatabase: WAL synced in the background', () => {
   it('acknowledges an append, and tells commit listeners, only after its sync completed', async () => {
-    const syncs = heldSyncs();
-    const database = new SqliteDatabase(file(), {
-      walSync: 'background',
-      syncFile: syncs.syncFile,
-    });
+    const { syncs, database, close } = backgroundDatabase();
     const store = new SqliteEventStore(database);
     let notified = 0;
     database.onCommit(() => notified++);
@@ -82,18 +103,12 @@ describe('SqliteDatabase: WAL synced in the background', () => {
       assert.equal(result.nextExpectedVersion, 1);
       assert.equal(notified, 1);
     } finally {
-      for (const call of syncs.calls.slice(1)) call.finish();
-      await store.close();
-      await database.close();
+      await close(store);
     }
   });
 
   it('makes commits that land during a sync wait for the next one, which covers them all', async () => {
-    const syncs = heldSyncs();
-    const database = new SqliteDatabase(file(), {
-      walSync: 'background',
-      syncFile: syncs.syncFile,
-    });
+    const { syncs, database, close } = backgroundDatabase();
     const store = new SqliteEventStore(database);
     try {
       const first = track(store.appendToStream('s-1', [{ type: 'E', data: {} }]));
@@ -113,18 +128,12 @@ describe('SqliteDatabase: WAL synced in the background', () => {
       await Promise.all([second.promise, third.promise]);
       assert.equal(syncs.calls.length, 2, 'one sync for both');
     } finally {
-      for (const call of syncs.calls.slice(2)) call.finish();
-      await store.close();
-      await database.close();
+      await close(store);
     }
   });
 
   it('fails the writes a failed sync covered, and refuses every later write, loudly', async () => {
-    const syncs = heldSyncs();
-    const database = new SqliteDatabase(file(), {
-      walSync: 'background',
-      syncFile: syncs.syncFile,
-    });
+    const { syncs, database, close } = backgroundDatabase();
     const store = new SqliteEventStore(database);
     try {
       const append = store.appendToStream('s-1', [{ type: 'E', data: {} }]);
@@ -148,19 +157,14 @@ describe('SqliteDatabase: WAL synced in the background', () => {
       );
       assert.equal(syncs.calls.length, 1, 'nothing more was written');
     } finally {
-      await store.close();
-      await database.close();
+      await close(store);
     }
   });
 
   it("syncs the WAL's directory once, after the first WAL sync and before acknowledging", async () => {
     // A database with no migrations (they sync at once, directory included): the first sync
     // of the directory then goes through the seam, after the WAL's first one.
-    const syncs = heldSyncs();
-    const database = new SqliteDatabase(file(), {
-      walSync: 'background',
-      syncFile: syncs.syncFile,
-    });
+    const { syncs, database, close } = backgroundDatabase();
     const isDirectory = (i: number) => fstatSync(syncs.calls[i]!.fd).isDirectory();
     try {
       database.writer.exec('CREATE TABLE t (x INTEGER)');
@@ -182,17 +186,12 @@ describe('SqliteDatabase: WAL synced in the background', () => {
       await turn();
       assert.equal(syncs.calls.length, 3, 'the directory once per open database');
     } finally {
-      for (const call of syncs.calls.slice(3)) call.finish();
-      await database.close();
+      await close();
     }
   });
 
   it("fails the write, and later ones, when the directory's sync fails", async () => {
-    const syncs = heldSyncs();
-    const database = new SqliteDatabase(file(), {
-      walSync: 'background',
-      syncFile: syncs.syncFile,
-    });
+    const { syncs, database, close } = backgroundDatabase();
     try {
       database.writer.exec('CREATE TABLE t (x INTEGER)');
       const write = database.write(() => database.writer.exec('INSERT INTO t VALUES (1)'));
@@ -207,16 +206,12 @@ describe('SqliteDatabase: WAL synced in the background', () => {
       );
       assert.equal(syncs.calls.length, 2, 'nothing more was synced');
     } finally {
-      await database.close();
+      await close();
     }
   });
 
   it('does not make relaxed transactions (read models) wait for a sync', async () => {
-    const syncs = heldSyncs();
-    const database = new SqliteDatabase(file(), {
-      walSync: 'background',
-      syncFile: syncs.syncFile,
-    });
+    const { syncs, database, close } = backgroundDatabase();
     try {
       await database.transaction((db) => db.exec('CREATE TABLE t (x INTEGER)'), {
         relaxed: true,
@@ -237,7 +232,7 @@ describe('SqliteDatabase: WAL synced in the background', () => {
       syncs.calls[1]!.finish();
       await durable.promise;
     } finally {
-      await database.close();
+      await close();
     }
   });
 });
