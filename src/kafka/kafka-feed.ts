@@ -476,7 +476,8 @@ class KafkaFeedReader implements FeedReader {
           throw new ProgressMovedError(name, version);
         }
       },
-      save: async (sql, upTo) => {
+      save: async (sql, upTo, streamVersions) => {
+        if (streamVersions) await ledger.saveStreamVersions(sql, name, version, streamVersions);
         if (upTo !== events.length - 1) return;
         for (const part of finishing) {
           const expected = part.versions.get(slot)!;
@@ -632,7 +633,7 @@ class KafkaFeedReader implements FeedReader {
         const state = await ledger.state(sql, name, version);
         if (state === undefined || state === 'retired') throw new ProgressMovedError(name, version);
       },
-      save: async (sql, upTo) => {
+      save: async (sql, upTo, streamVersions) => {
         const plain: { topic: string; partition: number; expected: bigint; to: bigint }[] = [];
         // Sorted, so that two members writing the same rows take their locks in the same order.
         const moves = movesFor(upTo).sort((a, b) => (a.part.key < b.part.key ? -1 : 1));
@@ -659,7 +660,8 @@ class KafkaFeedReader implements FeedReader {
             plain.push({ topic: part.topic, partition: part.partition, expected, to });
           }
         }
-        if (!(await ledger.moveOffsets(sql, name, version, plain))) {
+        // The stream versions in the same statement as the offsets (on PostgreSQL).
+        if (!(await ledger.moveOffsets(sql, name, version, plain, streamVersions))) {
           throw new ProgressMovedError(name, version);
         }
       },

@@ -108,9 +108,10 @@ export interface SlotWork {
   claim(sql: SqlExecutor): Promise<void>;
   /**
    * Stores the checkpoint after `events[upTo]`; `upTo === events.length - 1` means the whole
-   * batch (which may reach past its last event: offsets of records that are not events).
+   * batch (which may reach past its last event: offsets of records that are not events). With
+   * `streamVersions` (the streams' versions the batch applied, per stream), stores those too.
    */
-  save(sql: SqlExecutor, upTo: number): Promise<void>;
+  save(sql: SqlExecutor, upTo: number, streamVersions?: ReadonlyMap<string, number>): Promise<void>;
   /** The transaction that ran `save(sql, upTo)` committed. */
   committed(upTo: number): void;
 }
@@ -227,10 +228,13 @@ export class ProjectionApplier {
     } else {
       for (const event of events) await this.#applyOne(sql, event, versions);
     }
-    if (versions && versions.changed.size > 0) {
-      await ledger.saveStreamVersions(sql, this.definition.name, this.version, versions.changed);
-    }
-    await work.save(sql, events.length - 1);
+    // The stream versions go with the checkpoint: the feed stores both, in one statement where
+    // the store allows (Kafka-fed on PostgreSQL).
+    await work.save(
+      sql,
+      events.length - 1,
+      versions && versions.changed.size > 0 ? versions.changed : undefined,
+    );
   }
 
   /**

@@ -470,13 +470,48 @@ export const ledger = {
   /**
    * Compare-and-set of several stored rows in one statement (the common case of a poll): true
    * only when every row still held its expected offset (the caller then rolls back otherwise).
+   * `streamVersions`, when given, are saved too (see {@link ledger.saveStreamVersions}): on
+   * PostgreSQL by the same statement, so a Kafka-fed batch stores its progress in one round trip.
    */
   async moveOffsets(
     sql: SqlExecutor,
     name: string,
     version: number,
     moves: readonly { topic: string; partition: number; expected: bigint; to: bigint }[],
+    streamVersions?: ReadonlyMap<string, number>,
   ): Promise<boolean> {
+    if (streamVersions !== undefined && streamVersions.size > 0) {
+      if (sql.dialect === 'postgres' && moves.length > 0) {
+        const streams = [...streamVersions];
+        // A data-modifying WITH runs to completion whether or not the UPDATE reads it.
+        const { rowCount } = await sql.execute(
+          `WITH saved AS (
+             INSERT INTO tm_projection_streams (name, version, stream_id, stream_version)
+             SELECT $1::text, $2::int4, s.id, s.v FROM unnest($3::text[], $4::int8[]) AS s(id, v)
+             ON CONFLICT (name, version, stream_id) DO UPDATE SET stream_version = excluded.stream_version
+           )
+           UPDATE tm_projection_offsets SET next_offset = m.next_offset
+           FROM unnest($5::text[], $6::int4[], $7::int8[], $8::int8[])
+             AS m(topic, kafka_partition, next_offset, expected)
+           WHERE tm_projection_offsets.name = $1 AND tm_projection_offsets.version = $2
+             AND tm_projection_offsets.topic = m.topic
+             AND tm_projection_offsets.kafka_partition = m.kafka_partition
+             AND tm_projection_offsets.next_offset = m.expected`,
+          [
+            name,
+            version,
+            streams.map(([id]) => id),
+            streams.map(([, v]) => v),
+            moves.map((m) => m.topic),
+            moves.map((m) => m.partition),
+            moves.map((m) => String(m.to)),
+            moves.map((m) => String(m.expected)),
+          ],
+        );
+        return rowCount === moves.length;
+      }
+      await ledger.saveStreamVersions(sql, name, version, streamVersions);
+    }
     if (moves.length === 0) return true;
     if (moves.length === 1) {
       const [m] = moves;

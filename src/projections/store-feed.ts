@@ -151,7 +151,8 @@ class StoreFeedReader implements FeedReader {
           throw new ProgressMovedError(name, version);
         }
       },
-      save: async (sql, upTo) => {
+      save: async (sql, upTo, streamVersions) => {
+        if (streamVersions) await ledger.saveStreamVersions(sql, name, version, streamVersions);
         const to = events[upTo]!.position;
         if (!(await ledger.advancePosition(sql, name, version, saved, to))) {
           throw new ProgressMovedError(name, version);

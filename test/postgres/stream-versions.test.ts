@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ledgerMigrations, type SqlExecutor } from 'tidemark';
 import { PostgresProjectionSink } from 'tidemark/postgres';
-import { ledger } from '../../src/projections/ledger.ts';
+import { ledger, partitionKey } from '../../src/projections/ledger.ts';
 import { schemaSource, type SchemaSource } from '../support/pg-schemas.ts';
 import { createTestDatabase } from '../support/services.ts';
 
@@ -91,6 +91,79 @@ describe('postgres: stream versions of the redelivery guard', () => {
       await ledger.streamVersions(sink, 'p', 1, ['a,"b"} {c', 'a']),
       new Map([['a,"b"} {c', 5]]),
     );
+  });
+
+  it("saves a batch's offsets and stream versions in one statement, or neither", async () => {
+    const offsets = [
+      { topic: 't', partition: 0, to: 10n },
+      { topic: 't', partition: 1, to: 20n },
+    ];
+    await sink.transaction(async (sql) => {
+      for (const o of offsets) {
+        assert.equal(await ledger.moveOffset(sql, 'r', 1, o.topic, o.partition, null, o.to), true);
+      }
+    });
+    const counted = (sql: SqlExecutor) => {
+      let statements = 0;
+      const executor = Object.create(sql) as SqlExecutor;
+      executor.execute = (text, params) => (statements++, sql.execute(text, params));
+      executor.query = (text, params) => (statements++, sql.query(text, params));
+      return { executor, statements: () => statements };
+    };
+    const moves = [
+      { topic: 't', partition: 0, expected: 10n, to: 15n },
+      { topic: 't', partition: 1, expected: 20n, to: 26n },
+    ];
+    await sink.transaction(async (sql) => {
+      const { executor, statements } = counted(sql);
+      const saved = await ledger.moveOffsets(
+        executor,
+        'r',
+        1,
+        moves,
+        new Map([
+          ['x-1', 3],
+          ['x-2', 1],
+        ]),
+      );
+      assert.equal(saved, true);
+      assert.equal(statements(), 1, 'one round trip');
+    });
+    assert.deepEqual(
+      await ledger.streamVersions(sink, 'r', 1, ['x-1', 'x-2']),
+      new Map([
+        ['x-1', 3],
+        ['x-2', 1],
+      ]),
+    );
+    const stored = await ledger.offsets(sink, 'r', 1);
+    assert.deepEqual(
+      stored,
+      new Map([
+        [partitionKey('t', 0), 15n],
+        [partitionKey('t', 1), 26n],
+      ]),
+    );
+    // One offset moved meanwhile (expected 15 and 99): false, and the caller's rollback takes
+    // the stream versions back with it.
+    await assert.rejects(
+      sink.transaction(async (sql) => {
+        const saved = await ledger.moveOffsets(
+          sql,
+          'r',
+          1,
+          [
+            { topic: 't', partition: 0, expected: 15n, to: 16n },
+            { topic: 't', partition: 1, expected: 99n, to: 100n },
+          ],
+          new Map([['x-1', 4]]),
+        );
+        assert.equal(saved, false);
+        throw new Error('rolled back');
+      }),
+      /rolled back/,
+    );
+    assert.deepEqual(await ledger.streamVersions(sink, 'r', 1, ['x-1']), new Map([['x-1', 3]]));
   });
 
   it('probes the key per stream under the generic plan of a table never analyzed', async () => {
