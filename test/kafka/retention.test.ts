@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { ArchiveAwareStore, DirectoryArchive, ProjectionRunner, archiveStreams } from 'tidemark';
 import { EventTopics, KafkaAdmin, KafkaHistoryTruncatedError, kafkaFeed } from 'tidemark/kafka';
 import { KafkaReader } from '../../src/kafka/internal.ts';
-import { postgresStorage, sqliteStorage } from '../support/feed-fixtures.ts';
+import { committedEnds, postgresStorage, sqliteStorage } from '../support/feed-fixtures.ts';
 import { schemaSource } from '../support/pg-schemas.ts';
 import {
   createTestDatabase,
@@ -46,7 +46,8 @@ async function dropBeginning(at: (partition: number, end: bigint) => bigint) {
   const reader = new KafkaReader(kafkaConnection());
   const admin = new KafkaAdmin(kafkaConnection());
   try {
-    const ends = await reader.offsets(topic, 'latest');
+    // Every partition's end, once the relay's transactions are visible.
+    const ends = await committedEnds(kafkaConnection(), topic);
     const before = new Map([...ends].map(([p, end]) => [p, at(p, end)]));
     const starts = await admin.deleteRecords(topic, before);
     // The broker's own answer is the signal that the records are gone.

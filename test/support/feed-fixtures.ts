@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { storeFeed, type EventStore } from 'tidemark';
 import { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } from 'tidemark/sqlite';
 import type { ProjectionFeedFixture } from 'tidemark/testing';
+import type { KafkaConnection } from '../../src/kafka/connection.ts';
 
 export const sqliteTransient = () =>
   Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
@@ -73,7 +74,7 @@ export async function kafkaFed(
   storage: { store: EventStore; sink: ProjectionFeedFixture['sink']; close(): Promise<void> },
   transientError: () => Error,
 ): Promise<ProjectionFeedFixture> {
-  const { KafkaAdmin, KafkaReader, KafkaRelay, EventTopics, kafkaFeed } =
+  const { KafkaAdmin, KafkaRelay, EventTopics, kafkaFeed } =
     await import('../../src/kafka/internal.ts');
   const { kafkaConnection, uniqueName, uniqueTopic } = await import('./services.ts');
   const connection = kafkaConnection();
@@ -94,24 +95,7 @@ export async function kafkaFed(
     progressTopic,
   });
   await relay.start();
-  const committed = new KafkaReader(connection, { isolation: 'read_committed' });
-  const everything = new KafkaReader(connection, { isolation: 'read_uncommitted' });
-  /**
-   * The relay's commit returns before the broker has written the transaction's markers, and a
-   * read_committed reader sees the records only once it has: wait until the last stable offset
-   * of every partition has reached its high watermark (no transaction open). Each look is a
-   * round trip to the broker; bounded by count.
-   */
-  const visible = async () => {
-    for (let looks = 0; looks < 10_000; looks++) {
-      const [stable, high] = await Promise.all([
-        committed.offsets(topic, 'latest'),
-        everything.offsets(topic, 'latest'),
-      ]);
-      if ([...high].every(([partition, end]) => (stable.get(partition) ?? -1n) >= end)) return;
-    }
-    throw new Error(`the relay's transactions on ${topic} did not become visible`);
-  };
+  const visible = () => committedEnds(connection, topic);
   return {
     store: storage.store,
     sink: storage.sink,
@@ -131,8 +115,6 @@ export async function kafkaFed(
     transientError,
     dispose: async () => {
       await relay.stop();
-      await committed.close();
-      await everything.close();
       const admin = new KafkaAdmin(connection);
       try {
         for (const t of [topic, progressTopic]) await admin.deleteTopic(t, { ifExists: true });
@@ -142,4 +124,34 @@ export async function kafkaFed(
       await storage.close();
     },
   };
+}
+
+/**
+ * The end of each partition of `topic` once every transaction in it is visible to read_committed
+ * readers. A relay's commit returns before the broker has written the transaction's markers,
+ * and until it has, a partition's last stable offset lags its high watermark: look again until
+ * every one has reached it. Each look is a round trip to the broker; bounded by count.
+ */
+export async function committedEnds(
+  connection: KafkaConnection,
+  topic: string,
+): Promise<Map<number, bigint>> {
+  const { KafkaReader } = await import('../../src/kafka/internal.ts');
+  const committed = new KafkaReader(connection, { isolation: 'read_committed' });
+  const everything = new KafkaReader(connection, { isolation: 'read_uncommitted' });
+  try {
+    for (let looks = 0; looks < 10_000; looks++) {
+      const [stable, high] = await Promise.all([
+        committed.offsets(topic, 'latest'),
+        everything.offsets(topic, 'latest'),
+      ]);
+      if ([...high].every(([partition, end]) => (stable.get(partition) ?? -1n) >= end)) {
+        return stable;
+      }
+    }
+    throw new Error(`the transactions on ${topic} did not become visible`);
+  } finally {
+    await committed.close();
+    await everything.close();
+  }
 }
