@@ -141,6 +141,8 @@ const result = spawnSync(
   process.execPath,
   [
     '--conditions=tidemark-source',
+    // Fails a file whose process stays alive after its tests, naming what holds it open.
+    `--import=${join(root, 'test', 'support', 'exit-watch.ts')}`,
     '--test',
     '--test-reporter=spec',
     `--test-timeout=${timeoutMs}`,

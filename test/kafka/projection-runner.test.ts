@@ -396,7 +396,10 @@ describe('kafka: projection runner', () => {
           () => a.assignment.length + b.assignment.length === 4 && b.assignment.length > 0,
         );
         assert.equal(await a.whenCaughtUp(30_000), true);
-        await b.stop(); // leaves the group: a takes over b's partitions at once
+        await b.stop(); // leaves the group: the coordinator rebalances it at once
+        // a learns of the rebalance at its next heartbeat; until then it is caught up on the two
+        // partitions it owns, so whenCaughtUp alone could answer before the takeover.
+        await whenRunners([a], "a owns b's partitions too", () => a.assignment.length === 4);
         await appendCounted(store, streams, 5);
         await publishAll(kafkaConnection(), store, topic, { progressTopic, name });
         assert.equal(await a.whenCaughtUp(30_000), true);

@@ -18,6 +18,7 @@ import {
   type KafkaConnection,
   type ConsumedRecord,
 } from '../../src/kafka/internal.ts';
+import { committedEnds } from '../support/feed-fixtures.ts';
 
 /**
  * Per stream: how many events were applied and the list of versions in the order applied, so
@@ -150,6 +151,9 @@ export async function publishAll(
   } finally {
     await relay.stop();
   }
+  // The relay's commit returns before the broker writes the markers: a projector asked whether
+  // it is caught up could still be shown the old ends.
+  await committedEnds(connection, topic);
 }
 
 export async function readTopic(

@@ -1,0 +1,56 @@
+// Loaded into every test file's process (scripts/test.mjs passes it with --import). Once a file's
+// tests and hooks are done, its process should exit by itself; one that does not is held by
+// something a test (or the code under test) left open: a socket, a timer, a child process.
+// Without this watch such a file ran into the file timeout (10 minutes) and said nothing about
+// why. With it, the process fails after EXIT_GRACE_MS and names what is still open.
+import { after } from 'node:test';
+
+const EXIT_GRACE_MS = Number(process.env.TIDEMARK_TEST_EXIT_GRACE_MS ?? 30_000);
+
+/** One line per handle that keeps the event loop alive, with what can be told about it. */
+export function describeOpenHandles(): string[] {
+  // _getActiveHandles is undocumented but has been there since early Node; the documented
+  // getActiveResourcesInfo names only the kinds. Both are read, so a rename cannot hide a leak.
+  const getHandles = (process as unknown as { _getActiveHandles?: () => unknown[] })
+    ._getActiveHandles;
+  const handles = typeof getHandles === 'function' ? getHandles.call(process) : [];
+  const lines: string[] = [];
+  const std: unknown[] = [process.stdout, process.stderr];
+  for (const handle of handles) {
+    if (std.includes(handle)) continue;
+    const h = handle as Record<string, unknown> & { constructor?: { name?: string } };
+    if (typeof h.hasRef === 'function' && !(h.hasRef as () => boolean).call(h)) continue;
+    const kind = h.constructor?.name ?? typeof h;
+    if (kind === 'Socket' || kind === 'TLSSocket') {
+      lines.push(
+        `${kind} ${String(h.localAddress)}:${String(h.localPort)} -> ${String(h.remoteAddress)}:${String(h.remotePort)}${h.destroyed ? ' (destroyed)' : ''}`,
+      );
+    } else if (kind === 'Server') {
+      const address = (h.address as () => unknown)?.call(h);
+      lines.push(`Server ${JSON.stringify(address)}`);
+    } else if (kind === 'ChildProcess') {
+      lines.push(`ChildProcess pid ${String(h.pid)}: ${JSON.stringify(h.spawnargs)}`);
+    } else if (kind === 'Timeout') {
+      const callback = h._onTimeout as { name?: string; toString(): string } | undefined;
+      const source = callback?.toString().replace(/\s+/g, ' ').slice(0, 160);
+      lines.push(`Timeout ${String(h._idleTimeout)} ms: ${callback?.name || '(anonymous)'} ${source}`);
+    } else {
+      lines.push(kind);
+    }
+  }
+  lines.push(`resources: ${process.getActiveResourcesInfo().join(', ')}`);
+  return lines;
+}
+
+after(() => {
+  const timer = setTimeout(() => {
+    process.stderr.write(
+      `[exit-watch] the file's tests are done, yet its process has not exited ${EXIT_GRACE_MS / 1000} s later; what holds it open:\n` +
+        describeOpenHandles()
+          .map((line) => `  ${line}\n`)
+          .join(''),
+    );
+    process.exit(1);
+  }, EXIT_GRACE_MS);
+  timer.unref();
+});
