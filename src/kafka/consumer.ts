@@ -697,7 +697,17 @@ export class KafkaConsumer {
     this.#ahead = undefined;
     this.#wakeUp?.();
     try {
-      await this.#consumer.close(true);
+      try {
+        // leaveGroup, then close: close() alone leaves the group but keeps the membership marked
+        // active (@platformatic/kafka 2.12.1), so a rejoin still in flight carried on after it,
+        // on a closed client: its heartbeats then failed and rescheduled themselves forever, or
+        // its failure armed a 60 s timer; either held the process open after close().
+        // leaveGroup marks the membership inactive first, and a rejoin in flight stops at its
+        // next step. docs/kafka-client-notes.md.
+        await this.#consumer.leaveGroup(true);
+      } finally {
+        await this.#consumer.close(true);
+      }
     } finally {
       await this.#fetchPool.close();
     }

@@ -3,9 +3,30 @@
 // something a test (or the code under test) left open: a socket, a timer, a child process.
 // Without this watch such a file ran into the file timeout (10 minutes) and said nothing about
 // why. With it, the process fails after EXIT_GRACE_MS and names what is still open.
+import { createHook } from 'node:async_hooks';
 import { after } from 'node:test';
 
 const EXIT_GRACE_MS = Number(process.env.TIDEMARK_TEST_EXIT_GRACE_MS ?? 30_000);
+
+// Timers are not among the handles Node lists, so the report can only count them. With
+// TIDEMARK_TEST_TRACE_TIMERS=1 every timer's creation stack is kept (a cost too high to pay
+// always) and the report shows where each timer still holding the process was set.
+const timerStacks = new Map<object, string>();
+if (process.env.TIDEMARK_TEST_TRACE_TIMERS === '1') {
+  const byId = new Map<number, object>();
+  createHook({
+    init(asyncId, type, _trigger, resource) {
+      if (type !== 'Timeout') return;
+      byId.set(asyncId, resource);
+      timerStacks.set(resource, new Error().stack?.split('\n').slice(1, 16).join('\n') ?? '');
+    },
+    destroy(asyncId) {
+      const resource = byId.get(asyncId);
+      byId.delete(asyncId);
+      if (resource) timerStacks.delete(resource);
+    },
+  }).enable();
+}
 
 /** One line per handle that keeps the event loop alive, with what can be told about it. */
 export function describeOpenHandles(): string[] {
@@ -30,13 +51,14 @@ export function describeOpenHandles(): string[] {
       lines.push(`Server ${JSON.stringify(address)}`);
     } else if (kind === 'ChildProcess') {
       lines.push(`ChildProcess pid ${String(h.pid)}: ${JSON.stringify(h.spawnargs)}`);
-    } else if (kind === 'Timeout') {
-      const callback = h._onTimeout as { name?: string; toString(): string } | undefined;
-      const source = callback?.toString().replace(/\s+/g, ' ').slice(0, 160);
-      lines.push(`Timeout ${String(h._idleTimeout)} ms: ${callback?.name || '(anonymous)'} ${source}`);
     } else {
       lines.push(kind);
     }
+  }
+  for (const [timer, stack] of timerStacks) {
+    const t = timer as { hasRef?: () => boolean; _destroyed?: boolean; _idleTimeout?: number };
+    if (t._destroyed || t.hasRef?.() === false) continue;
+    lines.push(`Timeout ${String(t._idleTimeout)} ms, set at:\n${stack}`);
   }
   lines.push(`resources: ${process.getActiveResourcesInfo().join(', ')}`);
   return lines;
