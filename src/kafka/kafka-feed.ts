@@ -633,6 +633,16 @@ class KafkaFeedReader implements FeedReader {
         const state = await ledger.state(sql, name, version);
         if (state === undefined || state === 'retired') throw new ProgressMovedError(name, version);
       },
+      claimReading: async (sql, streamIds) => {
+        const { state, applied } = await ledger.stateAndStreamVersions(
+          sql,
+          name,
+          version,
+          streamIds,
+        );
+        if (state === undefined || state === 'retired') throw new ProgressMovedError(name, version);
+        return applied;
+      },
       save: async (sql, upTo, streamVersions) => {
         const plain: { topic: string; partition: number; expected: bigint; to: bigint }[] = [];
         // Sorted, so that two members writing the same rows take their locks in the same order.

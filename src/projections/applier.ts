@@ -107,6 +107,11 @@ export interface SlotWork {
    */
   claim(sql: SqlExecutor): Promise<void>;
   /**
+   * Optional: {@link claim} and the applied version of each of `streamIds` (the redelivery
+   * guard's read) in one round trip. Used on PostgreSQL when the applier dedupes by stream.
+   */
+  claimReading?(sql: SqlExecutor, streamIds: readonly string[]): Promise<Map<string, number>>;
+  /**
    * Stores the checkpoint after `events[upTo]`; `upTo === events.length - 1` means the whole
    * batch (which may reach past its last event: offsets of records that are not events). With
    * `streamVersions` (the streams' versions the batch applied, per stream), stores those too.
@@ -201,22 +206,29 @@ export class ProjectionApplier {
    * {@link applyBatch}, which isolates the failing event.
    */
   async applyIn(sql: SqlExecutor, work: SlotWork): Promise<void> {
-    await work.claim(sql);
     const { events } = work;
+    let versions: StreamVersions | undefined;
+    if (this.#dedupe && work.claimReading && sql.dialect === 'postgres') {
+      const streams = [...new Set(events.map((e) => e.streamId))];
+      versions = { applied: await work.claimReading(sql, streams), changed: new Map() };
+    } else {
+      await work.claim(sql);
+    }
     // Loaded fresh per batch, never cached longer: a subject forgotten meanwhile reads redacted.
     this.#keys = this.#personalData ? await this.#personalData.loadKeys(events) : undefined;
     try {
-      await this.#withWrites(sql, () => this.#applyIn(sql, work));
+      await this.#withWrites(sql, () => this.#applyIn(sql, work, versions));
     } finally {
       this.#keys = undefined;
     }
   }
 
-  async #applyIn(sql: SqlExecutor, work: SlotWork): Promise<void> {
+  async #applyIn(sql: SqlExecutor, work: SlotWork, claimed?: StreamVersions): Promise<void> {
     const { events } = work;
-    // With dedupe, the batch's stream versions are read in one query and written in a few,
-    // instead of a read and a write per event.
-    const versions = this.#dedupe ? await this.#loadStreamVersions(sql, events) : undefined;
+    // With dedupe, the batch's stream versions are read in one query (with the claim, when the
+    // feed can) and written in one, instead of a read and a write per event.
+    const versions =
+      claimed ?? (this.#dedupe ? await this.#loadStreamVersions(sql, events) : undefined);
     const drains = new Set<string>();
     if (this.definition.applyBatch) {
       const admitted: RecordedEvent[] = [];

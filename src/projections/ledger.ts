@@ -284,6 +284,32 @@ export const ledger = {
     return row?.state as ProjectionState | undefined;
   },
 
+  /**
+   * The version's state and the applied version of each of `streamIds` (absent: none applied),
+   * in one statement: what a Kafka-fed batch reads before its handlers run (PostgreSQL).
+   */
+  async stateAndStreamVersions(
+    sql: Pick<SqlExecutor, 'query'>,
+    name: string,
+    version: number,
+    streamIds: readonly string[],
+  ): Promise<{ state: ProjectionState | undefined; applied: Map<string, number> }> {
+    const [row] = await sql.query<{ state: string | null; versions: (number | string)[] }>(
+      `SELECT (SELECT state FROM tm_projections WHERE name = $1 AND version = $2) AS state,
+              ARRAY(SELECT coalesce((SELECT stream_version FROM tm_projection_streams
+                                     WHERE name = $1 AND version = $2 AND stream_id = i.id), 0)
+                    FROM unnest($3::text[]) WITH ORDINALITY AS i(id, n) ORDER BY i.n) AS versions`,
+      [name, version, streamIds],
+    );
+    const applied = new Map<string, number>();
+    const versions = row?.versions ?? [];
+    for (let i = 0; i < streamIds.length; i++) {
+      const applies = Number(versions[i] ?? 0);
+      if (applies > 0) applied.set(streamIds[i]!, applies);
+    }
+    return { state: (row?.state ?? undefined) as ProjectionState | undefined, applied };
+  },
+
   async register(
     sql: SqlExecutor,
     row: {

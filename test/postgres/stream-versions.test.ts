@@ -93,6 +93,31 @@ describe('postgres: stream versions of the redelivery guard', () => {
     );
   });
 
+  it("reads a version's state and its streams' versions in one statement", async () => {
+    const asked = ['s-0', 's-5', 'never', 's-12', 's-0'];
+    assert.deepEqual(await ledger.stateAndStreamVersions(sink, 'p', 1, asked), {
+      state: undefined,
+      applied: await ledger.streamVersions(sink, 'p', 1, asked),
+    });
+    await sink.query(
+      `INSERT INTO tm_projections (name, version, state, position, tables, created_at, updated_at)
+       VALUES ('p', 1, 'active', 0, '[]', 0, 0)`,
+    );
+    try {
+      const both = await ledger.stateAndStreamVersions(sink, 'p', 1, asked);
+      assert.equal(both.state, 'active');
+      // s-0 was saved again by the test above; 'never' never applied.
+      assert.deepEqual(both.applied, await ledger.streamVersions(sink, 'p', 1, asked));
+      assert.deepEqual([...both.applied.keys()].sort(), ['s-0', 's-12', 's-5']);
+      assert.deepEqual(await ledger.stateAndStreamVersions(sink, 'p', 1, []), {
+        state: 'active',
+        applied: new Map(),
+      });
+    } finally {
+      await sink.query(`DELETE FROM tm_projections WHERE name = 'p'`);
+    }
+  });
+
   it("saves a batch's offsets and stream versions in one statement, or neither", async () => {
     const offsets = [
       { topic: 't', partition: 0, to: 10n },
