@@ -296,6 +296,48 @@ let lastTime = '';
 let lastMillis = NaN;
 
 /**
+ * The headers whose values repeat from record to record (the spec version, the content type,
+ * the source, the event types, the time an append shared), each with the values seen last:
+ * their bytes (copied, so no fetch buffer is kept alive) and their text. A value seen before is
+ * matched by its bytes and not decoded or checked again; it was valid UTF-8 the first time.
+ */
+const REPEATING: readonly (readonly [slot: number, keep: number])[] = [
+  [H_SPEC_VERSION, 2],
+  [H_CONTENT_TYPE, 2],
+  [H_SOURCE, 4],
+  [H_TYPE, 16],
+  [H_TIME, 1], // one append's events share a time; the next append has another
+];
+const recent: { bytes: Buffer; text: string }[][] = SLOT_NAMES.map(() => []);
+const recentKeep: number[] = SLOT_NAMES.map(() => 0);
+const recentNext: number[] = SLOT_NAMES.map(() => 0);
+for (const [slot, keep] of REPEATING) recentKeep[slot] = keep;
+
+/** {@link requiredText} for a header of {@link REPEATING}. */
+function repeatingText(
+  record: ConsumedRecord,
+  slots: (Buffer | undefined)[],
+  slot: number,
+): string {
+  const value = slots[slot];
+  const seen = recent[slot]!;
+  if (value !== undefined) {
+    for (let i = 0; i < seen.length; i++) {
+      if (sameBytes(seen[i]!.bytes, value)) return seen[i]!.text;
+    }
+  }
+  const text = requiredText(record, slots, slot);
+  const entry = { bytes: Buffer.from(value!), text };
+  const keep = recentKeep[slot]!;
+  if (seen.length < keep) seen.push(entry);
+  else {
+    seen[recentNext[slot]!] = entry;
+    recentNext[slot] = (recentNext[slot]! + 1) % keep;
+  }
+  return text;
+}
+
+/**
  * The recorded event a Kafka record carries: the same `eventId`, `streamId`, `streamVersion`,
  * `position`, `type`, `schemaVersion`, `data`, `metadata` and `recordedAt` as the store gives.
  * Throws {@link KafkaWireFormatError} for a record that does not follow the format, and the core
@@ -305,7 +347,7 @@ export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {})
   // Every projected record comes through here: one pass over the headers, no closures, and
   // counters read from their bytes (see docs/benchmarks.md, Kafka-fed projections).
   const slots = headerSlots(record);
-  const specVersion = requiredText(record, slots, H_SPEC_VERSION);
+  const specVersion = repeatingText(record, slots, H_SPEC_VERSION);
   if (specVersion !== CLOUDEVENTS_SPEC_VERSION) {
     throw wireError(
       record,
@@ -313,7 +355,7 @@ export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {})
       `CloudEvents ${clip(specVersion)} is not supported (only 1.0)`,
     );
   }
-  const contentType = requiredText(record, slots, H_CONTENT_TYPE);
+  const contentType = repeatingText(record, slots, H_CONTENT_TYPE);
   if (contentType !== CONTENT_TYPE && !JSON_MEDIA_TYPE.test(contentType)) {
     throw wireError(
       record,
@@ -322,8 +364,8 @@ export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {})
     );
   }
   const eventId = requiredText(record, slots, H_ID);
-  requiredText(record, slots, H_SOURCE);
-  const type = requiredText(record, slots, H_TYPE);
+  repeatingText(record, slots, H_SOURCE);
+  const type = repeatingText(record, slots, H_TYPE);
   const streamId = requiredText(record, slots, H_SUBJECT);
   if (record.key === null) throw wireError(record, 'key', 'is missing (it must be the stream id)');
   if (!sameBytes(record.key, slots[H_SUBJECT]!) && record.key.toString('utf8') !== streamId) {
@@ -333,7 +375,7 @@ export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {})
       `'${clip(record.key.toString('utf8'))}' differs from ce_subject '${clip(streamId)}'`,
     );
   }
-  const time = requiredText(record, slots, H_TIME);
+  const time = repeatingText(record, slots, H_TIME);
   // The events of one append share their time: parse each distinct one once.
   let millis: number;
   if (time === lastTime) millis = lastMillis;
