@@ -21,10 +21,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ProjectionRunner, defineProjection, type EventStore, type ProjectionSink } from 'tidemark';
-import { PostgresEventStore, PostgresProjectionSink } from 'tidemark/postgres';
-import { SqliteDatabase, SqliteEventStore, SqliteProjectionSink } from 'tidemark/sqlite';
+import { ProjectionRunner, defineProjection, type ProjectionSink } from 'tidemark';
 import { orderDetails } from '../examples/orders/src/projections.ts';
+import { fill, freshSink, openStore } from './scenarios/kafka.ts';
 import type { OrderEvent } from '../examples/orders/src/domain.ts';
 import {
   EventTopics,
@@ -63,38 +62,11 @@ const progressTopic = `tm-diagnose-progress-${suffix}`;
 const cleanups: (() => Promise<void>)[] = [];
 let runs = 0;
 
-async function fill(store: EventStore): Promise<void> {
-  const at = new Date().toISOString();
-  for (let i = 0; i * 4 < total; i++) {
-    const line = { sku: `SKU-${i % 97}`, quantity: 1 + (i % 5), unitPriceCents: 1299 };
-    await store.appendToStream(`order-${i}`, [
-      {
-        type: 'OrderCreated',
-        data: { orderId: String(i), customerId: `c-${i % 300}`, lines: [line], at },
-      },
-      { type: 'ItemAdded', data: { ...line, sku: `SKU-X${i % 13}`, at } },
-      { type: 'ItemAdded', data: { ...line, sku: `SKU-Y${i % 7}`, at } },
-      { type: 'OrderConfirmed', data: { at } },
-    ]);
-  }
-}
-
 async function openSink(): Promise<ProjectionSink> {
-  if (sinkKind === 'postgres') {
-    const schema = `tm_diagnose_${process.pid}_${++runs}`;
-    const sink = await PostgresProjectionSink.connect({ connectionString: url!, schema });
-    cleanups.push(async () => {
-      try {
-        await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      } finally {
-        await sink.close();
-      }
-    });
-    return sink;
-  }
-  const database = new SqliteDatabase(join(dir, `read-models-${++runs}.db`));
-  cleanups.push(async () => database.close());
-  return new SqliteProjectionSink(database);
+  const kind = sinkKind === 'postgres' ? 'PostgreSQL' : 'SQLite';
+  const { sink, close } = await freshSink(kind, url, dir, `diagnose_${++runs}`);
+  cleanups.push(close);
+  return sink;
 }
 
 interface Phases {
@@ -137,29 +109,12 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 const admin = new KafkaAdmin(kafka);
 try {
-  let store: EventStore;
-  if (url) {
-    const schema = `tm_diagnose_store_${process.pid}`;
-    const pgStore = await PostgresEventStore.connect({ connectionString: url, schema });
-    store = pgStore;
-    cleanups.push(async () => {
-      await pgStore.close();
-      const sink = await PostgresProjectionSink.connect({ connectionString: url });
-      try {
-        await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      } finally {
-        await sink.close();
-      }
-    });
-  } else {
-    const storeDb = new SqliteDatabase(join(dir, 'store.db'));
-    cleanups.push(async () => storeDb.close());
-    store = new SqliteEventStore(storeDb);
-  }
+  const { store, kind: storeKind, close } = await openStore(url, dir, 'diagnose');
+  cleanups.push(close);
   process.stderr.write(
-    `writing ${total} events to a ${url ? 'PostgreSQL' : 'SQLite'} store, publishing them to ${topic}\n`,
+    `writing ${total} events to a ${storeKind} store, publishing them to ${topic}\n`,
   );
-  await fill(store);
+  await fill(store, total);
   const relay = new KafkaRelay({
     connection: kafka,
     store,

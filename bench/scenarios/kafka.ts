@@ -70,8 +70,72 @@ function postgresUrl(): string | undefined {
   return url && /^postgres(ql)?:\/\//.test(url) ? url : undefined;
 }
 
+/**
+ * The scenario's event store: PostgreSQL when `url` is given (in a schema of its own, dropped by
+ * `close`), else SQLite in `dir`.
+ */
+export async function openStore(
+  url: string | undefined,
+  dir: string,
+  label: string,
+): Promise<{ store: EventStore; kind: string; close: () => Promise<void> }> {
+  if (!url) {
+    const database = new SqliteDatabase(join(dir, `${label}-store.db`));
+    return {
+      store: new SqliteEventStore(database),
+      kind: 'SQLite',
+      close: async () => database.close(),
+    };
+  }
+  const schema = `tm_bench_${label}_${process.pid}`;
+  const pgStore = await PostgresEventStore.connect({ connectionString: url, schema });
+  // One listener for the whole scenario: the store's LISTEN connection leaks when the last
+  // onAppended listener leaves and another comes (each run's relay and runner subscribe).
+  const keepListening = pgStore.onAppended(() => {});
+  return {
+    store: pgStore,
+    kind: 'PostgreSQL',
+    close: async () => {
+      keepListening();
+      await pgStore.close();
+      const sink = await PostgresProjectionSink.connect({ connectionString: url });
+      try {
+        await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await sink.close();
+      }
+    },
+  };
+}
+
+/** A read-model database of its own: a PostgreSQL schema (needs `url`) or a SQLite file. */
+export async function freshSink(
+  kind: 'PostgreSQL' | 'SQLite',
+  url: string | undefined,
+  dir: string,
+  label: string,
+): Promise<{ sink: ProjectionSink; close: () => Promise<void> }> {
+  if (kind === 'SQLite') {
+    const database = new SqliteDatabase(join(dir, `read-models-${label}.db`));
+    return { sink: new SqliteProjectionSink(database), close: async () => database.close() };
+  }
+  if (!url) throw new Error('a PostgreSQL read model needs a database URL');
+  const schema = `tm_bench_${label}_${process.pid}`;
+  const sink = await PostgresProjectionSink.connect({ connectionString: url, schema });
+  return {
+    sink,
+    close: async () => {
+      try {
+        await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await sink.close();
+      }
+    },
+  };
+}
+
 /** Orders as the service writes them: created with a line, two items added, confirmed. */
-async function fill(store: EventStore, total: number): Promise<void> {
+export async function fill(store: EventStore, total: number): Promise<void> {
   const at = new Date().toISOString();
   const perOrder = 4;
   const orders = Math.ceil(total / perOrder);
@@ -251,32 +315,8 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
   const results: Result[] = [];
   const cleanups: (() => Promise<void>)[] = [];
   try {
-    let store: EventStore;
-    let storeKind: string;
-    if (url) {
-      const schema = `tm_bench_kafka_${process.pid}`;
-      const pgStore = await PostgresEventStore.connect({ connectionString: url, schema });
-      // One listener for the whole scenario: the store's LISTEN connection leaks when the last
-      // onAppended listener leaves and another comes (each run's relay and runner subscribe).
-      const keepListening = pgStore.onAppended(() => {});
-      store = pgStore;
-      storeKind = 'PostgreSQL';
-      cleanups.push(async () => {
-        keepListening();
-        await pgStore.close();
-        const sink = await PostgresProjectionSink.connect({ connectionString: url });
-        try {
-          await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-        } finally {
-          await sink.close();
-        }
-      });
-    } else {
-      const database = new SqliteDatabase(join(ctx.dir, 'kafka-store.db'));
-      store = new SqliteEventStore(database);
-      storeKind = 'SQLite';
-      cleanups.push(async () => database.close());
-    }
+    const { store, kind: storeKind, close } = await openStore(url, ctx.dir, 'kafka');
+    cleanups.push(close);
     progress(`kafka: writing ${total} Orders events to ${storeKind}`);
     await fill(store, total);
     const events = await store.readAll({ maxCount: total + 10 });
@@ -349,31 +389,13 @@ export async function kafkaScenario(ctx: BenchContext): Promise<Result[]> {
     // The order-details projection, from that topic and from the store, into a fresh database
     // each run.
     const sinks: { kind: string; open(): Promise<ProjectionSink> }[] = [];
-    if (url) {
-      sinks.push({
-        kind: 'PostgreSQL',
-        async open() {
-          const schema = `tm_bench_rm_${process.pid}_${++runs}`;
-          const sink = await PostgresProjectionSink.connect({ connectionString: url, schema });
-          cleanups.push(async () => {
-            try {
-              await sink.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-            } finally {
-              await sink.close();
-            }
-          });
-          return sink;
-        },
-      });
-    }
-    sinks.push({
-      kind: 'SQLite',
-      async open() {
-        const database = new SqliteDatabase(join(ctx.dir, `read-models-${++runs}.db`));
-        cleanups.push(async () => database.close());
-        return new SqliteProjectionSink(database);
-      },
-    });
+    const opener = (kind: 'PostgreSQL' | 'SQLite') => async () => {
+      const { sink, close } = await freshSink(kind, url, ctx.dir, `rm_${++runs}`);
+      cleanups.push(close);
+      return sink;
+    };
+    if (url) sinks.push({ kind: 'PostgreSQL', open: opener('PostgreSQL') });
+    sinks.push({ kind: 'SQLite', open: opener('SQLite') });
     const topic = sourceTopic;
     for (const { kind, open } of sinks) {
       const projectorScenario = `kafka projector, topic → ${kind} (order-details)`;
