@@ -64,6 +64,10 @@ export function describeOpenHandles(): string[] {
   return lines;
 }
 
+// A bound, not a wait: no test waits on this timer, and it is unref'd, so a process that exits
+// (the normal case) never sees it fire. "Still alive" has no event to wait on: the only signal
+// is the exit itself, and the failure it guards against is that the exit never comes. Like the
+// runner's own test timeout, it turns a hang into a failure with its cause named.
 after(() => {
   const timer = setTimeout(() => {
     process.stderr.write(
