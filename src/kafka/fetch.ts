@@ -10,8 +10,13 @@
  * batch between the earlier aborted transaction and that marker is dropped from the response,
  * silently (reproduced against Kafka 4.4; see docs/kafka-client-notes.md). Tidemark filters
  * aborted records itself (records.ts), so it needs the response as the broker sent it.
+ *
+ * The request is the library's; the response is read by Tidemark's own parser
+ * (`parseFetchResponse`), which keeps each partition's record batches as bytes for the record
+ * decoder in records.ts instead of an object per record and per header.
  */
 import {
+  createAPI,
   fetchV13,
   fetchV14,
   fetchV15,
@@ -22,11 +27,14 @@ import {
   type Consumer,
 } from '@platformatic/kafka';
 import { KafkaOperationError } from './errors.ts';
-import type { FetchRequestTopic, FetchResponse } from './records.ts';
+import { parseFetchResponse, type FetchRequestTopic, type FetchResponse } from './records.ts';
 
-// Fetch v13 and later address topics by id; the port only speaks those.
-const FETCH_APIS = [fetchV17, fetchV16, fetchV15, fetchV14, fetchV13] as const;
-type FetchApi = (typeof FETCH_APIS)[number]['api'];
+// Fetch v13 and later address topics by id; the port only speaks those. Their responses share
+// one layout (v16 adds a tagged field), read by parseFetchResponse.
+const FETCH_APIS = [fetchV17, fetchV16, fetchV15, fetchV14, fetchV13].map((v) =>
+  createAPI<unknown[], FetchResponse>(1, v.api.version, v.createRequest, parseFetchResponse),
+);
+type FetchApi = (typeof FETCH_APIS)[number];
 
 /** What one Fetch request asks for. */
 export interface RawFetchRequest {
@@ -47,7 +55,7 @@ function fetchApiFor(client: Consumer<Buffer, Buffer, Buffer, Buffer>): Promise<
     api = client.listApis().then((apis) => {
       const fetch = apis.find((a) => a.name === 'Fetch');
       const candidate = FETCH_APIS.find(
-        (v) => fetch && v.api.version >= fetch.minVersion && v.api.version <= fetch.maxVersion,
+        (v) => fetch && v.version >= fetch.minVersion && v.version <= fetch.maxVersion,
       );
       if (!candidate) {
         throw new KafkaOperationError(
@@ -57,7 +65,7 @@ function fetchApiFor(client: Consumer<Buffer, Buffer, Buffer, Buffer>): Promise<
           false,
         );
       }
-      return candidate.api;
+      return candidate;
     });
     api.catch(() => chosen.delete(client));
     chosen.set(client, api);
@@ -77,7 +85,7 @@ export async function fetchRaw(
 ): Promise<FetchResponse> {
   const api = await fetchApiFor(client);
   const connection = await pool.get(broker);
-  return (await api.async(
+  return api.async(
     connection,
     request.maxWaitMs,
     request.minBytes,
@@ -88,5 +96,5 @@ export async function fetchRaw(
     request.topics,
     [],
     '',
-  )) as FetchResponse;
+  );
 }

@@ -65,7 +65,7 @@ import { KafkaHistoryTruncatedError, KafkaOperationError, KafkaWireFormatError }
 import { KafkaReader } from './reader.ts';
 import type { ConsumedRecord } from './records.ts';
 import { partitionFor } from './topics.ts';
-import { WireHeaders, decodeEvent } from './wire.ts';
+import { ForeignSourceError, decodeFrom } from './wire.ts';
 
 /** The type of the placeholder event a record that could not be decoded is parked as. */
 export const INVALID_RECORD_TYPE = '$tidemark.invalid-record';
@@ -549,29 +549,21 @@ class KafkaFeedReader implements FeedReader {
     const sources = this.#sources;
     for (const record of batch.records) {
       try {
-        if (sources) {
-          const source = record.headers.get(WireHeaders.source)?.toString('utf8');
-          if (source === undefined || !sources.has(source)) {
-            const error = new KafkaWireFormatError(
-              WireHeaders.source,
-              `${source === undefined ? 'missing' : `'${source}'`}: not one of the application's relays (${[...sources].join(', ')})`,
-              { topic: record.topic, partition: record.partition, offset: record.offset },
-            );
-            invalid.push({ record, reason: 'foreign', error });
-            this.#host.logger.error(
-              {
-                topic: batch.topic,
-                partition: batch.partition,
-                offset: String(record.offset),
-                source,
-              },
-              'record from a producer that is not one of the relays; parked as foreign',
-            );
-            continue;
-          }
-        }
-        events.push({ event: decodeEvent(record), offset: record.offset });
+        events.push({ event: decodeFrom(record, sources), offset: record.offset });
       } catch (error) {
+        if (error instanceof ForeignSourceError) {
+          invalid.push({ record, reason: 'foreign', error });
+          this.#host.logger.error(
+            {
+              topic: batch.topic,
+              partition: batch.partition,
+              offset: String(record.offset),
+              source: error.source,
+            },
+            'record from a producer that is not one of the relays; parked as foreign',
+          );
+          continue;
+        }
         if (!(error instanceof KafkaWireFormatError)) throw error;
         invalid.push({ record, reason: 'invalid', error });
         this.#host.logger.error(

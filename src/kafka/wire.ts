@@ -41,7 +41,7 @@ import {
 import { toJson } from '../core/preparation.ts';
 import { KafkaWireFormatError } from './errors.ts';
 import type { ProducerRecord } from './producer.ts';
-import { rawHeadersOf, type ConsumedRecord } from './records.ts';
+import { fetchedRecord, headerSpans, type ConsumedRecord } from './records.ts';
 
 /** The CloudEvents version this format implements. */
 export const CLOUDEVENTS_SPEC_VERSION = '1.0';
@@ -186,39 +186,60 @@ SLOT_NAMES.forEach((name, slot) => {
 const EMPTY = Buffer.alloc(0);
 
 /** The slot of a header name given as bytes, or -1 when the format does not know it. */
-function slotOf(name: Buffer): number {
-  const length = name.length;
+function slotOf(name: Buffer, at: number, length: number): number {
   const candidates = length < SLOTS_BY_LENGTH.length ? SLOTS_BY_LENGTH[length] : undefined;
   if (candidates === undefined) return -1;
   for (let c = 0; c < candidates.length; c++) {
     const { slot, bytes } = candidates[c]!;
-    let i = 0;
-    while (i < length && name[i] === bytes[i]) i++;
-    if (i === length) return slot;
+    if (sameBytes(name, at, bytes, 0, length)) return slot;
   }
   return -1;
 }
 
-/**
- * The record's values of the format's headers, by slot: from the header pairs as fetched when
- * the record has them (names matched by their bytes, nothing decoded), else from its map. The
- * same rules either way: a null name is skipped, a null value is empty, the last one wins.
+/** Bytes equal: `a` from `aAt` and `b` from `bAt`, `length` of each. */
+function sameBytes(a: Buffer, aAt: number, b: Buffer, bAt: number, length: number): boolean {
+  for (let i = 0; i < length; i++) if (a[aAt + i] !== b[bAt + i]) return false;
+  return true;
+}
+
+/*
+ * The values of the format's headers in the record being decoded, by slot: the buffer holding
+ * each, where it starts, and its length (-1 when the header is absent, 0 for a null value).
+ * decodeEvent is synchronous, so one set serves every call: nothing is allocated per record.
  */
-function headerSlots(record: ConsumedRecord): (Buffer | undefined)[] {
-  const slots: (Buffer | undefined)[] = [];
-  const raw = rawHeadersOf(record);
-  if (raw === undefined) {
-    for (let i = 0; i < SLOT_NAMES.length; i++) slots.push(record.headers.get(SLOT_NAMES[i]!));
-    return slots;
+const slotBytes: Buffer[] = SLOT_NAMES.map(() => EMPTY);
+const slotAt = new Int32Array(SLOT_NAMES.length);
+const slotLength = new Int32Array(SLOT_NAMES.length);
+
+/**
+ * Finds the format's headers in a record: in the fetched bytes when the record was fetched
+ * (names matched by their bytes, nothing decoded or cut), else in its map. The same rules
+ * either way: a null name is skipped, a null value is empty, the last one wins.
+ */
+function fillSlots(record: ConsumedRecord): void {
+  slotLength.fill(-1);
+  const fetched = fetchedRecord(record);
+  if (fetched === undefined) {
+    for (let i = 0; i < SLOT_NAMES.length; i++) {
+      const value = record.headers.get(SLOT_NAMES[i]!);
+      if (value === undefined) continue;
+      slotBytes[i] = value;
+      slotAt[i] = 0;
+      slotLength[i] = value.length;
+    }
+    return;
   }
-  for (let i = 0; i < SLOT_NAMES.length; i++) slots.push(undefined);
-  for (let h = 0; h < raw.length; h++) {
-    const [name, value] = raw[h]!;
-    if (name === null) continue;
-    const slot = slotOf(name);
-    if (slot >= 0) slots[slot] = value ?? EMPTY;
+  const bytes = fetched.bytes;
+  const spans = headerSpans(fetched);
+  for (let s = 0; s < 4 * fetched.headerCount; s += 4) {
+    const nameLength = spans[s + 1]!;
+    if (nameLength < 0) continue;
+    const slot = slotOf(bytes, spans[s]!, nameLength);
+    if (slot < 0) continue;
+    slotBytes[slot] = bytes;
+    slotAt[slot] = spans[s + 2]!;
+    slotLength[slot] = Math.max(0, spans[s + 3]!);
   }
-  return slots;
 }
 
 function wireError(
@@ -235,60 +256,60 @@ function wireError(
   );
 }
 
-/** A header's text; throws when it is not UTF-8. */
-function headerText(record: ConsumedRecord, name: string, value: Buffer): string {
-  const decoded = value.toString('utf8');
+/** Bytes as UTF-8 text; throws when they are not UTF-8. */
+function utf8(
+  record: ConsumedRecord,
+  field: string,
+  bytes: Buffer,
+  at: number,
+  end: number,
+): string {
+  const decoded = bytes.toString('utf8', at, end);
   // A lone invalid byte turns into U+FFFD: the header was not UTF-8, so not ours.
-  if (decoded.includes('\ufffd') && !Buffer.from(decoded, 'utf8').equals(value)) {
-    throw wireError(record, name, 'is not valid UTF-8');
+  if (decoded.includes('\ufffd') && !Buffer.from(decoded, 'utf8').equals(bytes.subarray(at, end))) {
+    throw wireError(record, field, 'is not valid UTF-8');
   }
   return decoded;
 }
 
-function requiredText(record: ConsumedRecord, slots: (Buffer | undefined)[], slot: number): string {
-  const name = SLOT_NAMES[slot]!;
-  const value = slots[slot];
-  if (value === undefined || value.length === 0) throw wireError(record, name, 'is missing');
-  return headerText(record, name, value);
+/** A present header's text. */
+function slotText(record: ConsumedRecord, slot: number): string {
+  const at = slotAt[slot]!;
+  return utf8(record, SLOT_NAMES[slot]!, slotBytes[slot]!, at, at + slotLength[slot]!);
+}
+
+function requiredText(record: ConsumedRecord, slot: number): string {
+  if (slotLength[slot]! <= 0) throw wireError(record, SLOT_NAMES[slot]!, 'is missing');
+  return slotText(record, slot);
 }
 
 /**
  * A counter header (`decimal` of the format, at least `min`). Plain digits are read from the
  * bytes; anything else goes through the text, which gives the error.
  */
-function counter(
-  record: ConsumedRecord,
-  slots: (Buffer | undefined)[],
-  slot: number,
-  min: number,
-): number {
-  const value = slots[slot];
+function counter(record: ConsumedRecord, slot: number, min: number): number {
+  const length = slotLength[slot]!;
   // 1 to 16 digits, no leading zero but "0" itself: the DECIMAL rule, on bytes.
-  if (value !== undefined && value.length > 0 && value.length <= 16) {
+  if (length > 0 && length <= 16) {
+    const bytes = slotBytes[slot]!;
+    const at = slotAt[slot]!;
     let n = 0;
     let i = 0;
-    for (; i < value.length; i++) {
-      const digit = value[i]! - 0x30;
-      if (digit < 0 || digit > 9 || (i === 0 && digit === 0 && value.length > 1)) break;
+    for (; i < length; i++) {
+      const digit = bytes[at + i]! - 0x30;
+      if (digit < 0 || digit > 9 || (i === 0 && digit === 0 && length > 1)) break;
       n = n * 10 + digit;
     }
-    if (i === value.length && Number.isSafeInteger(n) && n >= min) return n;
+    if (i === length && Number.isSafeInteger(n) && n >= min) return n;
   }
   const name = SLOT_NAMES[slot]!;
-  const text = requiredText(record, slots, slot);
+  const text = requiredText(record, slot);
   if (!DECIMAL.test(text)) throw wireError(record, name, `'${clip(text)}' is not a decimal number`);
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < min) {
     throw wireError(record, name, `${text} is out of range (>= ${min})`);
   }
   return n;
-}
-
-/** Bytes equal: the key against ce_subject's bytes, before any text comparison. */
-function sameBytes(a: Buffer, b: Buffer): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** The last `ce_time` decoded and its value (NaN when it was not a time). */
@@ -314,20 +335,22 @@ const recentNext: number[] = SLOT_NAMES.map(() => 0);
 for (const [slot, keep] of REPEATING) recentKeep[slot] = keep;
 
 /** {@link requiredText} for a header of {@link REPEATING}. */
-function repeatingText(
-  record: ConsumedRecord,
-  slots: (Buffer | undefined)[],
-  slot: number,
-): string {
-  const value = slots[slot];
+function repeatingText(record: ConsumedRecord, slot: number): string {
+  const length = slotLength[slot]!;
   const seen = recent[slot]!;
-  if (value !== undefined) {
+  if (length > 0) {
+    const bytes = slotBytes[slot]!;
+    const at = slotAt[slot]!;
     for (let i = 0; i < seen.length; i++) {
-      if (sameBytes(seen[i]!.bytes, value)) return seen[i]!.text;
+      const entry = seen[i]!;
+      if (entry.bytes.length === length && sameBytes(entry.bytes, 0, bytes, at, length)) {
+        return entry.text;
+      }
     }
   }
-  const text = requiredText(record, slots, slot);
-  const entry = { bytes: Buffer.from(value!), text };
+  const text = requiredText(record, slot);
+  const at = slotAt[slot]!;
+  const entry = { bytes: Buffer.from(slotBytes[slot]!.subarray(at, at + length)), text };
   const keep = recentKeep[slot]!;
   if (seen.length < keep) seen.push(entry);
   else {
@@ -337,6 +360,55 @@ function repeatingText(
   return text;
 }
 
+/** The key is the stream id: compared with ce_subject's bytes first, then as text. */
+function checkKey(record: ConsumedRecord, streamId: string): void {
+  const fetched = fetchedRecord(record);
+  const subjectLength = slotLength[H_SUBJECT]!;
+  if (fetched !== undefined) {
+    if (fetched.keyLength < 0) throw missingKey(record);
+    if (
+      fetched.keyLength === subjectLength &&
+      sameBytes(
+        fetched.bytes,
+        fetched.keyAt,
+        slotBytes[H_SUBJECT]!,
+        slotAt[H_SUBJECT]!,
+        subjectLength,
+      )
+    ) {
+      return;
+    }
+  }
+  const key = record.key;
+  if (key === null) throw missingKey(record);
+  const text = key.toString('utf8');
+  if (text !== streamId) {
+    throw wireError(record, 'key', `'${clip(text)}' differs from ce_subject '${clip(streamId)}'`);
+  }
+}
+
+function missingKey(record: ConsumedRecord): KafkaWireFormatError {
+  return wireError(record, 'key', 'is missing (it must be the stream id)');
+}
+
+/**
+ * A record from a producer that is not one of the application's relays (its `ce_source` is
+ * missing or not in the list). Internal: the Kafka feed parks such records as foreign rather
+ * than invalid.
+ */
+export class ForeignSourceError extends KafkaWireFormatError {
+  /** The record's ce_source, undefined when it has none. */
+  readonly source: string | undefined;
+  constructor(record: ConsumedRecord, source: string | undefined, sources: ReadonlySet<string>) {
+    super(
+      WireHeaders.source,
+      `${source === undefined ? 'missing' : `'${source}'`}: not one of the application's relays (${[...sources].join(', ')})`,
+      { topic: record.topic, partition: record.partition, offset: record.offset },
+    );
+    this.source = source;
+  }
+}
+
 /**
  * The recorded event a Kafka record carries: the same `eventId`, `streamId`, `streamVersion`,
  * `position`, `type`, `schemaVersion`, `data`, `metadata` and `recordedAt` as the store gives.
@@ -344,10 +416,30 @@ function repeatingText(
  * `UpcastError` when upcasting is asked for and fails.
  */
 export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {}): RecordedEvent {
-  // Every projected record comes through here: one pass over the headers, no closures, and
-  // counters read from their bytes (see docs/benchmarks.md, Kafka-fed projections).
-  const slots = headerSlots(record);
-  const specVersion = repeatingText(record, slots, H_SPEC_VERSION);
+  const event = decodeFrom(record, undefined);
+  return options.upcasters && !options.upcasters.isEmpty ? options.upcasters.upcast(event) : event;
+}
+
+/**
+ * {@link decodeEvent} (without upcasting) for the Kafka feed, which takes events only from the
+ * application's own relays: a record whose `ce_source` is not in `sources` throws
+ * {@link ForeignSourceError} before anything else is checked.
+ */
+export function decodeFrom(
+  record: ConsumedRecord,
+  sources: ReadonlySet<string> | undefined,
+): RecordedEvent {
+  // Every projected record comes through here: one pass over the headers, in the fetched bytes,
+  // no closures, and counters read from their bytes (see docs/benchmarks.md, Kafka-fed
+  // projections).
+  fillSlots(record);
+  if (sources !== undefined) {
+    const source = slotLength[H_SOURCE]! < 0 ? undefined : repeatingTextOrRaw(record, H_SOURCE);
+    if (source === undefined || !sources.has(source)) {
+      throw new ForeignSourceError(record, source, sources);
+    }
+  }
+  const specVersion = repeatingText(record, H_SPEC_VERSION);
   if (specVersion !== CLOUDEVENTS_SPEC_VERSION) {
     throw wireError(
       record,
@@ -355,7 +447,7 @@ export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {})
       `CloudEvents ${clip(specVersion)} is not supported (only 1.0)`,
     );
   }
-  const contentType = repeatingText(record, slots, H_CONTENT_TYPE);
+  const contentType = repeatingText(record, H_CONTENT_TYPE);
   if (contentType !== CONTENT_TYPE && !JSON_MEDIA_TYPE.test(contentType)) {
     throw wireError(
       record,
@@ -363,19 +455,12 @@ export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {})
       `'${clip(contentType)}' is not a JSON media type`,
     );
   }
-  const eventId = requiredText(record, slots, H_ID);
-  repeatingText(record, slots, H_SOURCE);
-  const type = repeatingText(record, slots, H_TYPE);
-  const streamId = requiredText(record, slots, H_SUBJECT);
-  if (record.key === null) throw wireError(record, 'key', 'is missing (it must be the stream id)');
-  if (!sameBytes(record.key, slots[H_SUBJECT]!) && record.key.toString('utf8') !== streamId) {
-    throw wireError(
-      record,
-      'key',
-      `'${clip(record.key.toString('utf8'))}' differs from ce_subject '${clip(streamId)}'`,
-    );
-  }
-  const time = repeatingText(record, slots, H_TIME);
+  const eventId = requiredText(record, H_ID);
+  repeatingText(record, H_SOURCE);
+  const type = repeatingText(record, H_TYPE);
+  const streamId = requiredText(record, H_SUBJECT);
+  checkKey(record, streamId);
+  const time = repeatingText(record, H_TIME);
   // The events of one append share their time: parse each distinct one once.
   let millis: number;
   if (time === lastTime) millis = lastMillis;
@@ -387,14 +472,13 @@ export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {})
   if (Number.isNaN(millis)) {
     throw wireError(record, WireHeaders.time, `'${clip(time)}' is not an RFC 3339 time`);
   }
-  const streamVersion = counter(record, slots, H_STREAM_VERSION, 1);
-  const position = counter(record, slots, H_POSITION, 1);
-  const schemaVersion = counter(record, slots, H_SCHEMA_VERSION, 1);
+  const streamVersion = counter(record, H_STREAM_VERSION, 1);
+  const position = counter(record, H_POSITION, 1);
+  const schemaVersion = counter(record, H_SCHEMA_VERSION, 1);
 
   let metadata: MessageMetadata = {};
-  const metadataBytes = slots[H_METADATA];
-  if (metadataBytes !== undefined) {
-    const metadataText = headerText(record, WireHeaders.metadata, metadataBytes);
+  if (slotLength[H_METADATA]! >= 0) {
+    const metadataText = slotText(record, H_METADATA);
     let parsed: unknown;
     try {
       parsed = JSON.parse(metadataText);
@@ -407,27 +491,33 @@ export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {})
     metadata = parsed as MessageMetadata;
   }
   for (let i = 0; i < LIFTED.length; i++) {
-    const bytes = slots[H_LIFTED + i];
-    if (bytes === undefined) continue;
+    const slot = H_LIFTED + i;
+    if (slotLength[slot]! < 0) continue;
     const [key, header] = LIFTED[i]!;
-    const value = headerText(record, header, bytes);
+    const value = slotText(record, slot);
     if (Object.prototype.hasOwnProperty.call(metadata, key)) {
       throw wireError(record, header, `'${key}' is given twice: in ${header} and in ce_metadata`);
     }
     metadata[key] = value;
   }
 
-  if (record.value === null) {
-    throw wireError(record, 'value', 'is missing (a tombstone is not an event)');
+  const fetched = fetchedRecord(record);
+  let json: string;
+  if (fetched !== undefined) {
+    if (fetched.valueLength < 0) throw missingValue(record);
+    json = fetched.bytes.toString('utf8', fetched.valueAt, fetched.valueAt + fetched.valueLength);
+  } else {
+    if (record.value === null) throw missingValue(record);
+    json = record.value.toString('utf8');
   }
   let data: unknown;
   try {
-    data = JSON.parse(record.value.toString('utf8'));
+    data = JSON.parse(json);
   } catch (error) {
     throw wireError(record, 'value', 'is not JSON', error);
   }
 
-  const event = {
+  return {
     type,
     data,
     metadata,
@@ -438,7 +528,21 @@ export function decodeEvent(record: ConsumedRecord, options: DecodeOptions = {})
     schemaVersion,
     recordedAt: new Date(millis),
   } as RecordedEvent;
-  return options.upcasters && !options.upcasters.isEmpty ? options.upcasters.upcast(event) : event;
+}
+
+/** A source's text for the foreign check: an empty or non-UTF-8 one is foreign, not invalid. */
+function repeatingTextOrRaw(record: ConsumedRecord, slot: number): string {
+  if (slotLength[slot] === 0) return '';
+  try {
+    return repeatingText(record, slot);
+  } catch {
+    const at = slotAt[slot]!;
+    return slotBytes[slot]!.toString('utf8', at, at + slotLength[slot]!);
+  }
+}
+
+function missingValue(record: ConsumedRecord): KafkaWireFormatError {
+  return wireError(record, 'value', 'is missing (a tombstone is not an event)');
 }
 
 function clip(text: string): string {

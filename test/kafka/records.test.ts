@@ -3,81 +3,23 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { decodeByMarkers, decodePartition } from '../../src/kafka/internal.ts';
-
-type Partition = Parameters<typeof decodePartition>[1];
-type Batch = NonNullable<Partition['records']>[number];
-
-const TRANSACTIONAL = 1 << 4;
-const CONTROL = 1 << 5;
+import { encodeBatch, encodeMarker, fetchedPartition } from '../support/record-batches.ts';
 
 function dataBatch(
   producerId: bigint,
   firstOffset: bigint,
   values: string[],
   transactional = true,
-): Batch {
-  return {
-    firstOffset,
-    length: 0,
-    partitionLeaderEpoch: 0,
-    magic: 2,
-    crc: 0,
-    attributes: transactional ? TRANSACTIONAL : 0,
-    lastOffsetDelta: values.length - 1,
-    firstTimestamp: 1_700_000_000_000n,
-    maxTimestamp: 1_700_000_000_000n,
-    producerId,
-    producerEpoch: 0,
-    firstSequence: 0,
-    records: values.map((value, i) => ({
-      length: 0,
-      attributes: 0,
-      timestampDelta: BigInt(i),
-      offsetDelta: i,
-      key: Buffer.from('k'),
-      value: Buffer.from(value),
-      headers: [[Buffer.from('h'), Buffer.from(value)]],
-    })),
-  };
+): Buffer {
+  return encodeBatch(
+    values.map((value, i) => ({ key: 'k', value, headers: [['h', value]], timestampDelta: i })),
+    { firstOffset, producerId, transactional },
+  );
 }
 
-/** A transaction marker: control key is (version 0, type 0 = ABORT | 1 = COMMIT). */
-function marker(producerId: bigint, offset: bigint, commit: boolean): Batch {
-  const key = Buffer.alloc(4);
-  key.writeInt16BE(0, 0);
-  key.writeInt16BE(commit ? 1 : 0, 2);
-  return {
-    ...dataBatch(producerId, offset, ['']),
-    attributes: TRANSACTIONAL | CONTROL,
-    records: [
-      {
-        length: 0,
-        attributes: 0,
-        timestampDelta: 0n,
-        offsetDelta: 0,
-        key,
-        value: Buffer.alloc(6),
-        headers: [],
-      },
-    ],
-  };
-}
-
-function partition(
-  records: Batch[],
-  aborted: { producerId: bigint; firstOffset: bigint }[],
-): Partition {
-  return {
-    partitionIndex: 0,
-    errorCode: 0,
-    highWatermark: 100n,
-    lastStableOffset: 100n,
-    logStartOffset: 0n,
-    abortedTransactions: aborted,
-    preferredReadReplica: -1,
-    records,
-  };
-}
+const marker = encodeMarker;
+const partition = (batches: Buffer[], aborted: { producerId: bigint; firstOffset: bigint }[]) =>
+  fetchedPartition(batches, aborted);
 
 const values = (decoded: ReturnType<typeof decodePartition>) =>
   decoded.records.map((r) => r.value!.toString());

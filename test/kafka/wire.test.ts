@@ -11,6 +11,7 @@ import {
   type ProducerRecord,
 } from 'tidemark/kafka';
 import { decodePartition } from '../../src/kafka/internal.ts';
+import { encodeBatch, fetchedPartition } from '../support/record-batches.ts';
 
 const event: RecordedEvent = {
   eventId: '0b9f6a52-2f0e-4f7e-9f4e-5c0d2a7c9e11',
@@ -65,53 +66,26 @@ function withHeaders(
   return { ...record, headers };
 }
 
-type Partition = Parameters<typeof decodePartition>[1];
-type RawHeaders = NonNullable<Partition['records']>[number]['records'][number]['headers'];
+type RawHeaders = [Buffer | null, Buffer | null][];
 
 /**
- * The same record as a fetch delivers it (decodePartition over a one-record batch): its header
- * pairs as parsed, which decodeEvent reads by their bytes. `raw` replaces the pairs, to give
- * what a map cannot hold (null names and values, a name twice).
+ * The same record as a fetch delivers it: encoded into a record batch (the library's encoder)
+ * and read back by decodePartition, so decodeEvent reads its headers in the fetched bytes.
+ * `raw` replaces the header pairs, to give what a map cannot hold (null names and values, a
+ * name twice).
  */
 function fetched(record: ConsumedRecord, raw?: RawHeaders): ConsumedRecord {
   const pairs: RawHeaders = raw ?? [...record.headers].map(([n, v]) => [Buffer.from(n), v]);
-  const partition: Partition = {
-    partitionIndex: record.partition,
-    errorCode: 0,
-    highWatermark: record.offset + 1n,
-    lastStableOffset: record.offset + 1n,
-    logStartOffset: 0n,
-    abortedTransactions: [],
-    preferredReadReplica: -1,
-    records: [
-      {
-        firstOffset: record.offset,
-        length: 0,
-        partitionLeaderEpoch: 0,
-        magic: 2,
-        crc: 0,
-        attributes: 0,
-        lastOffsetDelta: 0,
-        firstTimestamp: record.timestamp,
-        maxTimestamp: record.timestamp,
-        producerId: -1n,
-        producerEpoch: 0,
-        firstSequence: 0,
-        records: [
-          {
-            length: 0,
-            attributes: 0,
-            timestampDelta: 0n,
-            offsetDelta: 0,
-            key: record.key,
-            value: record.value,
-            headers: pairs,
-          },
-        ],
-      },
-    ],
-  } as Partition;
-  const [one] = decodePartition(record.topic, partition, record.offset, true).records;
+  const batch = encodeBatch([{ key: record.key, value: record.value, headers: pairs }], {
+    firstOffset: record.offset,
+    firstTimestamp: record.timestamp,
+  });
+  const [one] = decodePartition(
+    record.topic,
+    fetchedPartition([batch], [], record.partition),
+    record.offset,
+    true,
+  ).records;
   return one!;
 }
 
