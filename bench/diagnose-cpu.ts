@@ -7,6 +7,10 @@
  *
  *   node bench/diagnose-cpu.ts <postgres|kafka>
  *
+ * In Kafka mode it also gives the relay's events per transaction in the window (from the admin
+ * console's API). With TIDEMARK_DIAG_CPU_PROF=<dir> the service writes a CPU profile there
+ * (`node --cpu-prof`) when it stops.
+ *
  * Needs `npm run build` (dist-examples/) and `npm run services:up`.
  */
 import { readFileSync, readdirSync } from 'node:fs';
@@ -51,7 +55,18 @@ const env: Record<string, string> =
         KAFKA_RELAY_NAME: id,
       }
     : { DATABASE_URL: db.url, KAFKA_BROKERS: '' };
-const service = await startServiceProcess(env, [], { compiled: true });
+const profileDir = process.env.TIDEMARK_DIAG_CPU_PROF;
+const service = await startServiceProcess(env, [], {
+  compiled: true,
+  ...(profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}),
+});
+/** The relay's events and transactions since start (Kafka mode), from the admin API. */
+async function relayCounts(): Promise<{ published: number; transactions: number } | undefined> {
+  if (mode !== 'kafka') return undefined;
+  const answer = await fetch(`${service.url}/admin/api/relay`);
+  if (!answer.ok) throw new Error(`GET /admin/api/relay: ${answer.status} ${await answer.text()}`);
+  return (await answer.json()) as { published: number; transactions: number };
+}
 try {
   const options = {
     url: `${service.url}/orders`,
@@ -64,9 +79,16 @@ try {
     connections: 32,
   };
   await autocannon({ ...options, duration: 2 });
-  const window = new Promise<{ busy: Map<string, number>; seconds: number }>((resolve) => {
+  const window = new Promise<{
+    busy: Map<string, number>;
+    seconds: number;
+    relay: Promise<
+      [Awaited<ReturnType<typeof relayCounts>>, Awaited<ReturnType<typeof relayCounts>>]
+    >;
+  }>((resolve) => {
     setTimeout(() => {
       const before = cpuByProcess();
+      const relayBefore = relayCounts();
       const started = performance.now();
       setTimeout(() => {
         const after = cpuByProcess();
@@ -86,12 +108,16 @@ try {
                     : 'other';
           busy.set(who, (busy.get(who) ?? 0) + now.seconds - was.seconds);
         }
-        resolve({ busy, seconds: (performance.now() - started) / 1000 });
+        resolve({
+          busy,
+          seconds: (performance.now() - started) / 1000,
+          relay: Promise.all([relayBefore, relayCounts()]),
+        });
       }, 5000);
     }, 3000);
   });
   const result = await autocannon({ ...options, duration: 10 });
-  const { busy, seconds } = await window;
+  const { busy, seconds, relay } = await window;
   const rate = result.requests.average;
   console.log(`${mode}: ${Math.round(rate)} POST/s`);
   let sum = 0;
@@ -105,6 +131,14 @@ try {
   console.log(
     `  ${'all'.padEnd(15)} ${sum.toFixed(2)} cores  ${((sum / rate) * 1000).toFixed(3)} ms`,
   );
+  const [from, to] = await relay;
+  if (from && to) {
+    const events = to.published - from.published;
+    const transactions = to.transactions - from.transactions;
+    console.log(
+      `  relay: ${events} events in ${transactions} transactions (${(events / Math.max(1, transactions)).toFixed(1)} per transaction)`,
+    );
+  }
 } finally {
   service.child.kill('SIGTERM');
   await service.exited;

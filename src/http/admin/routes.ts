@@ -248,6 +248,9 @@ export function registerAdminRoutes(api: FastifyInstance, ctx: Context): void {
         backlog: s.backlog,
         pastHead: s.pastHead,
         eventsPerSecond: s.eventsPerSecond,
+        // Since this process started: their ratio is the events per transaction.
+        published: s.published,
+        transactions: s.transactions,
         lastPublishedAt: s.lastPublishedAt ?? null,
         lastError: s.lastError ?? null,
         refusal: s.refusal ?? null,
