@@ -16,6 +16,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { startServiceProcess } from '../test/support/process.ts';
+import { deleteTopics } from './lib.ts';
 import { freshDatabase } from './pg-scratch.ts';
 
 const mode = process.argv[2] ?? 'kafka';
@@ -143,4 +144,5 @@ try {
   service.child.kill('SIGTERM');
   await service.exited;
   await db.drop();
+  if (mode === 'kafka') await deleteTopics(process.env.KAFKA_BROKERS!, [`tm-${id}`]);
 }

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startServiceProcess } from '../test/support/process.ts';
+import { deleteTopics } from './lib.ts';
 import { freshDatabase } from './pg-scratch.ts';
 
 const { values, positionals } = parseArgs({
@@ -134,5 +135,6 @@ try {
   await service.exited;
   agent.destroy();
   await db?.drop();
+  if (mode === 'kafka') await deleteTopics(process.env.KAFKA_BROKERS!, [`tm-${id}`]);
   rmSync(dir, { recursive: true, force: true });
 }

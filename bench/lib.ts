@@ -199,6 +199,23 @@ export function benchDatabaseUrl(): string | undefined {
   return url && /^postgres(ql)?:\/\//.test(url) ? url : undefined;
 }
 
+/**
+ * Deletes the topics a measurement made. A broker left with the topics of many runs slows
+ * down: with some 1,700 leftover partitions, Kafka-mode visibility measured 144 ms p99 where a
+ * fresh broker gave 60 ms. Failures are reported, not thrown: the result stands either way.
+ */
+export async function deleteTopics(brokers: string, names: readonly string[]): Promise<void> {
+  const { KafkaAdmin, kafkaConnectionFromEnv } = await import('../src/kafka/internal.ts');
+  const admin = new KafkaAdmin(kafkaConnectionFromEnv({ KAFKA_BROKERS: brokers })!);
+  try {
+    for (const name of names) await admin.deleteTopic(name, { ifExists: true });
+  } catch (error) {
+    process.stderr.write(`could not delete topics ${names.join(', ')}: ${String(error)}\n`);
+  } finally {
+    await admin.close();
+  }
+}
+
 export function requireDatabaseUrl(): string {
   const url = benchDatabaseUrl();
   if (!url) {

@@ -23,7 +23,15 @@ import http from 'node:http';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { startServiceProcess, type ServiceProcess } from '../../test/support/process.ts';
-import { benchDatabaseUrl, failedResult, percentile, progress, Skip, type Result } from '../lib.ts';
+import {
+  benchDatabaseUrl,
+  deleteTopics,
+  failedResult,
+  percentile,
+  progress,
+  Skip,
+  type Result,
+} from '../lib.ts';
 import { freshDatabase } from '../pg-scratch.ts';
 import type { BenchContext } from '../run.ts';
 
@@ -197,7 +205,10 @@ function variants(ctx: BenchContext): Variant[] {
             KAFKA_GROUP_PREFIX: id,
             KAFKA_RELAY_NAME: id,
           },
-          cleanup: db.drop,
+          cleanup: async () => {
+            await db.drop();
+            await deleteTopics(brokers, [`tm-${id}`]);
+          },
         };
       },
     },
