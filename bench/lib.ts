@@ -200,9 +200,10 @@ export function benchDatabaseUrl(): string | undefined {
 }
 
 /**
- * Deletes the topics a measurement made. A broker left with the topics of many runs slows
- * down: with some 1,700 leftover partitions, Kafka-mode visibility measured 144 ms p99 where a
- * fresh broker gave 60 ms. Failures are reported, not thrown: the result stands either way.
+ * Deletes the topics a measurement made, so that every run starts from the same broker (topics
+ * left by earlier runs piled up to 1,672 partition directories over a few sessions, and a
+ * broker's work grows with its partitions). Failures are reported, not thrown: the result
+ * stands either way.
  */
 export async function deleteTopics(brokers: string, names: readonly string[]): Promise<void> {
   const { KafkaAdmin, kafkaConnectionFromEnv } = await import('../src/kafka/internal.ts');
