@@ -171,6 +171,18 @@ describe('kafka: the Orders service in Kafka mode', () => {
           openOrders: 4,
           totalSpentCents: 500,
         });
+        // The relay process's admin API counts what it published since it started: every
+        // position of this fresh store (the summary above was fed from Kafka), in at least one
+        // transaction and at most one per event, plus the first one, which records the store's
+        // id and the partition counts in the progress topic before there is any event.
+        const relay = await (await fetch(`${processes[0]!.url}/admin/api/relay`)).json();
+        assert.equal(relay.source, 'process');
+        assert.ok(relay.position >= 6, JSON.stringify(relay));
+        assert.equal(relay.published, relay.position, JSON.stringify(relay));
+        assert.ok(
+          relay.transactions >= 1 && relay.transactions <= relay.published + 1,
+          JSON.stringify(relay),
+        );
       } finally {
         for (const p of processes) p.child.kill('SIGTERM');
         for (const p of processes) assert.equal(await p.exited, 0);
