@@ -175,7 +175,12 @@ describe('kafka: the Orders service in Kafka mode', () => {
         // position of this fresh store (the summary above was fed from Kafka), in at least one
         // transaction and at most one per event, plus the first one, which records the store's
         // id and the partition counts in the progress topic before there is any event.
-        const relay = await (await fetch(`${processes[0]!.url}/admin/api/relay`)).json();
+        const relay = (await (await fetch(`${processes[0]!.url}/admin/api/relay`)).json()) as {
+          source: string;
+          position: number;
+          published: number;
+          transactions: number;
+        };
         assert.equal(relay.source, 'process');
         assert.ok(relay.position >= 6, JSON.stringify(relay));
         assert.equal(relay.published, relay.position, JSON.stringify(relay));
